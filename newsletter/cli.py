@@ -1,0 +1,463 @@
+"""The ``newsletter`` command: a thin layer that parses options and calls the core API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import demo as demo_module
+from .edition import Outcome, preview, send_edition
+from .ingest import FORMATS, IngestError, ingest_path, sample_papers_path
+from .models import Status
+from .settings import Settings, SettingsError, load_settings
+from .store import DuplicateSubscriber, Store, SubscriberNotFound
+from .subscribers import (
+    InvalidSubscriber,
+    add_subscriber,
+    export_csv,
+    import_csv,
+    update_subscriber,
+)
+from .transports import TransportError
+
+#: Errors that are the user's to fix: shown as one clear line, without a traceback.
+USER_ERRORS = (
+    SettingsError,
+    IngestError,
+    InvalidSubscriber,
+    SubscriberNotFound,
+    DuplicateSubscriber,
+    TransportError,
+)
+
+
+class Group(click.Group):
+    """A command group that turns the core's user errors into ``Error: ...`` and exit 1."""
+
+    group_class = type
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return ctx.obj["settings"]
+
+
+def _store(ctx: click.Context) -> Store:
+    return ctx.with_resource(Store(_settings(ctx).db))
+
+
+def _edition(value: Any) -> date:
+    return value.date() if value else date.today()
+
+
+def _json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SQLite database file [NEWSLETTER_DB].",
+)
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML settings file [NEWSLETTER_CONFIG].",
+)
+@click.option(
+    "--transport",
+    help="Where mail goes: outbox:DIR, smtp://host:port, smtps://host:465 [NEWSLETTER_TRANSPORT].",
+)
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+@click.version_option(package_name="newsletter")
+@click.pass_context
+def cli(
+    ctx: click.Context, db: Path | None, config: Path | None, transport: str | None, verbose: int
+) -> None:
+    """A personal daily email of the new research papers each subscriber wants to read."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        settings = load_settings(config_path=config, db=db, transport=transport)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    ctx.ensure_object(dict)["settings"] = settings
+
+
+# -- ingest -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option(
+    "--format", "fmt", type=click.Choice(list(FORMATS)), help="Input format (default: detected)."
+)
+@click.option("--sample", is_flag=True, help="Ingest the bundled sample papers.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def ingest(
+    ctx: click.Context, path: Path | None, fmt: str | None, sample: bool, as_json: bool
+) -> None:
+    """Read papers from PATH (sample page or JSONL) into the database.
+
+    Re-ingesting a paper updates it; bad records are reported with their line and skipped.
+    """
+    if sample == (path is not None):
+        raise click.UsageError("give either PATH or --sample")
+    report = ingest_path(_store(ctx), path or sample_papers_path(), fmt)
+    if as_json:
+        _json({k: v for k, v in report.to_dict().items()})
+        return
+    for error in report.errors:
+        click.echo(f"skipped: {error}", err=True)
+    click.echo(f"Ingested {path or 'the sample papers'}: {report}")
+
+
+# -- subscribers ------------------------------------------------------------------------------
+
+
+@cli.group(cls=Group)
+def subscribers() -> None:
+    """Add, list, change, import and export subscribers."""
+
+
+def _profile_options(func):
+    for option in reversed(
+        [
+            click.option("--interests", help="Free-text research interests."),
+            click.option("--categories", help="arXiv categories, comma-separated (cs.LG,math.AP)."),
+            click.option("--timezone", help="IANA timezone, e.g. Europe/Berlin."),
+            click.option("--hour", type=int, help="Local hour of delivery, 0-23."),
+            click.option("--max-papers", type=int, help="Papers per email."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+def _print_subscriber(subscriber, as_json: bool) -> None:
+    if as_json:
+        _json(subscriber.to_dict())
+        return
+    for key, value in subscriber.to_dict().items():
+        if isinstance(value, list):
+            value = ", ".join(value)
+        click.echo(f"{key:>15}: {value}")
+
+
+@subscribers.command("add")
+@click.argument("email")
+@_profile_options
+@click.option("--json", "as_json", is_flag=True, help="Print the subscriber as JSON.")
+@click.pass_context
+def subscribers_add(
+    ctx: click.Context,
+    email: str,
+    as_json: bool,
+    interests: str | None,
+    categories: str | None,
+    timezone: str | None,
+    hour: int | None,
+    max_papers: int | None,
+) -> None:
+    """Add EMAIL as an active subscriber (you vouch for their consent)."""
+    subscriber = add_subscriber(
+        _store(ctx),
+        _settings(ctx),
+        email,
+        interests=interests or "",
+        categories=categories,
+        timezone=timezone,
+        hour=hour,
+        max_papers=max_papers,
+    )
+    if as_json:
+        _json(subscriber.to_dict())
+    else:
+        click.echo(f"Added {subscriber.email} (active).")
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice([s.value for s in Status]), help="Only this status.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_context
+def subscribers_list(ctx: click.Context, status: str | None, as_json: bool) -> None:
+    """List subscribers."""
+    found = _store(ctx).list_subscribers(Status(status) if status else None)
+    if as_json:
+        _json([s.to_dict() for s in found])
+        return
+    for s in found:
+        click.echo(f"{s.email:<40} {s.status:<13} {s.interests[:60]}")
+    click.echo(f"{len(found)} subscriber(s)", err=True)
+
+
+@subscribers.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@click.pass_context
+def subscribers_show(ctx: click.Context, email: str, as_json: bool) -> None:
+    """Show one subscriber and their profile."""
+    _print_subscriber(_store(ctx).get_subscriber(email.strip()), as_json)
+
+
+@subscribers.command("update")
+@click.argument("email")
+@_profile_options
+@click.option("--muted", help="Terms to never show, comma-separated.")
+@click.option("--status", type=click.Choice([s.value for s in Status]), help="New status.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+def subscribers_update(
+    ctx: click.Context,
+    email: str,
+    as_json: bool,
+    muted: str | None,
+    status: str | None,
+    interests: str | None,
+    categories: str | None,
+    timezone: str | None,
+    hour: int | None,
+    max_papers: int | None,
+) -> None:
+    """Change a subscriber's profile or status."""
+    subscriber = update_subscriber(
+        _store(ctx),
+        email,
+        interests=interests,
+        categories=categories,
+        muted_terms=muted,
+        timezone=timezone,
+        delivery_hour=hour,
+        max_papers=max_papers,
+        status=status,
+    )
+    _print_subscriber(subscriber, as_json)
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def subscribers_remove(ctx: click.Context, email: str, yes: bool) -> None:
+    """Forget a subscriber entirely (profile and delivery history).
+
+    To stop mail but keep the address suppressed, use `update EMAIL --status unsubscribed`.
+    """
+    store = _store(ctx)
+    subscriber = store.get_subscriber(email.strip())
+    if not yes:
+        click.confirm(f"Remove {subscriber.email} and all their history?", abort=True)
+    store.remove_subscriber(subscriber.id)
+    click.echo(f"Removed {subscriber.email}.")
+
+
+@subscribers.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.pass_context
+def subscribers_import(ctx: click.Context, csv_file: Path, as_json: bool) -> None:
+    """Add the subscribers of a CSV file (header: email,interests[,categories,timezone,hour,max_papers])."""
+    report = import_csv(_store(ctx), _settings(ctx), csv_file)
+    if as_json:
+        _json(report.to_dict())
+        return
+    for error in report.errors:
+        click.echo(f"skipped: {error}", err=True)
+    click.echo(f"Imported {report.added} subscriber(s), skipped {report.skipped}.")
+
+
+@subscribers.command("export")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.File("w", encoding="utf-8"),
+    default="-",
+    help="Output file (default: stdout).",
+)
+@click.pass_context
+def subscribers_export(ctx: click.Context, fmt: str, out) -> None:
+    """Write all subscribers as CSV (readable by `import`) or JSON."""
+    found = _store(ctx).list_subscribers()
+    if fmt == "json":
+        out.write(json.dumps([s.to_dict() for s in found], indent=2, ensure_ascii=False) + "\n")
+    else:
+        out.write(export_csv(found))
+
+
+# -- send and preview -------------------------------------------------------------------------
+
+_SYMBOLS = {"sent": "✓", "would-send": "·", "skipped": "-", "failed": "✗", "rejected": "✗"}
+
+
+@cli.command()
+@click.option("--date", "edition", type=DATE, help="Edition date, YYYY-MM-DD (default: today).")
+@click.option(
+    "--to", "to", multiple=True, metavar="EMAIL", help="Only these subscribers (repeatable)."
+)
+@click.option("--dry-run", is_flag=True, help="Rank and report, but send and record nothing.")
+@click.option("--limit", type=click.IntRange(min=0), help="Send at most N emails.")
+@click.option(
+    "--force", is_flag=True, help="Send again to subscribers who already had this edition."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def send(
+    ctx: click.Context,
+    edition: Any,
+    to: tuple[str, ...],
+    dry_run: bool,
+    limit: int | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Send an edition to every active subscriber who has not had it yet."""
+    settings = _settings(ctx)
+    store = _store(ctx)
+    bar = None
+    show_bar = not as_json and sys.stderr.isatty()
+    total = len(to) or store.count_subscribers(Status.ACTIVE)
+    if show_bar and total > 20:
+        bar = ctx.with_resource(click.progressbar(length=total, label="Sending", file=sys.stderr))
+
+    def progress(outcome: Outcome) -> None:
+        if bar is not None:
+            bar.update(1)
+        elif not as_json:
+            _echo_outcome(outcome)
+
+    report = send_edition(
+        store,
+        settings,
+        _edition(edition),
+        to=list(to),
+        dry_run=dry_run,
+        limit=limit,
+        force=force,
+        on_progress=progress,
+    )
+    if as_json:
+        _json(report.to_dict())
+        return
+    if bar is not None:
+        bar.render_finish()
+        for outcome in report.outcomes:
+            if outcome.status in ("failed", "rejected"):
+                _echo_outcome(outcome)
+    counts = (
+        ", ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
+        or "nobody to send to"
+    )
+    click.echo(f"Edition {report.edition} via {report.transport}: {counts}.")
+    if report.counts.get("failed") or report.counts.get("rejected"):
+        ctx.exit(1)
+
+
+def _echo_outcome(outcome: Outcome) -> None:
+    click.echo(
+        f"{_SYMBOLS.get(outcome.status, '?')} {outcome.status:<10} {outcome.email}: {outcome.detail}"
+    )
+
+
+@cli.command("preview")
+@click.argument("email")
+@click.option("--date", "edition", type=DATE, help="Edition date, YYYY-MM-DD (default: today).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "text", "json", "eml"]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to a file instead of stdout.",
+)
+@click.pass_context
+def preview_command(
+    ctx: click.Context, email: str, edition: Any, fmt: str, out: Path | None
+) -> None:
+    """Show the email EMAIL gets (or got) in an edition, without sending anything."""
+    day = _edition(edition)
+    settings = _settings(ctx)
+    subscriber, picks, renderer = preview(_store(ctx), settings, email, day)
+    if fmt == "json":
+        body = json.dumps(
+            {
+                "subscriber": subscriber.to_dict(),
+                "edition": day.isoformat(),
+                "papers": [
+                    {
+                        "id": p.paper.id,
+                        "title": p.paper.title,
+                        "score": round(p.score, 4),
+                        "reason": p.reason,
+                    }
+                    for p in picks
+                ],
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
+    elif fmt == "eml":
+        body = renderer.message(subscriber, picks, day, "<preview@localhost>").as_string()
+    else:
+        rendered = renderer.render(subscriber, picks, day)
+        body = rendered.html if fmt == "html" else rendered.text
+    if not picks:
+        click.echo(
+            f"{subscriber.email} has no new paper relevant enough for {day}: no email would go out.",
+            err=True,
+        )
+    if out:
+        out.write_text(body, encoding="utf-8")
+        click.echo(f"Wrote {out}", err=True)
+    else:
+        click.echo(body)
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Create a database, ingest the sample papers, add three sample subscribers and send
+    today's edition into a file outbox. No network, no mail server."""
+    settings = _settings(ctx)
+    result = demo_module.run_demo(settings)
+    click.echo(f"Database: {settings.db.resolve()}")
+    click.echo(f"Papers: {result.ingest} (from the bundled sample page)")
+    added = ", ".join(result.subscribers_added) or "none (already there)"
+    click.echo(f"Sample subscribers added: {added}")
+    for outcome in result.send.outcomes:
+        _echo_outcome(outcome)
+    click.echo(f"Outbox: {result.outbox.resolve()}")
+    if result.html_files:
+        click.echo("Open one in a browser:")
+        for path in result.html_files:
+            click.echo(f"  {path.resolve()}")
+
+
+def main() -> None:
+    cli(prog_name="newsletter")

@@ -1,0 +1,106 @@
+"""The records that flow through the pipeline, and the rules that name them."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """A subscriber's lifecycle. Only ``active`` subscribers receive editions."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+@dataclass
+class Paper:
+    id: str
+    title: str
+    abstract: str
+    source: str = ""
+    authors: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+    url: str = ""
+    published_at: str | None = None
+    upvotes: int | None = None
+    first_seen_at: str | None = None
+
+
+@dataclass
+class Subscriber:
+    id: int
+    email: str
+    status: Status
+    timezone: str
+    delivery_hour: int
+    max_papers: int
+    interests: str = ""
+    categories: list[str] = field(default_factory=list)
+    muted_terms: list[str] = field(default_factory=list)
+    created_at: str = ""
+    consent_at: str | None = None
+    consent_source: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "email": self.email,
+            "status": str(self.status),
+            "interests": self.interests,
+            "categories": self.categories,
+            "muted_terms": self.muted_terms,
+            "timezone": self.timezone,
+            "hour": self.delivery_hour,
+            "max_papers": self.max_papers,
+            "created_at": self.created_at,
+            "consent_at": self.consent_at,
+            "consent_source": self.consent_source,
+        }
+
+
+def utcnow() -> str:
+    """Now, as the ISO-8601 UTC text every timestamp in the store uses (sortable as text)."""
+    return to_utc_iso(datetime.now(UTC))
+
+
+def to_utc_iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+_NEW_ARXIV_ID = re.compile(r"^(\d{4}\.\d{4,5})(v\d+)?$")
+_OLD_ARXIV_ID = re.compile(r"^([a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(v\d+)?$")
+_ARXIV_PREFIX = re.compile(r"^(?:arxiv:|https?://(?:www\.)?arxiv\.org/(?:abs|pdf)/)", re.I)
+
+
+def arxiv_id(raw: str) -> str | None:
+    """The version-less arXiv id in ``raw`` (``2508.13426v2`` -> ``2508.13426``), or None."""
+    text = _ARXIV_PREFIX.sub("", raw.strip()).removesuffix(".pdf")
+    for pattern in (_NEW_ARXIV_ID, _OLD_ARXIV_ID):
+        if match := pattern.match(text):
+            return match.group(1)
+    return None
+
+
+def title_key(title: str) -> str:
+    """A title reduced to lower-case ASCII words, so trivial variants compare equal."""
+    text = unicodedata.normalize("NFKD", title)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
+    return " ".join(re.findall(r"[a-z0-9]+", text))
+
+
+def paper_id(raw_id: str | None, title: str) -> str:
+    """The stable id of a paper: its arXiv id, else the given id, else a hash of its title."""
+    if raw_id and (raw := str(raw_id).strip()):
+        return arxiv_id(raw) or raw
+    digest = hashlib.sha1(title_key(title).encode()).hexdigest()[:16]
+    return f"title-{digest}"

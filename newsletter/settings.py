@@ -1,0 +1,145 @@
+"""One settings object: defaults < TOML file < ``NEWSLETTER_*`` environment < CLI flags.
+
+The TOML file is ``newsletter.toml`` in the working directory, or the path in
+``NEWSLETTER_CONFIG``. Secrets (the signing key, SMTP passwords) are read from the
+environment only; a TOML file that carries one is refused, so that a config file
+can be committed or shared without leaking them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+CONFIG_ENV = "NEWSLETTER_CONFIG"
+DEFAULT_CONFIG_FILE = "newsletter.toml"
+DEFAULT_FROM = "Daily Papers <papers@localhost>"
+SECRET_FIELDS = frozenset({"secret_key", "smtp_password"})
+
+
+class SettingsError(ValueError):
+    """A setting is missing, malformed or in the wrong place."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: SQLite database file.
+    db: Path = Path("newsletter.db")
+    #: Where mail goes: ``outbox:DIR``, ``smtp://[user@]host:port`` or ``smtps://...``.
+    transport: str = "outbox:./outbox"
+    #: ``From`` header, with a display name.
+    from_address: str = DEFAULT_FROM
+    #: Optional ``Reply-To`` header.
+    reply_to: str = ""
+    #: Public base URL of the web app, used in every link of an email.
+    base_url: str = "http://localhost:8000"
+    #: Who sends the newsletter, shown in every footer (name and postal address).
+    sender_identity: str = "Daily Papers, a personal research digest"
+    #: Key that signs preference and unsubscribe links. Environment only.
+    secret_key: str = field(default="", repr=False)
+    #: SMTP password, if it is not in the transport URL. Environment only.
+    smtp_password: str = field(default="", repr=False)
+    #: Papers per email for new subscribers.
+    papers_per_email: int = 5
+    #: Minimum relevance score; a thin day sends fewer papers rather than irrelevant ones.
+    min_score: float = 0.04
+    #: Papers first seen more than this many days before an edition are not candidates.
+    candidate_days: int = 7
+    #: Score bonus for a paper in one of the subscriber's arXiv categories.
+    category_boost: float = 0.1
+    #: Defaults for new subscribers.
+    timezone: str = "UTC"
+    delivery_hour: int = 7
+
+    @property
+    def env_names(self) -> dict[str, str]:
+        return {f.name: env_name(f.name) for f in dataclasses.fields(self)}
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """Return a copy with the given (non-``None``) values, e.g. from CLI flags."""
+        values = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **{k: _coerce(k, v) for k, v in values.items()})
+
+    @property
+    def sender_email(self) -> str:
+        from email.utils import parseaddr
+
+        return parseaddr(self.from_address)[1]
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_email.rpartition("@")[2] or "localhost"
+
+
+def env_name(field_name: str) -> str:
+    return "NEWSLETTER_" + {"from_address": "FROM"}.get(field_name, field_name.upper())
+
+
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name not in _FIELD_TYPES:
+        raise SettingsError(f"unknown setting {name!r}")
+    kind = typing.get_type_hints(Settings)[name]
+    if isinstance(kind, types.UnionType):
+        kind = next(t for t in typing.get_args(kind) if t is not type(None))
+    try:
+        if kind is Path:
+            return Path(value).expanduser()
+        if kind is bool and isinstance(value, str):
+            return value.strip().lower() in {"1", "true", "yes", "on"}
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"setting {name!r}: cannot read {value!r} as {kind.__name__}") from exc
+
+
+def load_settings(
+    environ: typing.Mapping[str, str] | None = None,
+    config_path: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from the TOML file, the environment and explicit overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+
+    path = config_path or Path(environ.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
+    explicit = config_path is not None or CONFIG_ENV in environ
+    if path.exists():
+        values.update(_read_toml(path))
+    elif explicit:
+        raise SettingsError(f"config file {path} does not exist")
+
+    for name in _FIELD_TYPES:
+        if (raw := environ.get(env_name(name))) is not None:
+            values[name] = raw
+
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
+    section = data.get("newsletter", data)
+    unknown = sorted(set(section) - set(_FIELD_TYPES))
+    if unknown:
+        raise SettingsError(f"{path}: unknown setting(s): {', '.join(unknown)}")
+    secrets = sorted(SECRET_FIELDS & set(section))
+    if secrets:
+        names = ", ".join(env_name(s) for s in secrets)
+        raise SettingsError(f"{path}: secrets belong in the environment, not a file; set {names}")
+    if urlsplit(str(section.get("transport", ""))).password:
+        raise SettingsError(
+            f"{path}: the transport URL carries a password; set NEWSLETTER_SMTP_PASSWORD instead"
+        )
+    return dict(section)

@@ -1,0 +1,343 @@
+"""The SQLite store (through sqlite-utils): papers, subscribers and their profiles,
+feedback, and the event log. The deliveries table belongs to :mod:`newsletter.ledger`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlite_utils
+from sqlite_utils.db import NotFoundError
+
+from .migrations import migrate
+from .models import Paper, Status, Subscriber, title_key, utcnow
+
+log = logging.getLogger(__name__)
+
+SaveOutcome = Literal["new", "updated", "unchanged"]
+
+
+class SubscriberNotFound(LookupError):
+    pass
+
+
+class DuplicateSubscriber(ValueError):
+    pass
+
+
+class Store:
+    """All reads and writes of the database, except the delivery ledger's."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite_utils.Database(self.path)
+        self.conn: sqlite3.Connection = self.db.conn
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA busy_timeout = 10000")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        applied = migrate(self.conn)
+        if applied:
+            log.info("database %s: applied %d migration(s)", self.path, applied)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction; taken at once (IMMEDIATE) so that concurrent writers queue."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # -- meta ---------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+
+    # -- papers -------------------------------------------------------------------------------
+
+    def save_paper(self, paper: Paper) -> SaveOutcome:
+        """Insert a paper, or merge it into the row that has its id (or, without a real id,
+        its title). Fields the new record lacks keep their stored values."""
+        with self.transaction():
+            existing = self._find_paper_row(paper)
+            now = utcnow()
+            if existing is None:
+                self.db["papers"].insert(
+                    {
+                        **_paper_row(paper),
+                        "title_key": title_key(paper.title),
+                        "first_seen_at": paper.first_seen_at or now,
+                        "updated_at": now,
+                    }
+                )
+                return "new"
+            merged = _merge_paper_rows(existing, _paper_row(paper))
+            changed = {k: v for k, v in merged.items() if existing.get(k) != v}
+            if not changed:
+                return "unchanged"
+            changed["title_key"] = title_key(merged["title"])
+            changed["updated_at"] = now
+            self.db["papers"].update(existing["id"], changed)
+            return "updated"
+
+    def _find_paper_row(self, paper: Paper) -> dict | None:
+        try:
+            return self.db["papers"].get(paper.id)
+        except NotFoundError:
+            pass
+        if paper.id.startswith("title-"):
+            rows = self.db.query(
+                "SELECT * FROM papers WHERE title_key = ? LIMIT 1", [title_key(paper.title)]
+            )
+            return next(iter(rows), None)
+        return None
+
+    def get_paper(self, paper_id: str) -> Paper | None:
+        try:
+            return _paper_from_row(self.db["papers"].get(paper_id))
+        except NotFoundError:
+            return None
+
+    def papers_by_ids(self, ids: Iterable[str]) -> list[Paper]:
+        """Papers in the order of ``ids``; ids not in the store are left out."""
+        ids = list(ids)
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = {
+            r["id"]: r for r in self.db.query(f"SELECT * FROM papers WHERE id IN ({marks})", ids)
+        }
+        return [_paper_from_row(rows[i]) for i in ids if i in rows]
+
+    def papers_seen_between(self, start: str, end: str) -> list[Paper]:
+        """Papers first seen in ``[start, end)`` (ISO-8601 UTC), oldest first."""
+        rows = self.db.query(
+            "SELECT * FROM papers WHERE first_seen_at >= ? AND first_seen_at < ?"
+            " ORDER BY first_seen_at, id",
+            [start, end],
+        )
+        return [_paper_from_row(r) for r in rows]
+
+    def recent_papers(self, limit: int) -> list[Paper]:
+        rows = self.db.query("SELECT * FROM papers ORDER BY first_seen_at DESC LIMIT ?", [limit])
+        return [_paper_from_row(r) for r in rows]
+
+    def count(self, table: str) -> int:
+        return self.db[table].count
+
+    # -- subscribers --------------------------------------------------------------------------
+
+    def add_subscriber(
+        self,
+        email: str,
+        *,
+        status: Status,
+        timezone: str,
+        delivery_hour: int,
+        max_papers: int,
+        interests: str = "",
+        categories: list[str] | None = None,
+        consent_source: str,
+        consent_ip: str | None = None,
+    ) -> Subscriber:
+        now = utcnow()
+        with self.transaction():
+            try:
+                cursor = self.conn.execute(
+                    "INSERT INTO subscribers (email, status, timezone, delivery_hour, max_papers,"
+                    " created_at, updated_at, consent_at, consent_source, consent_ip,"
+                    " confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        email,
+                        str(status),
+                        timezone,
+                        delivery_hour,
+                        max_papers,
+                        now,
+                        now,
+                        now,
+                        consent_source,
+                        consent_ip,
+                        now if status == Status.ACTIVE else None,
+                    ],
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateSubscriber(f"{email} is already a subscriber") from exc
+            subscriber_id = cursor.lastrowid
+            self.conn.execute(
+                "INSERT INTO profiles (subscriber_id, interests, categories, muted_terms,"
+                " updated_at) VALUES (?, ?, ?, '[]', ?)",
+                [subscriber_id, interests, json.dumps(categories or []), now],
+            )
+            self.log_event("subscriber.added", subscriber_id, source=consent_source)
+        return self.get_subscriber(subscriber_id)
+
+    _SUBSCRIBER_QUERY = (
+        "SELECT s.*, p.interests, p.categories, p.muted_terms FROM subscribers s"
+        " LEFT JOIN profiles p ON p.subscriber_id = s.id"
+    )
+
+    def get_subscriber(self, key: int | str) -> Subscriber:
+        """A subscriber by id or by email address (case-insensitive)."""
+        column = "s.id" if isinstance(key, int) else "s.email"
+        rows = list(self.db.query(f"{self._SUBSCRIBER_QUERY} WHERE {column} = ?", [key]))
+        if not rows:
+            raise SubscriberNotFound(f"no subscriber {key}")
+        return _subscriber_from_row(rows[0])
+
+    def list_subscribers(self, status: Status | None = None) -> list[Subscriber]:
+        where, params = ("WHERE s.status = ?", [str(status)]) if status else ("", [])
+        rows = self.db.query(f"{self._SUBSCRIBER_QUERY} {where} ORDER BY s.id", params)
+        return [_subscriber_from_row(r) for r in rows]
+
+    def count_subscribers(self, status: Status) -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM subscribers WHERE status = ?", [str(status)]
+        ).fetchone()[0]
+
+    _SUBSCRIBER_COLUMNS = frozenset({"status", "timezone", "delivery_hour", "max_papers"})
+    _PROFILE_COLUMNS = frozenset({"interests", "categories", "muted_terms"})
+
+    def update_subscriber(self, subscriber_id: int, **changes: Any) -> Subscriber:
+        """Change subscriber and profile fields; status changes are logged as events."""
+        unknown = set(changes) - self._SUBSCRIBER_COLUMNS - self._PROFILE_COLUMNS
+        if unknown:
+            raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
+        before = self.get_subscriber(subscriber_id)
+        now = utcnow()
+        with self.transaction():
+            row = {k: changes[k] for k in self._SUBSCRIBER_COLUMNS & set(changes)}
+            if "status" in row:
+                row["status"] = str(row["status"])
+                if row["status"] == Status.UNSUBSCRIBED:
+                    row["unsubscribed_at"] = now
+                if row["status"] == Status.ACTIVE and before.status == Status.PENDING:
+                    row["confirmed_at"] = now
+            self.db["subscribers"].update(subscriber_id, {**row, "updated_at": now})
+            profile = {
+                k: json.dumps(v) if isinstance(v, list) else v
+                for k, v in changes.items()
+                if k in self._PROFILE_COLUMNS
+            }
+            if profile:
+                self.db["profiles"].update(subscriber_id, {**profile, "updated_at": now})
+            if "status" in row and row["status"] != before.status:
+                self.log_event(
+                    "subscriber.status", subscriber_id, old=str(before.status), new=row["status"]
+                )
+        return self.get_subscriber(subscriber_id)
+
+    def remove_subscriber(self, subscriber_id: int) -> None:
+        """Forget a subscriber entirely: profile, feedback and delivery history go too."""
+        with self.transaction():
+            self.conn.execute("DELETE FROM subscribers WHERE id = ?", [subscriber_id])
+            self.log_event("subscriber.removed", subscriber_id)
+
+    # -- events -------------------------------------------------------------------------------
+
+    def log_event(
+        self, kind: str, subscriber_id: int | None = None, edition: str | None = None, **detail: Any
+    ) -> None:
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO events (at, kind, subscriber_id, edition, detail) VALUES (?, ?, ?, ?, ?)",
+                [utcnow(), kind, subscriber_id, edition, json.dumps(detail, default=str)],
+            )
+
+    def events(self, kind: str | None = None, limit: int = 100) -> list[dict]:
+        where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
+        rows = self.db.query(
+            f"SELECT * FROM events {where} ORDER BY id DESC LIMIT ?", [*params, limit]
+        )
+        return [{**r, "detail": json.loads(r["detail"])} for r in rows]
+
+
+def _paper_row(paper: Paper) -> dict[str, Any]:
+    return {
+        "id": paper.id,
+        "source": paper.source,
+        "title": paper.title,
+        "abstract": paper.abstract,
+        "authors": json.dumps(paper.authors, ensure_ascii=False),
+        "categories": json.dumps(paper.categories),
+        "url": paper.url,
+        "published_at": paper.published_at,
+        "upvotes": paper.upvotes,
+    }
+
+
+def _merge_paper_rows(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A stored paper updated with a newer record: empty new fields keep the old values,
+    categories and sources are united."""
+    merged = {k: v for k, v in new.items() if k != "id" and v not in (None, "", "[]")}
+    merged = {**{k: old[k] for k in new if k != "id"}, **merged}
+    categories = json.loads(old["categories"] or "[]")
+    categories += [c for c in json.loads(new["categories"]) if c not in categories]
+    merged["categories"] = json.dumps(categories)
+    sources = [s for s in (old["source"] or "").split(",") if s]
+    if new["source"] and new["source"] not in sources:
+        sources.append(new["source"])
+    merged["source"] = ",".join(sources)
+    return merged
+
+
+def _paper_from_row(row: dict[str, Any]) -> Paper:
+    return Paper(
+        id=row["id"],
+        title=row["title"],
+        abstract=row["abstract"],
+        source=row["source"] or "",
+        authors=json.loads(row["authors"] or "[]"),
+        categories=json.loads(row["categories"] or "[]"),
+        url=row["url"] or "",
+        published_at=row["published_at"],
+        upvotes=row["upvotes"],
+        first_seen_at=row["first_seen_at"],
+    )
+
+
+def _subscriber_from_row(row: dict[str, Any]) -> Subscriber:
+    return Subscriber(
+        id=row["id"],
+        email=row["email"],
+        status=Status(row["status"]),
+        timezone=row["timezone"],
+        delivery_hour=row["delivery_hour"],
+        max_papers=row["max_papers"],
+        interests=row["interests"] or "",
+        categories=json.loads(row["categories"] or "[]"),
+        muted_terms=json.loads(row["muted_terms"] or "[]"),
+        created_at=row["created_at"],
+        consent_at=row["consent_at"],
+        consent_source=row["consent_source"],
+    )

@@ -1,0 +1,210 @@
+"""Subscriber management: validation, adding, updating, CSV import and export.
+
+The CLI and the web app both go through these functions, so an address or a profile is
+checked the same way wherever it comes from."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+
+from .models import Status, Subscriber
+from .settings import Settings
+from .store import DuplicateSubscriber, Store
+
+MAX_PAPERS_LIMIT = 50
+MAX_INTERESTS_CHARS = 2000
+_CATEGORY = re.compile(r"^[a-z\-]+(\.[A-Za-z\-]+)?$")
+CSV_COLUMNS = ["email", "interests", "categories", "timezone", "hour", "max_papers", "status"]
+
+
+class InvalidSubscriber(ValueError):
+    """A field of a subscriber is not acceptable; the message says which and why."""
+
+
+def normalize_email(address: str) -> str:
+    """The address in canonical form (syntax only: no DNS lookup), or InvalidSubscriber."""
+    try:
+        return validate_email(address.strip(), check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidSubscriber(f"invalid email address {address!r}: {exc}") from exc
+
+
+def parse_categories(value: str | Iterable[str] | None) -> list[str]:
+    """``cs.LG,math.AP`` (or a list) as a list of arXiv category names."""
+    if value is None:
+        return []
+    items = (
+        value.replace(";", ",").replace(" ", ",").split(",") if isinstance(value, str) else value
+    )
+    categories = []
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        if not _CATEGORY.match(item):
+            raise InvalidSubscriber(f"{item!r} is not an arXiv category (like cs.LG or math.AP)")
+        if item not in categories:
+            categories.append(item)
+    return categories
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidSubscriber(
+            f"unknown timezone {name!r} (use an IANA name like Europe/Berlin)"
+        ) from exc
+    return name
+
+
+def check_hour(hour: Any) -> int:
+    try:
+        value = int(hour)
+    except (TypeError, ValueError) as exc:
+        raise InvalidSubscriber(f"delivery hour must be a whole number 0-23, not {hour!r}") from exc
+    if not 0 <= value <= 23:
+        raise InvalidSubscriber(f"delivery hour must be 0-23, not {value}")
+    return value
+
+
+def check_max_papers(count: Any) -> int:
+    try:
+        value = int(count)
+    except (TypeError, ValueError) as exc:
+        raise InvalidSubscriber(f"papers per email must be a whole number, not {count!r}") from exc
+    if not 1 <= value <= MAX_PAPERS_LIMIT:
+        raise InvalidSubscriber(f"papers per email must be 1-{MAX_PAPERS_LIMIT}, not {value}")
+    return value
+
+
+def check_interests(text: str | None) -> str:
+    text = " ".join((text or "").split())
+    if len(text) > MAX_INTERESTS_CHARS:
+        raise InvalidSubscriber(f"interests are limited to {MAX_INTERESTS_CHARS} characters")
+    return text
+
+
+def add_subscriber(
+    store: Store,
+    settings: Settings,
+    email: str,
+    *,
+    interests: str = "",
+    categories: str | Iterable[str] | None = None,
+    timezone: str | None = None,
+    hour: int | str | None = None,
+    max_papers: int | str | None = None,
+    status: Status = Status.ACTIVE,
+    consent_source: str = "console",
+    consent_ip: str | None = None,
+) -> Subscriber:
+    """Validate and add a subscriber. From the console they are active at once (the operator
+    vouches for their consent); the web sign-up passes ``Status.PENDING``."""
+    return store.add_subscriber(
+        normalize_email(email),
+        status=status,
+        timezone=check_timezone(timezone or settings.timezone),
+        delivery_hour=check_hour(settings.delivery_hour if hour in (None, "") else hour),
+        max_papers=check_max_papers(
+            settings.papers_per_email if max_papers in (None, "") else max_papers
+        ),
+        interests=check_interests(interests),
+        categories=parse_categories(categories),
+        consent_source=consent_source,
+        consent_ip=consent_ip,
+    )
+
+
+def update_subscriber(store: Store, email: str, **changes: Any) -> Subscriber:
+    """Validate and apply the given (non-``None``) changes."""
+    checks = {
+        "interests": check_interests,
+        "categories": parse_categories,
+        "muted_terms": lambda v: [
+            t.strip() for t in (v.split(",") if isinstance(v, str) else v) if t.strip()
+        ],
+        "timezone": check_timezone,
+        "delivery_hour": check_hour,
+        "max_papers": check_max_papers,
+        "status": Status,
+    }
+    valid = {k: checks[k](v) for k, v in changes.items() if v is not None}
+    subscriber = store.get_subscriber(email.strip())
+    return store.update_subscriber(subscriber.id, **valid) if valid else subscriber
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def import_csv(store: Store, settings: Settings, path: Path) -> ImportReport:
+    """Add the subscribers of a CSV file (header row; ``email,interests`` and optionally
+    ``categories,timezone,hour,max_papers``). A bad row is reported by line and skipped."""
+    report = ImportReport()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidSubscriber(f"cannot read {path}: {exc}") from exc
+    reader = csv.DictReader(io.StringIO(text))
+    columns = {c.strip().lower() for c in reader.fieldnames or []}
+    if "email" not in columns:
+        raise InvalidSubscriber(f"{path}: the first row must be a header with an 'email' column")
+    for row in reader:
+        line = reader.line_num
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        try:
+            add_subscriber(
+                store,
+                settings,
+                row.get("email", ""),
+                interests=row.get("interests", ""),
+                categories=row.get("categories"),
+                timezone=row.get("timezone") or None,
+                hour=row.get("hour") or None,
+                max_papers=row.get("max_papers") or None,
+                consent_source=f"import:{path.name}",
+            )
+            report.added += 1
+        except (InvalidSubscriber, DuplicateSubscriber) as exc:
+            report.skipped += 1
+            report.errors.append(f"{path}: line {line}: {exc}")
+    store.log_event(
+        "subscribers.import", file=str(path), added=report.added, skipped=report.skipped
+    )
+    return report
+
+
+def export_csv(subscribers: Iterable[Subscriber]) -> str:
+    """Subscribers as CSV, in the columns :func:`import_csv` reads back."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for s in subscribers:
+        writer.writerow(
+            [
+                s.email,
+                s.interests,
+                ",".join(s.categories),
+                s.timezone,
+                s.delivery_hour,
+                s.max_papers,
+                s.status,
+            ]
+        )
+    return out.getvalue()

@@ -1,0 +1,137 @@
+"""SMTP: one connection for the whole run. ``smtp://`` upgrades with STARTTLS whenever the
+server offers it and never sends a password over a connection that is not encrypted;
+``smtps://`` (port 465) is TLS from the first byte."""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from email.message import EmailMessage
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from . import SendResult, TransportError
+
+log = logging.getLogger(__name__)
+
+
+class SMTPTransport:
+    delivers_mail = True
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        implicit_tls: bool = False,
+        username: str = "",
+        password: str = "",
+        timeout: float = 30.0,
+    ):
+        self.host, self.port = host, port
+        self.implicit_tls = implicit_tls
+        self.username, self.password = username, password
+        self.timeout = timeout
+        self.connection: smtplib.SMTP | None = None
+
+    @classmethod
+    def from_url(cls, url: str, password: str = "") -> SMTPTransport:
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise TransportError(f"SMTP transport URL {url!r} names no host")
+        implicit_tls = parts.scheme.lower() == "smtps"
+        query = parse_qs(parts.query)
+        return cls(
+            parts.hostname,
+            parts.port or (465 if implicit_tls else 25),
+            implicit_tls=implicit_tls,
+            username=unquote(parts.username or ""),
+            password=unquote(parts.password or "") or password,
+            timeout=float(query.get("timeout", ["30"])[0]),
+        )
+
+    def describe(self) -> str:
+        scheme = "smtps" if self.implicit_tls else "smtp"
+        user = f"{self.username}@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port}"
+
+    def open(self) -> None:
+        context = ssl.create_default_context()
+        try:
+            if self.implicit_tls:
+                connection = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=context
+                )
+            else:
+                connection = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            connection.ehlo()
+            if not self.implicit_tls and connection.has_extn("starttls"):
+                connection.starttls(context=context)
+                connection.ehlo()
+            encrypted = self.implicit_tls or isinstance(connection.sock, ssl.SSLSocket)
+            if self.username:
+                if not encrypted:
+                    connection.close()
+                    raise TransportError(
+                        f"{self.describe()} does not offer STARTTLS: refusing to send the "
+                        "password in clear (use smtps:// or a server with TLS)"
+                    )
+                connection.login(self.username, self.password)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TransportError(f"cannot connect to {self.describe()}: {exc}") from exc
+        self.connection = connection
+        log.info("connected to %s (%s)", self.describe(), "TLS" if encrypted else "no TLS")
+
+    def send(self, message: EmailMessage) -> SendResult:
+        if self.connection is None:
+            self.open()
+        try:
+            return self._send_once(message)
+        except smtplib.SMTPServerDisconnected:
+            log.warning("%s closed the connection; reconnecting once", self.describe())
+            self.connection = None
+            try:
+                self.open()
+            except TransportError as exc:
+                return SendResult("failed", error=str(exc))
+            return self._send_once(message)
+
+    def _send_once(self, message: EmailMessage) -> SendResult:
+        assert self.connection is not None
+        try:
+            refused = self.connection.send_message(message)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = next(iter(exc.recipients.values()))
+            return _refusal(code, text)
+        except smtplib.SMTPResponseException as exc:
+            return _refusal(exc.smtp_code, exc.smtp_error)
+        except smtplib.SMTPServerDisconnected:
+            raise
+        except (OSError, smtplib.SMTPException) as exc:
+            return SendResult("failed", error=f"{type(exc).__name__}: {exc}")
+        if refused:
+            code, text = next(iter(refused.values()))
+            return _refusal(code, text)
+        return SendResult("sent", transport_id=message.get("Message-ID"))
+
+    def close(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.quit()
+            except (OSError, smtplib.SMTPException):
+                self.connection.close()
+            self.connection = None
+
+    def __enter__(self) -> SMTPTransport:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _refusal(code: int, text: bytes | str) -> SendResult:
+    """5xx is a permanent refusal of this recipient; anything else may pass."""
+    reason = text.decode(errors="replace") if isinstance(text, bytes) else text
+    status = "rejected" if 500 <= code < 600 else "failed"
+    return SendResult(status, error=f"{code} {reason}")
