@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -62,6 +63,7 @@ PROFILE_FILLER = frozenset(
     }
 )
 STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | PROFILE_FILLER
+_TEX_ACCENT = re.compile(r"\\[\"'`^~=.uvHc]\s*\{?([A-Za-z])\}?")
 _TOKEN = re.compile(r"[a-z][a-z0-9]+|[0-9]+[a-z][a-z0-9]*")
 #: Rows of subscribers scored per matrix product: bounds memory at BLOCK x papers floats.
 BLOCK = 2048
@@ -80,9 +82,17 @@ def stem(token: str) -> str:
     return token
 
 
+def fold(text: str) -> str:
+    """Lower-case ASCII letters: ``Schrödinger`` and arXiv's ``Schr\\"odinger`` both read
+    ``schrodinger``."""
+    text = _TEX_ACCENT.sub(r"\1", text)
+    text = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+
+
 def analyze(text: str) -> list[str]:
     """Tokens and adjacent-token phrases of ``text``; hyphenated words also count as parts."""
-    tokens = [stem(t) for t in _TOKEN.findall(text.lower()) if t not in STOP_WORDS]
+    tokens = [stem(t) for t in _TOKEN.findall(fold(text)) if t not in STOP_WORDS]
     return tokens + [f"{a} {b}" for a, b in itertools.pairwise(tokens)]
 
 
@@ -158,17 +168,18 @@ def rank(
         scores[muted[rows].toarray() > 0] = -np.inf
         scores[scores < params.min_score] = -np.inf
         chosen = _top_k(scores, int(limits[rows].max(initial=0)))
-        for offset, columns in enumerate(chosen):
-            row = start + offset
-            columns = [c for c in columns[: limits[row]] if np.isfinite(scores[offset, c])]
-            subscriber = subscribers[row]
-            picks[subscriber.id] = [
-                Pick(
-                    papers[c],
-                    float(scores[offset, c]),
-                    _reason(model, query_vectors[row], paper_vectors[c], category_hits[row, c]),
-                )
-                for c in columns
+        kept = [
+            [c for c in columns[: limits[start + offset]] if np.isfinite(scores[offset, c])]
+            for offset, columns in enumerate(chosen)
+        ]
+        pick_rows = np.array([start + o for o, cols in enumerate(kept) for _ in cols], dtype=int)
+        pick_cols = np.array([c for cols in kept for c in cols], dtype=int)
+        reasons = iter(
+            _reasons(model, query_vectors, paper_vectors, category_hits, pick_rows, pick_cols)
+        )
+        for offset, columns in enumerate(kept):
+            picks[subscribers[start + offset].id] = [
+                Pick(papers[c], float(scores[offset, c]), next(reasons)) for c in columns
             ]
     return picks
 
@@ -214,23 +225,36 @@ def _muted(subscribers: Sequence[Subscriber], papers: Sequence[Paper]) -> sp.csr
     return (subscriber_terms @ term_in_paper).tocsr()
 
 
-def _reason(
-    model: LexicalModel, query: sp.csr_matrix, paper: sp.csr_matrix, category_hit: float
-) -> str:
-    """The interest terms that contributed most to a pick, as a short sentence."""
-    contribution = query.multiply(paper).tocsr()
-    order = np.argsort(-contribution.data)
-    terms: list[str] = []
-    for index in contribution.indices[order]:
-        term = str(model.terms[index])
-        if any(term in kept or kept in term for kept in terms):
-            continue
-        terms.append(term)
-        if len(terms) == 3:
-            break
-    parts = []
-    if terms:
-        parts.append("matches your interests: " + ", ".join(terms))
-    if category_hit:
-        parts.append("in one of your categories")
-    return "; ".join(parts) or "close to your interests"
+def _reasons(
+    model: LexicalModel,
+    queries: sp.csr_matrix,
+    papers: sp.csr_matrix,
+    category_hits: sp.csr_matrix,
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> list[str]:
+    """For each picked (subscriber row, paper column): the interest terms that contributed
+    most to its score, as a short sentence. One sparse product for all picks."""
+    if len(rows) == 0:
+        return []
+    contributions = queries[rows].multiply(papers[cols]).tocsr()
+    in_category = np.asarray(category_hits[rows, cols]).ravel() > 0
+    reasons = []
+    for k in range(len(rows)):
+        lo, hi = contributions.indptr[k], contributions.indptr[k + 1]
+        order = np.argsort(-contributions.data[lo:hi])
+        terms: list[str] = []
+        for index in contributions.indices[lo:hi][order]:
+            term = str(model.terms[index])
+            if any(term in kept or kept in term for kept in terms):
+                continue
+            terms.append(term)
+            if len(terms) == 3:
+                break
+        parts = []
+        if terms:
+            parts.append("matches your interests: " + ", ".join(terms))
+        if in_category[k]:
+            parts.append("in one of your categories")
+        reasons.append("; ".join(parts) or "close to your interests")
+    return reasons

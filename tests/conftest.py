@@ -1,0 +1,132 @@
+"""Shared fixtures: an isolated working directory and settings, a store, a real SMTP
+server on loopback (aiosmtpd), and a CLI runner."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from click.testing import CliRunner, Result
+
+from newsletter.cli import cli
+from newsletter.models import Paper
+from newsletter.settings import Settings
+from newsletter.store import Store
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+SECRET = "test-secret-key-0123456789"
+SENDER = "Daily Papers <papers@example.org>"
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test runs in its own empty directory with no NEWSLETTER_* settings inherited."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("NEWSLETTER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        db=tmp_path / "newsletter.db",
+        transport=f"outbox:{tmp_path / 'outbox'}",
+        from_address=SENDER,
+        base_url="https://papers.example.org",
+        secret_key=SECRET,
+    )
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    with Store(settings.db) as store:
+        yield store
+
+
+def make_paper(n: int = 1, **fields) -> Paper:
+    values = {
+        "id": f"2501.{n:05d}",
+        "title": f"Paper number {n} about graph neural networks",
+        "abstract": f"We study spectral graph neural networks, case {n}, with diffusion.",
+        "source": "test",
+    }
+    values.update(fields)
+    return Paper(**values)
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text(
+        "\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+@dataclass
+class Mailbox:
+    """What the loopback SMTP server received."""
+
+    host: str
+    port: int
+    envelopes: list = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{self.host}:{self.port}"
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return [
+            email.message_from_bytes(env.original_content, policy=email.policy.default)
+            for env in self.envelopes
+        ]
+
+
+class _Collector:
+    def __init__(self, box: Mailbox):
+        self.box = box
+
+    async def handle_DATA(self, server, session, envelope):
+        self.box.envelopes.append(envelope)
+        return "250 2.0.0 Ok: queued"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[Mailbox]:
+    """A real SMTP server (aiosmtpd) on loopback that keeps every message it accepts."""
+    box = Mailbox("127.0.0.1", free_port())
+    controller = Controller(_Collector(box), hostname=box.host, port=box.port)
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def run_cli():
+    """Run ``newsletter ARGS`` in-process; output streams are kept apart."""
+    runner = CliRunner()
+
+    def run(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Result:
+        return runner.invoke(cli, list(args), env=env, input=input, catch_exceptions=False)
+
+    return run
