@@ -13,7 +13,14 @@ import click
 
 from . import demo as demo_module
 from .edition import Outcome, preview, send_edition
-from .ingest import FORMATS, IngestError, ingest_path, sample_papers_path
+from .ingest import (
+    FORMATS,
+    IngestError,
+    detect_format,
+    ingest_text,
+    read_input,
+    sample_papers_path,
+)
 from .models import Status
 from .settings import Settings, SettingsError, load_settings
 from .store import DuplicateSubscriber, Store, SubscriberNotFound
@@ -121,13 +128,15 @@ def ingest(
     """
     if sample == (path is not None):
         raise click.UsageError("give either PATH or --sample")
-    report = ingest_path(_store(ctx), path or sample_papers_path(), fmt)
+    path = path or sample_papers_path()
+    text = read_input(path)  # before opening the store: a typo must not create a database
+    report = ingest_text(_store(ctx), text, fmt or detect_format(text, path), name=str(path))
     if as_json:
         _json({k: v for k, v in report.to_dict().items()})
         return
     for error in report.errors:
         click.echo(f"skipped: {error}", err=True)
-    click.echo(f"Ingested {path or 'the sample papers'}: {report}")
+    click.echo(f"Ingested {path}: {report}")
 
 
 # -- subscribers ------------------------------------------------------------------------------

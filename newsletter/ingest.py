@@ -71,15 +71,21 @@ def ingest_text(
     return store_records(store, FORMATS[fmt](text), name)
 
 
-def ingest_path(store: Store, path: Path, fmt: str | None = None) -> IngestReport:
+def read_input(path: Path) -> str:
+    """The text of an input file, or an IngestError that says why it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise IngestError(f"{path}: no such file") from exc
     except UnicodeDecodeError as exc:
         raise IngestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    fmt = fmt or detect_format(text, path)
-    return ingest_text(store, text, fmt, name=str(path))
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot read: {exc.strerror}") from exc
+
+
+def ingest_path(store: Store, path: Path, fmt: str | None = None) -> IngestReport:
+    text = read_input(path)
+    return ingest_text(store, text, fmt or detect_format(text, path), name=str(path))
 
 
 def store_records(store: Store, records: Iterable[Paper | RecordError], name: str) -> IngestReport:

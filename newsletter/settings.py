@@ -11,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DEFAULT_CONFIG_FILE = "newsletter.toml"
@@ -58,14 +58,18 @@ class Settings:
     timezone: str = "UTC"
     delivery_hour: int = 7
 
-    @property
-    def env_names(self) -> dict[str, str]:
-        return {f.name: env_name(f.name) for f in dataclasses.fields(self)}
-
-    def with_overrides(self, **overrides: Any) -> Settings:
-        """Return a copy with the given (non-``None``) values, e.g. from CLI flags."""
-        values = {k: v for k, v in overrides.items() if v is not None}
-        return dataclasses.replace(self, **{k: _coerce(k, v) for k, v in values.items()})
+    def __post_init__(self) -> None:
+        checks = [
+            (0 <= self.delivery_hour <= 23, "delivery_hour must be 0-23"),
+            (1 <= self.papers_per_email <= 50, "papers_per_email must be 1-50"),
+            (self.min_score >= 0, "min_score must not be negative"),
+            (self.candidate_days >= 1, "candidate_days must be at least 1"),
+            (self.category_boost >= 0, "category_boost must not be negative"),
+            (_known_timezone(self.timezone), f"timezone {self.timezone!r} is not an IANA name"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise SettingsError(message)
 
     @property
     def sender_email(self) -> str:
@@ -78,6 +82,14 @@ class Settings:
         return self.sender_email.rpartition("@")[2] or "localhost"
 
 
+def _known_timezone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 def env_name(field_name: str) -> str:
     return "NEWSLETTER_" + {"from_address": "FROM"}.get(field_name, field_name.upper())
 
@@ -86,19 +98,32 @@ _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
 
 
 def _coerce(name: str, value: Any) -> Any:
+    """``value`` as the type of setting ``name``; text (from the environment) is parsed, other
+    values must already have the right type (``2.7`` is not a number of papers)."""
     if name not in _FIELD_TYPES:
         raise SettingsError(f"unknown setting {name!r}")
     kind = typing.get_type_hints(Settings)[name]
-    if isinstance(kind, types.UnionType):
-        kind = next(t for t in typing.get_args(kind) if t is not type(None))
-    try:
-        if kind is Path:
-            return Path(value).expanduser()
-        if kind is bool and isinstance(value, str):
-            return value.strip().lower() in {"1", "true", "yes", "on"}
-        return kind(value)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(f"setting {name!r}: cannot read {value!r} as {kind.__name__}") from exc
+    problem = f"setting {name!r}: cannot read {value!r} as {getattr(kind, '__name__', kind)}"
+    if kind is Path:
+        if not isinstance(value, str | Path):
+            raise SettingsError(problem)
+        return Path(value).expanduser()
+    if kind is int:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise SettingsError(problem)
+    if kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return float(value)
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(problem) from exc
+    if not isinstance(value, str):
+        raise SettingsError(problem)
+    return value
 
 
 def load_settings(
@@ -130,7 +155,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
-    section = data.get("newsletter", data)
+    # Settings may sit at the top level or in a [newsletter] table; both are checked.
+    table = data.get("newsletter", {})
+    if not isinstance(table, dict):
+        raise SettingsError(f"{path}: 'newsletter' must be a table of settings")
+    section = {**{k: v for k, v in data.items() if k != "newsletter"}, **table}
     unknown = sorted(set(section) - set(_FIELD_TYPES))
     if unknown:
         raise SettingsError(f"{path}: unknown setting(s): {', '.join(unknown)}")

@@ -111,16 +111,33 @@ class Store:
             return "updated"
 
     def _find_paper_row(self, paper: Paper) -> dict | None:
+        """The stored row of ``paper``: by id, else (for a paper first stored without a real
+        id) by title. A title-keyed row found for a paper that now has a real id takes that
+        id, everywhere it is referenced, so the paper stays one row."""
         try:
             return self.db["papers"].get(paper.id)
         except NotFoundError:
             pass
-        if paper.id.startswith("title-"):
-            rows = self.db.query(
-                "SELECT * FROM papers WHERE title_key = ? LIMIT 1", [title_key(paper.title)]
-            )
-            return next(iter(rows), None)
-        return None
+        rows = self.db.query(
+            "SELECT * FROM papers WHERE title_key = ? AND id LIKE 'title-%' LIMIT 1",
+            [title_key(paper.title)],
+        )
+        row = next(iter(rows), None)
+        if row is not None and not paper.id.startswith("title-"):
+            self._rekey_paper(row["id"], paper.id)
+            row["id"] = paper.id
+        return row
+
+    def _rekey_paper(self, old: str, new: str) -> None:
+        self.conn.execute("UPDATE papers SET id = ? WHERE id = ?", [new, old])
+        self.conn.execute("UPDATE feedback SET paper_id = ? WHERE paper_id = ?", [new, old])
+        quoted_old, quoted_new = json.dumps(old), json.dumps(new)
+        self.conn.execute(
+            "UPDATE deliveries SET paper_ids = replace(paper_ids, ?, ?),"
+            " picks = replace(picks, ?, ?) WHERE paper_ids LIKE ?",
+            [quoted_old, quoted_new, quoted_old, quoted_new, f"%{quoted_old}%"],
+        )
+        log.info("paper %s is now known by its id %s", old, new)
 
     def get_paper(self, paper_id: str) -> Paper | None:
         try:
@@ -167,6 +184,7 @@ class Store:
         max_papers: int,
         interests: str = "",
         categories: list[str] | None = None,
+        muted_terms: list[str] | None = None,
         consent_source: str,
         consent_ip: str | None = None,
     ) -> Subscriber:
@@ -196,8 +214,14 @@ class Store:
             subscriber_id = cursor.lastrowid
             self.conn.execute(
                 "INSERT INTO profiles (subscriber_id, interests, categories, muted_terms,"
-                " updated_at) VALUES (?, ?, ?, '[]', ?)",
-                [subscriber_id, interests, json.dumps(categories or []), now],
+                " updated_at) VALUES (?, ?, ?, ?, ?)",
+                [
+                    subscriber_id,
+                    interests,
+                    json.dumps(categories or []),
+                    json.dumps(muted_terms or [], ensure_ascii=False),
+                    now,
+                ],
             )
             self.log_event("subscriber.added", subscriber_id, source=consent_source)
         return self.get_subscriber(subscriber_id)

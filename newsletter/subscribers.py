@@ -23,7 +23,16 @@ from .store import DuplicateSubscriber, Store
 MAX_PAPERS_LIMIT = 50
 MAX_INTERESTS_CHARS = 2000
 _CATEGORY = re.compile(r"^[a-z\-]+(\.[A-Za-z\-]+)?$")
-CSV_COLUMNS = ["email", "interests", "categories", "timezone", "hour", "max_papers", "status"]
+CSV_COLUMNS = [
+    "email",
+    "interests",
+    "categories",
+    "timezone",
+    "hour",
+    "max_papers",
+    "muted_terms",
+    "status",
+]
 
 
 class InvalidSubscriber(ValueError):
@@ -87,6 +96,20 @@ def check_max_papers(count: Any) -> int:
     return value
 
 
+def check_status(value: str | Status) -> Status:
+    try:
+        return Status(str(value).strip().lower())
+    except ValueError as exc:
+        known = ", ".join(s.value for s in Status)
+        raise InvalidSubscriber(f"unknown status {value!r} (one of {known})") from exc
+
+
+def parse_terms(value: str | Iterable[str] | None) -> list[str]:
+    """Muted terms from ``survey, benchmark`` or a list."""
+    items = (value or "").split(",") if isinstance(value, str | None) else value
+    return [t.strip() for t in items if t.strip()]
+
+
 def check_interests(text: str | None) -> str:
     text = " ".join((text or "").split())
     if len(text) > MAX_INTERESTS_CHARS:
@@ -104,6 +127,7 @@ def add_subscriber(
     timezone: str | None = None,
     hour: int | str | None = None,
     max_papers: int | str | None = None,
+    muted_terms: str | Iterable[str] | None = None,
     status: Status = Status.ACTIVE,
     consent_source: str = "console",
     consent_ip: str | None = None,
@@ -120,6 +144,7 @@ def add_subscriber(
         ),
         interests=check_interests(interests),
         categories=parse_categories(categories),
+        muted_terms=parse_terms(muted_terms),
         consent_source=consent_source,
         consent_ip=consent_ip,
     )
@@ -130,13 +155,11 @@ def update_subscriber(store: Store, email: str, **changes: Any) -> Subscriber:
     checks = {
         "interests": check_interests,
         "categories": parse_categories,
-        "muted_terms": lambda v: [
-            t.strip() for t in (v.split(",") if isinstance(v, str) else v) if t.strip()
-        ],
+        "muted_terms": parse_terms,
         "timezone": check_timezone,
         "delivery_hour": check_hour,
         "max_papers": check_max_papers,
-        "status": Status,
+        "status": check_status,
     }
     valid = {k: checks[k](v) for k, v in changes.items() if v is not None}
     subscriber = store.get_subscriber(email.strip())
@@ -155,7 +178,9 @@ class ImportReport:
 
 def import_csv(store: Store, settings: Settings, path: Path) -> ImportReport:
     """Add the subscribers of a CSV file (header row; ``email,interests`` and optionally
-    ``categories,timezone,hour,max_papers``). A bad row is reported by line and skipped."""
+    ``categories,timezone,hour,max_papers,muted_terms,status``, as :func:`export_csv` writes
+    them: an exported unsubscribed address comes back unsubscribed). A bad row is reported
+    by line and skipped."""
     report = ImportReport()
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -178,6 +203,8 @@ def import_csv(store: Store, settings: Settings, path: Path) -> ImportReport:
                 timezone=row.get("timezone") or None,
                 hour=row.get("hour") or None,
                 max_papers=row.get("max_papers") or None,
+                muted_terms=row.get("muted_terms"),
+                status=check_status(row.get("status") or Status.ACTIVE),
                 consent_source=f"import:{path.name}",
             )
             report.added += 1
@@ -204,6 +231,7 @@ def export_csv(subscribers: Iterable[Subscriber]) -> str:
                 s.timezone,
                 s.delivery_hour,
                 s.max_papers,
+                ",".join(s.muted_terms),
                 s.status,
             ]
         )
