@@ -1,6 +1,7 @@
 """SMTP: one connection for the whole run. ``smtp://`` upgrades with STARTTLS whenever the
 server offers it and never sends a password over a connection that is not encrypted;
-``smtps://`` (port 465) is TLS from the first byte."""
+``smtps://`` (port 465) is TLS from the first byte. Certificates are always verified; a
+private CA can be named with ``?cafile=PATH``."""
 
 from __future__ import annotations
 
@@ -27,11 +28,13 @@ class SMTPTransport:
         username: str = "",
         password: str = "",
         timeout: float = 30.0,
+        cafile: str | None = None,
     ):
         self.host, self.port = host, port
         self.implicit_tls = implicit_tls
         self.username, self.password = username, password
         self.timeout = timeout
+        self.cafile = cafile
         self.connection: smtplib.SMTP | None = None
 
     @classmethod
@@ -48,6 +51,7 @@ class SMTPTransport:
             username=unquote(parts.username or ""),
             password=unquote(parts.password or "") or password,
             timeout=float(query.get("timeout", ["30"])[0]),
+            cafile=query.get("cafile", [None])[0],
         )
 
     def describe(self) -> str:
@@ -56,7 +60,7 @@ class SMTPTransport:
         return f"{scheme}://{user}{self.host}:{self.port}"
 
     def open(self) -> None:
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=self.cafile)
         try:
             if self.implicit_tls:
                 connection = smtplib.SMTP_SSL(
