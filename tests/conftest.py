@@ -21,6 +21,8 @@ from newsletter.models import Paper
 from newsletter.settings import Settings
 from newsletter.store import Store
 
+from .feedserver import FeedServer
+
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 SECRET = "test-secret-key-0123456789"
 SENDER = "Daily Papers <papers@example.org>"
@@ -130,3 +132,14 @@ def run_cli():
         return runner.invoke(cli, list(args), env=env, input=input, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    """A real HTTP server on loopback serving ``/fixtures/<name>`` and scripted replies."""
+    server = FeedServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -4,15 +4,9 @@ scripted to fail: 5xx, 429 with Retry-After, a response too slow to wait for, 40
 from __future__ import annotations
 
 import socket
-import sys
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,96 +16,9 @@ from newsletter.fetch import FetchError, default_user_agent, fetch_text, make_cl
 from newsletter.sources.arxiv_api import build_query_url, parse_arxiv_atom
 from newsletter.sources.hf_daily import parse_hf_daily
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+from .feedserver import FIXTURES, FeedServer, Reply
+
 USER_AGENT = default_user_agent("https://papers.example.org", "papers@example.org")
-
-
-@dataclass
-class Reply:
-    status: int = 200
-    body: bytes = b"ok"
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-
-
-@dataclass
-class Request:
-    path: str
-    headers: dict[str, str]
-
-
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request, client_address) -> None:
-        # A client that timed out has hung up before the slow reply: expected, not a failure.
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class FeedServer:
-    """``/fixtures/<name>`` serves a fixture file; a scripted path serves its replies in
-    turn, repeating the last one. Every request is recorded."""
-
-    def __init__(self) -> None:
-        self.scripts: dict[str, list[Reply]] = {}
-        self.requests: list[Request] = []
-        self._lock = threading.Lock()
-        self.httpd = _Server(("127.0.0.1", 0), _handler(self))
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def script(self, path: str, *replies: Reply) -> str:
-        self.scripts[path] = list(replies)
-        return self.url(path)
-
-    def reply_for(self, path: str, headers: dict[str, str]) -> Reply:
-        with self._lock:
-            self.requests.append(Request(path, headers))
-            route = urlsplit(path).path
-            if script := self.scripts.get(route):
-                return script.pop(0) if len(script) > 1 else script[0]
-        fixture = FIXTURES / route.removeprefix("/fixtures/")
-        if route.startswith("/fixtures/") and fixture.is_file():
-            return Reply(body=fixture.read_bytes(), headers={"Content-Type": "application/xml"})
-        return Reply(404, b"no such page")
-
-
-def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            reply = server.reply_for(self.path, dict(self.headers))
-            time.sleep(reply.delay)
-            self.send_response(reply.status)
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
-            self.end_headers()
-            self.wfile.write(reply.body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    return Handler
-
-
-@pytest.fixture
-def server() -> Iterator[FeedServer]:
-    feed_server = FeedServer()
-    feed_server.start()
-    try:
-        yield feed_server
-    finally:
-        feed_server.stop()
 
 
 @pytest.fixture
@@ -131,70 +38,76 @@ def test_user_agent_names_the_newsletter_and_a_contact() -> None:
 
 
 def test_fetches_a_fixture_decoded_and_sends_the_user_agent(
-    server: FeedServer, client: httpx.Client, sleeps: list[float]
+    feed_server: FeedServer, client: httpx.Client, sleeps: list[float]
 ) -> None:
-    text = fetch_text(client, server.url("/fixtures/hf-daily-papers.json"), sleep=sleeps.append)
+    text = fetch_text(
+        client, feed_server.url("/fixtures/hf-daily-papers.json"), sleep=sleeps.append
+    )
 
     assert text == (FIXTURES / "hf-daily-papers.json").read_text(encoding="utf-8")
     assert len(list(parse_hf_daily(text))) == 30
-    assert [r.headers["User-Agent"] for r in server.requests] == [USER_AGENT]
+    assert [r.headers["User-Agent"] for r in feed_server.requests] == [USER_AGENT]
     assert sleeps == []
 
 
-def test_api_query_url_reaches_the_server_intact(server: FeedServer, client: httpx.Client) -> None:
-    url = build_query_url(server.url("/api/query"), ["cs.AI", "cs.LG"], ["graph neural"], 0, 5)
-    server.script("/api/query", Reply(body=(FIXTURES / "arxiv-api-two-ids.xml").read_bytes()))
+def test_api_query_url_reaches_the_server_intact(
+    feed_server: FeedServer, client: httpx.Client
+) -> None:
+    url = build_query_url(feed_server.url("/api/query"), ["cs.AI", "cs.LG"], ["graph neural"], 0, 5)
+    feed_server.script("/api/query", Reply(body=(FIXTURES / "arxiv-api-two-ids.xml").read_bytes()))
 
     text = fetch_text(client, url)
 
     parts = urlsplit(url)
-    assert server.requests[0].path == f"{parts.path}?{parts.query}"
+    assert feed_server.requests[0].path == f"{parts.path}?{parts.query}"
     assert [p.id for p in parse_arxiv_atom(text)] == ["1707.08567"]
 
 
 def test_params_are_added_to_the_query_already_in_the_url(
-    server: FeedServer, client: httpx.Client
+    feed_server: FeedServer, client: httpx.Client
 ) -> None:
-    fetch_text(client, server.url("/fixtures/arxiv-api-two-ids.xml?a=1"), params={"b": 2})
+    fetch_text(client, feed_server.url("/fixtures/arxiv-api-two-ids.xml?a=1"), params={"b": 2})
 
-    assert server.requests[0].path == "/fixtures/arxiv-api-two-ids.xml?a=1&b=2"
+    assert feed_server.requests[0].path == "/fixtures/arxiv-api-two-ids.xml?a=1&b=2"
 
 
-def test_redirect_is_followed(server: FeedServer, client: httpx.Client) -> None:
-    url = server.script("/old", Reply(301, headers={"Location": "/fixtures/arxiv-api-two-ids.xml"}))
+def test_redirect_is_followed(feed_server: FeedServer, client: httpx.Client) -> None:
+    url = feed_server.script(
+        "/old", Reply(301, headers={"Location": "/fixtures/arxiv-api-two-ids.xml"})
+    )
 
     assert fetch_text(client, url) == (FIXTURES / "arxiv-api-two-ids.xml").read_text("utf-8")
 
 
 def test_5xx_is_retried_with_growing_jittered_backoff(
-    server: FeedServer, client: httpx.Client, sleeps: list[float]
+    feed_server: FeedServer, client: httpx.Client, sleeps: list[float]
 ) -> None:
-    url = server.script("/flaky", Reply(503), Reply(502), Reply(body=b"finally"))
+    url = feed_server.script("/flaky", Reply(503), Reply(502), Reply(body=b"finally"))
 
     assert fetch_text(client, url, backoff=2.0, sleep=sleeps.append) == "finally"
 
-    assert len(server.requests) == 3
+    assert len(feed_server.requests) == 3
     assert len(sleeps) == 2
     assert 1.0 <= sleeps[0] <= 2.0
     assert 2.0 <= sleeps[1] <= 4.0
 
 
 def test_429_waits_as_long_as_retry_after_says(
-    server: FeedServer, client: httpx.Client, sleeps: list[float]
+    feed_server: FeedServer, client: httpx.Client, sleeps: list[float]
 ) -> None:
-    url = server.script("/busy", Reply(429, headers={"Retry-After": "7"}), Reply(body=b"ok"))
+    url = feed_server.script("/busy", Reply(429, headers={"Retry-After": "7"}), Reply(body=b"ok"))
 
     assert fetch_text(client, url, sleep=sleeps.append) == "ok"
 
     assert sleeps == [7.0]
-    assert len(server.requests) == 2
+    assert len(feed_server.requests) == 2
 
 
 def test_retry_after_as_http_date_is_honoured(
-    server: FeedServer, client: httpx.Client, sleeps: list[float]
+    feed_server: FeedServer, client: httpx.Client, sleeps: list[float]
 ) -> None:
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
-    url = server.script("/later", Reply(503, headers={"Retry-After": when}), Reply(body=b"ok"))
+    url = feed_server.script("/later", Reply(503, headers={"Retry-After": when}), Reply(body=b"ok"))
 
     assert fetch_text(client, url, sleep=sleeps.append) == "ok"
 
@@ -203,9 +116,9 @@ def test_retry_after_as_http_date_is_honoured(
 
 
 def test_retry_after_beyond_max_backoff_gives_up_at_once(
-    server: FeedServer, client: httpx.Client, sleeps: list[float]
+    feed_server: FeedServer, client: httpx.Client, sleeps: list[float]
 ) -> None:
-    url = server.script("/banned", Reply(429, headers={"Retry-After": "3600"}))
+    url = feed_server.script("/banned", Reply(429, headers={"Retry-After": "3600"}))
 
     with pytest.raises(FetchError) as caught:
         fetch_text(client, url, sleep=sleeps.append)
@@ -214,14 +127,14 @@ def test_retry_after_beyond_max_backoff_gives_up_at_once(
         f"GET {url}: HTTP 429 Too Many Requests, Retry-After 3600s exceeds max_backoff 60s"
         " (gave up after 1 attempt)"
     )
-    assert len(server.requests) == 1
+    assert len(feed_server.requests) == 1
     assert sleeps == []
 
 
 def test_persistent_5xx_fails_after_every_attempt_with_capped_waits(
-    server: FeedServer, client: httpx.Client, sleeps: list[float]
+    feed_server: FeedServer, client: httpx.Client, sleeps: list[float]
 ) -> None:
-    url = server.script("/down", Reply(500))
+    url = feed_server.script("/down", Reply(500))
 
     with pytest.raises(FetchError) as caught:
         fetch_text(client, url, retries=3, backoff=10.0, max_backoff=15.0, sleep=sleeps.append)
@@ -230,26 +143,28 @@ def test_persistent_5xx_fails_after_every_attempt_with_capped_waits(
         str(caught.value) == f"GET {url}: HTTP 500 Internal Server Error (gave up after 4 attempts)"
     )
     assert (caught.value.status, caught.value.attempts) == (500, 4)
-    assert len(server.requests) == 4
+    assert len(feed_server.requests) == 4
     assert len(sleeps) == 3
     assert 5.0 <= sleeps[0] <= 10.0
     assert all(7.5 <= wait <= 15.0 for wait in sleeps[1:])
 
 
-def test_404_fails_at_once(server: FeedServer, client: httpx.Client, sleeps: list[float]) -> None:
-    url = server.url("/fixtures/no-such-feed.xml")
+def test_404_fails_at_once(
+    feed_server: FeedServer, client: httpx.Client, sleeps: list[float]
+) -> None:
+    url = feed_server.url("/fixtures/no-such-feed.xml")
 
     with pytest.raises(FetchError) as caught:
         fetch_text(client, url, sleep=sleeps.append)
 
     assert str(caught.value) == f"GET {url}: HTTP 404 Not Found (gave up after 1 attempt)"
     assert caught.value.status == 404
-    assert len(server.requests) == 1
+    assert len(feed_server.requests) == 1
     assert sleeps == []
 
 
-def test_slow_server_times_out_and_is_retried(server: FeedServer, sleeps: list[float]) -> None:
-    url = server.script("/slow", Reply(body=b"too late", delay=2.0))
+def test_slow_server_times_out_and_is_retried(feed_server: FeedServer, sleeps: list[float]) -> None:
+    url = feed_server.script("/slow", Reply(body=b"too late", delay=2.0))
 
     with make_client(USER_AGENT, timeout=0.2) as impatient, pytest.raises(FetchError) as caught:
         fetch_text(impatient, url, retries=1, sleep=sleeps.append)
@@ -257,7 +172,7 @@ def test_slow_server_times_out_and_is_retried(server: FeedServer, sleeps: list[f
     assert str(caught.value).startswith(f"GET {url}: ReadTimeout: ")
     assert str(caught.value).endswith("(gave up after 2 attempts)")
     assert caught.value.status is None
-    assert len(server.requests) == 2
+    assert len(feed_server.requests) == 2
     assert len(sleeps) == 1
 
 

@@ -1,0 +1,92 @@
+"""A real HTTP server on loopback for the feed tests: serves the recorded fixtures in
+``../shared/fixtures`` and can be scripted to fail (5xx, 429 with Retry-After, slow, cut)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b"ok"
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+@dataclass
+class Request:
+    path: str
+    headers: dict[str, str]
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        # A client that timed out has hung up before the slow reply: expected, not a failure.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class FeedServer:
+    """``/fixtures/<name>`` serves a fixture file; a scripted path serves its replies in
+    turn, repeating the last one. Every request is recorded."""
+
+    def __init__(self) -> None:
+        self.scripts: dict[str, list[Reply]] = {}
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        self.httpd = _Server(("127.0.0.1", 0), _handler(self))
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def script(self, path: str, *replies: Reply) -> str:
+        self.scripts[path] = list(replies)
+        return self.url(path)
+
+    def reply_for(self, path: str, headers: dict[str, str]) -> Reply:
+        with self._lock:
+            self.requests.append(Request(path, headers))
+            route = urlsplit(path).path
+            if script := self.scripts.get(route):
+                return script.pop(0) if len(script) > 1 else script[0]
+        fixture = FIXTURES / route.removeprefix("/fixtures/")
+        if route.startswith("/fixtures/") and fixture.is_file():
+            return Reply(body=fixture.read_bytes(), headers={"Content-Type": "application/xml"})
+        return Reply(404, b"no such page")
+
+
+def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            reply = server.reply_for(self.path, dict(self.headers))
+            time.sleep(reply.delay)
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    return Handler
