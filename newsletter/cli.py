@@ -16,13 +16,16 @@ from .edition import Outcome, preview, send_edition
 from .ingest import (
     FORMATS,
     IngestError,
-    detect_format,
+    IngestSummary,
+    ingest_sources,
     ingest_text,
+    ingest_url,
     read_input,
     sample_papers_path,
 )
 from .models import Status
 from .settings import Settings, SettingsError, load_settings
+from .sources.registry import REMOTE_SOURCES, build_source, http_client
 from .store import DuplicateSubscriber, Store, SubscriberNotFound
 from .subscribers import (
     InvalidSubscriber,
@@ -112,7 +115,23 @@ def cli(
 
 
 @cli.command()
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.argument("target", required=False, metavar="[PATH|URL]")
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    type=click.Choice(REMOTE_SOURCES),
+    help="Fetch from a remote source (repeatable). Default: the settings' sources.",
+)
+@click.option(
+    "--category",
+    "categories",
+    multiple=True,
+    metavar="CAT",
+    help="arXiv category for arxiv/arxiv-rss, e.g. cs.LG (repeatable).",
+)
+@click.option("--term", "terms", multiple=True, help="Search term for arxiv (repeatable).")
+@click.option("--date", "day", type=DATE, help="Day of the hf-daily list (default: today).")
 @click.option(
     "--format", "fmt", type=click.Choice(list(FORMATS)), help="Input format (default: detected)."
 )
@@ -120,23 +139,59 @@ def cli(
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def ingest(
-    ctx: click.Context, path: Path | None, fmt: str | None, sample: bool, as_json: bool
+    ctx: click.Context,
+    target: str | None,
+    sources: tuple[str, ...],
+    categories: tuple[str, ...],
+    terms: tuple[str, ...],
+    day: Any,
+    fmt: str | None,
+    sample: bool,
+    as_json: bool,
 ) -> None:
-    """Read papers from PATH (sample page or JSONL) into the database.
+    """Read papers into the database from a file, a URL or the remote sources.
 
-    Re-ingesting a paper updates it; bad records are reported with their line and skipped.
+    PATH or URL may be a sample page, JSONL, an arXiv API or RSS feed, or a Hugging Face
+    daily-papers list (detected from the content). Without one, the remote sources given
+    with --source (or enabled in the settings) are fetched. Re-ingesting a paper updates
+    it; bad records are reported with where they were and skipped.
     """
-    if sample == (path is not None):
-        raise click.UsageError("give either PATH or --sample")
-    path = path or sample_papers_path()
-    text = read_input(path)  # before opening the store: a typo must not create a database
-    report = ingest_text(_store(ctx), text, fmt or detect_format(text, path), name=str(path))
+    settings = _settings(ctx)
+    if sum([bool(target), bool(sources), sample]) > 1:
+        raise click.UsageError("give one of PATH/URL, --source or --sample")
+    summary = IngestSummary()
+    if target and target.startswith(("http://", "https://")):
+        with http_client(settings) as client:
+            summary.sources[target] = ingest_url(_store(ctx), client, target, fmt)
+    elif target or sample:
+        path = Path(target) if target else sample_papers_path()
+        text = read_input(path)  # before opening the store: a typo must not create a database
+        summary.sources[str(path)] = ingest_text(_store(ctx), text, fmt, str(path))
+    else:
+        names = sources or settings.sources
+        if not names:
+            raise click.UsageError(
+                "nothing to ingest: give a PATH or URL, --sample, or --source "
+                f"({', '.join(REMOTE_SOURCES)}), or enable sources in the settings"
+            )
+        day_value = day.date() if day else None
+        chosen = [
+            build_source(n, settings, categories=categories, terms=terms, day=day_value)
+            for n in dict.fromkeys(names)
+        ]
+        with http_client(settings) as client:
+            summary = ingest_sources(_store(ctx), chosen, client)
     if as_json:
-        _json({k: v for k, v in report.to_dict().items()})
-        return
-    for error in report.errors:
-        click.echo(f"skipped: {error}", err=True)
-    click.echo(f"Ingested {path}: {report}")
+        _json(summary.to_dict())
+    else:
+        for name, report in summary.sources.items():
+            for error in report.errors:
+                click.echo(f"skipped: {error}", err=True)
+            for failure in report.failures:
+                click.echo(f"failed: {failure}", err=True)
+            click.echo(f"Ingested {name}: {report}")
+    if summary.failed:
+        ctx.exit(1)
 
 
 # -- subscribers ------------------------------------------------------------------------------

@@ -1,17 +1,24 @@
-"""Ingest: read papers from a file in one of the known formats and store them.
+"""Ingest: read papers from a file, a URL or the remote sources, and store them.
 
-One bad record never stops the others: it is reported (with its line) and skipped."""
+One bad record never stops the others: it is reported (with where it was) and skipped. A
+request that fails for good is reported too, and what came before it is kept."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import httpx
+
+from .fetch import FetchError, fetch_text
 from .models import Paper
-from .sources import RecordError
+from .sources import FetchFailure, RecordError, Source
+from .sources.arxiv_api import parse_arxiv_atom
+from .sources.arxiv_rss import parse_arxiv_rss
+from .sources.hf_daily import parse_hf_daily
 from .sources.jsonl import looks_like_jsonl, parse_jsonl
 from .sources.sample_page import looks_like_sample_page, parse_sample_page
 from .store import Store
@@ -21,6 +28,9 @@ log = logging.getLogger(__name__)
 FORMATS: dict[str, Callable[[str], Iterable[Paper | RecordError]]] = {
     "sample-page": parse_sample_page,
     "jsonl": parse_jsonl,
+    "arxiv-atom": parse_arxiv_atom,
+    "arxiv-rss": parse_arxiv_rss,
+    "hf-daily": parse_hf_daily,
 }
 BATCH_SIZE = 500
 
@@ -31,20 +41,50 @@ class IngestError(ValueError):
 
 @dataclass
 class IngestReport:
+    """What one ingest did. ``errors`` are bad records (skipped); ``failures`` are requests
+    that failed after their retries (the papers behind them are missing)."""
+
+    fetched: int = 0
     new: int = 0
     updated: int = 0
     unchanged: int = 0
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    #: The newest publication time among the papers read (ISO-8601 UTC), if any had one.
+    newest: str | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        del data["newest"]
+        return data
 
     def __str__(self) -> str:
-        return (
-            f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{self.skipped} skipped"
+        text = (
+            f"{self.fetched} read: {self.new} new, {self.updated} updated, "
+            f"{self.unchanged} unchanged, {self.skipped} skipped"
         )
+        return text + (f", {len(self.failures)} request(s) failed" if self.failures else "")
+
+
+@dataclass
+class IngestSummary:
+    """Several sources' reports, with their totals."""
+
+    sources: dict[str, IngestReport] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        totals = IngestReport()
+        for report in self.sources.values():
+            for name in ("fetched", "new", "updated", "unchanged", "skipped"):
+                setattr(totals, name, getattr(totals, name) + getattr(report, name))
+            totals.errors += report.errors
+            totals.failures += report.failures
+        return {**totals.to_dict(), "sources": {k: v.to_dict() for k, v in self.sources.items()}}
+
+    @property
+    def failed(self) -> bool:
+        return any(r.failures for r in self.sources.values())
 
 
 def sample_papers_path() -> Path:
@@ -52,23 +92,30 @@ def sample_papers_path() -> Path:
     return Path(str(resources.files("newsletter") / "data" / "trending-papers-page.txt"))
 
 
-def detect_format(text: str, path: Path | None = None) -> str:
-    if path is not None and path.suffix.lower() in {".jsonl", ".ndjson"}:
+def detect_format(text: str, name: str = "") -> str:
+    """The format of ``text``, from its content (``name``, a path or URL, breaks ties)."""
+    head = text.lstrip()[:2000]
+    if name.lower().endswith((".jsonl", ".ndjson")) or looks_like_jsonl(text):
         return "jsonl"
-    if looks_like_jsonl(text):
-        return "jsonl"
+    if head.startswith("["):
+        return "hf-daily"
+    if head.startswith("<"):
+        if "announce_type" in text or "rss.arxiv.org" in head or "<rss" in head:
+            return "arxiv-rss"
+        if "<feed" in head:
+            return "arxiv-atom"
     if looks_like_sample_page(text):
         return "sample-page"
-    raise IngestError(f"cannot tell the format of the input; pass --format ({', '.join(FORMATS)})")
+    raise IngestError(
+        f"cannot tell the format of {name or 'the input'}; pass --format ({', '.join(FORMATS)})"
+    )
 
 
-def ingest_text(
-    store: Store, text: str, fmt: str | None = None, name: str = "input"
-) -> IngestReport:
-    fmt = fmt or detect_format(text)
+def parse_text(text: str, fmt: str | None = None, name: str = "") -> Iterable[Paper | RecordError]:
+    fmt = fmt or detect_format(text, name)
     if fmt not in FORMATS:
         raise IngestError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    return store_records(store, FORMATS[fmt](text), name)
+    return FORMATS[fmt](text)
 
 
 def read_input(path: Path) -> str:
@@ -83,12 +130,44 @@ def read_input(path: Path) -> str:
         raise IngestError(f"{path}: cannot read: {exc.strerror}") from exc
 
 
+def ingest_text(
+    store: Store, text: str, fmt: str | None = None, name: str = "input"
+) -> IngestReport:
+    return store_records(store, parse_text(text, fmt, name), name)
+
+
 def ingest_path(store: Store, path: Path, fmt: str | None = None) -> IngestReport:
-    text = read_input(path)
-    return ingest_text(store, text, fmt or detect_format(text, path), name=str(path))
+    return ingest_text(store, read_input(path), fmt, str(path))
 
 
-def store_records(store: Store, records: Iterable[Paper | RecordError], name: str) -> IngestReport:
+def ingest_url(
+    store: Store, client: httpx.Client, url: str, fmt: str | None = None
+) -> IngestReport:
+    try:
+        text = fetch_text(client, url)
+    except FetchError as exc:
+        raise IngestError(str(exc)) from exc
+    return ingest_text(store, text, fmt, url)
+
+
+def ingest_sources(store: Store, sources: Sequence[Source], client: httpx.Client) -> IngestSummary:
+    """Ingest each source in turn; one that fails is reported and the others still run.
+    Each remembers the newest paper it brought, so the next run asks only for newer ones."""
+    summary = IngestSummary()
+    for source in sources:
+        key = f"source.{source.name}.newest"
+        report = store_records(store, source.fetch(client, store.get_meta(key)), source.name)
+        if report.newest and report.newest > (store.get_meta(key) or ""):
+            store.set_meta(key, report.newest)
+        for failure in report.failures:
+            log.error("%s failed: %s (the papers fetched before it are kept)", source.name, failure)
+        summary.sources[source.name] = report
+    return summary
+
+
+def store_records(
+    store: Store, records: Iterable[Paper | RecordError | FetchFailure], name: str
+) -> IngestReport:
     """Save the papers in batches (one transaction each), counting what happened."""
     report = IngestReport()
     batch: list[Paper] = []
@@ -101,17 +180,22 @@ def store_records(store: Store, records: Iterable[Paper | RecordError], name: st
         batch.clear()
 
     for record in records:
+        if isinstance(record, FetchFailure):
+            report.failures.append(str(record))
+            continue
         if isinstance(record, RecordError):
             report.skipped += 1
             report.errors.append(f"{name}: {record}")
             log.warning("%s: %s", name, record)
             continue
+        report.fetched += 1
+        if record.published_at and record.published_at > (report.newest or ""):
+            report.newest = record.published_at
         batch.append(record)
         if len(batch) >= BATCH_SIZE:
             flush()
     flush()
-    store.log_event(
-        "ingest", source=name, **{k: v for k, v in report.to_dict().items() if k != "errors"}
-    )
+    counts = {k: v for k, v in report.to_dict().items() if k not in ("errors", "failures")}
+    store.log_event("ingest", source=name, failures=report.failures, **counts)
     log.info("ingested %s: %s", name, report)
     return report

@@ -90,7 +90,11 @@ CREATE TABLE events (
 CREATE INDEX idx_events_at ON events (at);
 """
 
-MIGRATIONS: list[str] = [INITIAL_SCHEMA]
+PAPER_EXTRA = """
+ALTER TABLE papers ADD COLUMN extra TEXT NOT NULL DEFAULT '{}';  -- JSON object, per source
+"""
+
+MIGRATIONS: list[str] = [INITIAL_SCHEMA, PAPER_EXTRA]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

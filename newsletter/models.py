@@ -8,6 +8,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 
 class Status(StrEnum):
@@ -32,6 +33,9 @@ class Paper:
     published_at: str | None = None
     upvotes: int | None = None
     first_seen_at: str | None = None
+    #: What one source knows beyond the common fields: ``announce_type`` (arXiv RSS),
+    #: ``num_comments`` and ``github_repo`` (Hugging Face), ...
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

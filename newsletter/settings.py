@@ -57,6 +57,23 @@ class Settings:
     #: Defaults for new subscribers.
     timezone: str = "UTC"
     delivery_hour: int = 7
+    #: Remote sources that ``newsletter ingest`` (without arguments) and the daily run use:
+    #: any of ``arxiv``, ``arxiv-rss``, ``hf-daily``.
+    sources: list[str] = field(default_factory=list)
+    #: arXiv categories for the ``arxiv`` and ``arxiv-rss`` sources.
+    arxiv_categories: list[str] = field(default_factory=list)
+    #: Search terms for the ``arxiv`` source (each one narrows the query).
+    arxiv_terms: list[str] = field(default_factory=list)
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    arxiv_rss_url: str = "https://rss.arxiv.org/atom"
+    hf_daily_url: str = "https://huggingface.co/api/daily_papers"
+    #: Seconds between two arXiv API requests (arXiv asks for about 3).
+    arxiv_delay: float = 3.0
+    #: Most papers one ``arxiv`` ingest pages through.
+    arxiv_max_results: int = 500
+    #: Seconds to wait for a source to connect or answer, and retries after a failure.
+    fetch_timeout: float = 30.0
+    fetch_retries: int = 4
 
     def __post_init__(self) -> None:
         checks = [
@@ -66,6 +83,10 @@ class Settings:
             (self.candidate_days >= 1, "candidate_days must be at least 1"),
             (self.category_boost >= 0, "category_boost must not be negative"),
             (_known_timezone(self.timezone), f"timezone {self.timezone!r} is not an IANA name"),
+            (self.arxiv_delay >= 0, "arxiv_delay must not be negative"),
+            (self.arxiv_max_results >= 1, "arxiv_max_results must be at least 1"),
+            (self.fetch_timeout > 0, "fetch_timeout must be positive"),
+            (self.fetch_retries >= 0, "fetch_retries must not be negative"),
         ]
         for ok, message in checks:
             if not ok:
@@ -114,6 +135,11 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise SettingsError(problem)
+    if typing.get_origin(kind) is list:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise SettingsError(problem)
+        return [i.strip() for i in items if i.strip()]
     if kind is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)

@@ -317,6 +317,7 @@ def _paper_row(paper: Paper) -> dict[str, Any]:
         "url": paper.url,
         "published_at": paper.published_at,
         "upvotes": paper.upvotes,
+        "extra": json.dumps(paper.extra, ensure_ascii=False, sort_keys=True),
     }
 
 
@@ -332,6 +333,8 @@ def _merge_paper_rows(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any
     if new["source"] and new["source"] not in sources:
         sources.append(new["source"])
     merged["source"] = ",".join(sources)
+    extra = {**json.loads(old.get("extra") or "{}"), **json.loads(new["extra"])}
+    merged["extra"] = json.dumps(extra, ensure_ascii=False, sort_keys=True)
     return merged
 
 
@@ -347,6 +350,7 @@ def _paper_from_row(row: dict[str, Any]) -> Paper:
         published_at=row["published_at"],
         upvotes=row["upvotes"],
         first_seen_at=row["first_seen_at"],
+        extra=json.loads(row.get("extra") or "{}"),
     )
 
 

@@ -13,8 +13,8 @@ import pytest
 from newsletter.models import Paper
 from newsletter.sources import RecordError
 from newsletter.sources.arxiv_api import build_query_url, parse_arxiv_atom
-from newsletter.sources.arxiv_rss import AnnouncedPaper, parse_arxiv_rss
-from newsletter.sources.hf_daily import DailyPaper, parse_hf_daily
+from newsletter.sources.arxiv_rss import parse_arxiv_rss
+from newsletter.sources.hf_daily import parse_hf_daily
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
 
@@ -290,8 +290,8 @@ def test_rss_feed_gives_papers_with_announce_type_and_abstract_after_marker() ->
     papers, errors = split(list(parse_arxiv_rss(fixture("arxiv-rss-cs.AI.xml"))))
 
     assert errors == []
-    assert all(isinstance(p, AnnouncedPaper) for p in papers)
-    assert {p.id: p.announce_type for p in papers} == {
+    assert all(isinstance(p, Paper) for p in papers)
+    assert {p.id: p.extra.get("announce_type") for p in papers} == {
         "2508.13426": "cross",
         "2508.13428": "cross",
         "2508.13429": "cross",
@@ -346,7 +346,7 @@ def test_rss_2_0_feed_is_read_like_the_atom_one() -> None:
     papers, errors = split(list(parse_arxiv_rss(feed)))
 
     assert errors == []
-    assert [(p.id, p.announce_type, p.abstract) for p in papers] == [
+    assert [(p.id, p.extra.get("announce_type"), p.abstract) for p in papers] == [
         ("2203.01250", "replace", "Old news."),
         ("2203.01251", "replace-cross", "Plain."),
     ]
@@ -406,7 +406,7 @@ def test_hf_daily_gives_papers_with_upvotes_comments_and_repo() -> None:
 
     assert errors == []
     assert len(papers) == 30
-    assert all(isinstance(p, DailyPaper) and p.source == "hf-daily" for p in papers)
+    assert all(isinstance(p, Paper) and p.source == "hf-daily" for p in papers)
     first, second = papers[:2]
     assert first.id == "2611.10000"
     assert first.title.startswith("Multi-index Based Solution Theory to the Φ^4 Equation")
@@ -414,16 +414,21 @@ def test_hf_daily_gives_papers_with_upvotes_comments_and_repo() -> None:
     assert first.authors == ["C. Lindqvist", "G. Novak", "A. Rivera"]
     assert first.url == "https://arxiv.org/abs/2611.10000"
     assert first.published_at == "2026-11-20T00:00:00.000000+00:00"
-    assert (first.upvotes, first.num_comments) == (1, 8)
-    assert first.github_repo == "https://github.com/example/2611.10000"
-    assert (second.id, second.upvotes, second.num_comments, second.github_repo) == (
+    assert (first.upvotes, first.extra.get("num_comments")) == (1, 8)
+    assert first.extra.get("github_repo") == "https://github.com/example/2611.10000"
+    assert (
+        second.id,
+        second.upvotes,
+        second.extra.get("num_comments"),
+        second.extra.get("github_repo"),
+    ) == (
         "2611.10037",
         55,
         0,
         None,
     )
     assert max(papers, key=lambda p: p.upvotes or 0).upvotes == 89
-    assert sum(p.github_repo is not None for p in papers) == 10
+    assert sum("github_repo" in p.extra for p in papers) == 10
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,15 @@
 """Where papers come from. Each source module turns raw input into :class:`Paper` records
-and :class:`RecordError` reports; :mod:`newsletter.ingest` stores them."""
+and :class:`RecordError` reports; :mod:`newsletter.ingest` stores them.
+
+A remote source also has a :class:`Source` class whose ``fetch`` yields the same records,
+plus a :class:`FetchFailure` for a request that failed after its retries: what was fetched
+before it is kept, and the failure is reported apart from bad records."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
 
 from ..models import Paper
 
@@ -20,4 +25,32 @@ class RecordError:
         return f"{self.where}: {self.message}"
 
 
+@dataclass(frozen=True)
+class FetchFailure:
+    """A request that failed for good (after retries): the source's papers behind it are
+    missing from this run."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
 ParseResult = Iterator[Paper | RecordError]
+FetchResult = Iterator[Paper | RecordError | FetchFailure]
+
+if TYPE_CHECKING:
+    import httpx
+
+
+class Source(Protocol):
+    """A remote source of papers."""
+
+    #: Name in settings, on the command line and in reports (``arxiv``, ``hf-daily``, ...).
+    name: str
+
+    def fetch(self, client: httpx.Client, since: str | None) -> FetchResult:
+        """Papers published since ``since`` (ISO-8601 UTC; None: whatever the source has
+        now). Sources without paging may ignore it: the store merges what it has seen."""
+        ...

@@ -6,16 +6,25 @@ The API reports a bad query as a feed holding one entry whose id is
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+import httpx
+
+from ..fetch import FetchError, fetch_text
 from ..models import Paper, arxiv_id
-from . import ParseResult, RecordError
+from . import FetchFailure, FetchResult, ParseResult, RecordError
 from .xmlfeed import ARXIV, ATOM, feed_entries, text_of, timestamp
 
+log = logging.getLogger(__name__)
+
 SOURCE = "arxiv"
+DEFAULT_URL = "https://export.arxiv.org/api/query"
 _KINDS = {f"{ATOM}feed": f"{ATOM}entry"}
 _ERROR_ID = re.compile(r"^https?://(?:export\.)?arxiv\.org/api/errors\b")
 
@@ -91,3 +100,43 @@ def paper_from_entry(entry: ET.Element) -> Paper:
         url=f"https://arxiv.org/abs/{key}",
         published_at=timestamp(text_of(entry, f"{ATOM}published"), "published"),
     )
+
+
+@dataclass
+class ArxivAPISource:
+    """The newest papers in some categories (and/or matching some terms), page by page,
+    newest first, until the papers are older than the last ingest or ``max_results`` is
+    reached. arXiv asks API users for about three seconds between requests."""
+
+    categories: list[str]
+    terms: list[str] = field(default_factory=list)
+    base_url: str = DEFAULT_URL
+    page_size: int = 100
+    max_results: int = 500
+    delay: float = 3.0
+    retries: int = 4
+    sleep: Callable[[float], None] = time.sleep
+    name: str = SOURCE
+
+    def fetch(self, client: httpx.Client, since: str | None) -> FetchResult:
+        for start in range(0, self.max_results, self.page_size):
+            if start:
+                self.sleep(self.delay)
+            size = min(self.page_size, self.max_results - start)
+            url = build_query_url(self.base_url, self.categories, self.terms, start, size)
+            try:
+                text = fetch_text(client, url, retries=self.retries, sleep=self.sleep)
+            except FetchError as exc:
+                yield FetchFailure(f"arxiv page {start // self.page_size + 1}", str(exc))
+                return
+            entries = reached_known = 0
+            for record in parse_arxiv_atom(text):
+                if isinstance(record, Paper):
+                    entries += 1
+                    if since and record.published_at and record.published_at <= since:
+                        reached_known += 1
+                        continue
+                yield record
+            if entries < size or reached_known:
+                log.info("arxiv: stopped after %d result(s)", start + entries)
+                return

@@ -9,28 +9,23 @@ error."""
 from __future__ import annotations
 
 import re
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import httpx
+
+from ..fetch import FetchError, fetch_text
 from ..models import Paper, arxiv_id
-from . import ParseResult, RecordError
+from . import FetchFailure, FetchResult, ParseResult, RecordError
 from .xmlfeed import ARXIV, ATOM, feed_entries, text_of, timestamp
 
 SOURCE = "arxiv-rss"
+DEFAULT_URL = "https://rss.arxiv.org/atom"
 _KINDS = {f"{ATOM}feed": f"{ATOM}entry", "rss": "item"}
 _OAI_PREFIX = re.compile(r"^oai:arxiv\.org:", re.I)
 _ANNOUNCE_HEADER = re.compile(r"^arXiv:\S+\s+Announce Type:\s*\S+\s*", re.I)
-
-
-@dataclass
-class AnnouncedPaper(Paper):
-    """A paper with how today's feed announced it: ``new``, ``cross`` (new here, primary
-    category elsewhere), ``replace`` or ``replace-cross`` (a new version of an older paper).
-
-    The store saves only the :class:`Paper` fields, so this passes through ingest unchanged;
-    the announce type is there for a caller that wants, say, only new papers."""
-
-    announce_type: str | None = None
 
 
 def parse_arxiv_rss(text: str) -> ParseResult:
@@ -48,7 +43,7 @@ def parse_arxiv_rss(text: str) -> ParseResult:
             yield RecordError(f"{label} ({raw_id})" if raw_id else label, str(exc))
 
 
-def paper_from_item(entry: ET.Element) -> AnnouncedPaper:
+def paper_from_item(entry: ET.Element) -> Paper:
     """A paper from an Atom ``<entry>`` or an RSS ``<item>``; ValueError says what is wrong."""
     atom = entry.tag == f"{ATOM}entry"
     ns = ATOM if atom else ""
@@ -66,7 +61,8 @@ def paper_from_item(entry: ET.Element) -> AnnouncedPaper:
         raise ValueError("missing abstract")
     categories = [(c.get("term") if atom else c.text) or "" for c in entry.findall(f"{ns}category")]
     creators = text_of(entry, "{http://purl.org/dc/elements/1.1/}creator")
-    return AnnouncedPaper(
+    announce_type = text_of(entry, f"{ARXIV}announce_type")
+    return Paper(
         id=key,
         title=title,
         abstract=abstract,
@@ -75,10 +71,33 @@ def paper_from_item(entry: ET.Element) -> AnnouncedPaper:
         categories=list(dict.fromkeys(c.strip() for c in categories if c.strip())),
         url=f"https://arxiv.org/abs/{key}",
         published_at=timestamp(text_of(entry, f"{ns}published" if atom else "pubDate"), "date"),
-        announce_type=text_of(entry, f"{ARXIV}announce_type") or None,
+        # new, cross (primary category elsewhere), replace or replace-cross (a new version)
+        extra={"announce_type": announce_type} if announce_type else {},
     )
 
 
 def _raw_id(entry: ET.Element) -> str:
     """``oai:arXiv.org:2508.13426v1``, from Atom ``<id>`` or RSS ``<guid>``."""
     return text_of(entry, f"{ATOM}id" if entry.tag == f"{ATOM}entry" else "guid")
+
+
+@dataclass
+class ArxivRSSSource:
+    """Today's announcements of each category: ``{base_url}/{category}``. A category whose
+    feed cannot be fetched is reported; the other categories still come in."""
+
+    categories: list[str]
+    base_url: str = DEFAULT_URL
+    retries: int = 4
+    sleep: Callable[[float], None] = time.sleep
+    name: str = SOURCE
+
+    def fetch(self, client: httpx.Client, since: str | None) -> FetchResult:
+        for category in self.categories:
+            url = f"{self.base_url.rstrip('/')}/{category}"
+            try:
+                text = fetch_text(client, url, retries=self.retries, sleep=self.sleep)
+            except FetchError as exc:
+                yield FetchFailure(f"arxiv-rss {category}", str(exc))
+                continue
+            yield from parse_arxiv_rss(text)

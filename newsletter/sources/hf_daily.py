@@ -5,23 +5,21 @@ of items, each with the paper (``paper.id`` is its arXiv id, ``paper.upvotes``,
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
+import httpx
+
+from ..fetch import FetchError, fetch_text
 from ..models import Paper, arxiv_id
-from . import ParseResult, RecordError
+from . import FetchFailure, FetchResult, ParseResult, RecordError
 from .jsonl import paper_from_record
 
 SOURCE = "hf-daily"
-
-
-@dataclass
-class DailyPaper(Paper):
-    """A paper with the Hugging Face discussion around it. The store saves only the
-    :class:`Paper` fields (upvotes among them); these are for a caller that wants them."""
-
-    num_comments: int | None = None
-    github_repo: str | None = None
+DEFAULT_URL = "https://huggingface.co/api/daily_papers"
 
 
 def parse_hf_daily(text: str) -> ParseResult:
@@ -46,7 +44,7 @@ def parse_hf_daily(text: str) -> ParseResult:
             yield RecordError(where, str(exc))
 
 
-def paper_from_item(item: Any) -> DailyPaper:
+def paper_from_item(item: Any) -> Paper:
     """A paper from one list item; ValueError says what is missing or wrong."""
     if not isinstance(item, dict):
         raise ValueError(f"expected a JSON object, got {type(item).__name__}")
@@ -69,11 +67,13 @@ def paper_from_item(item: Any) -> DailyPaper:
     github_repo = paper.get("githubRepo")
     if github_repo is not None and not isinstance(github_repo, str):
         raise ValueError(f"githubRepo must be a string, got {type(github_repo).__name__}")
-    return DailyPaper(
-        **vars(paper_from_record(record, SOURCE)),
-        num_comments=_count(item.get("numComments"), "numComments"),
-        github_repo=github_repo or None,
-    )
+    result = paper_from_record(record, SOURCE)
+    extra = {
+        "num_comments": _count(item.get("numComments"), "numComments"),
+        "github_repo": github_repo,
+    }
+    result.extra = {k: v for k, v in extra.items() if v not in (None, "")}
+    return result
 
 
 def _count(value: Any, name: str) -> int | None:
@@ -82,3 +82,30 @@ def _count(value: Any, name: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     return value
+
+
+@dataclass
+class HFDailySource:
+    """The papers of one day's Hugging Face daily list (default: today's): upvotes become
+    the papers' trending signal."""
+
+    day: date | None = None
+    base_url: str = DEFAULT_URL
+    retries: int = 4
+    sleep: Callable[[float], None] = time.sleep
+    name: str = SOURCE
+
+    def fetch(self, client: httpx.Client, since: str | None) -> FetchResult:
+        day = self.day or date.today()
+        try:
+            text = fetch_text(
+                client,
+                self.base_url,
+                params={"date": day.isoformat()},
+                retries=self.retries,
+                sleep=self.sleep,
+            )
+        except FetchError as exc:
+            yield FetchFailure(f"hf-daily {day}", str(exc))
+            return
+        yield from parse_hf_daily(text)
