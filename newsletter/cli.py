@@ -286,33 +286,32 @@ def subscribers_show(ctx: click.Context, email: str, as_json: bool) -> None:
 @click.argument("email")
 @_profile_options
 @click.option("--muted", help="Terms to never show, comma-separated.")
+@click.option(
+    "--follow", "followed", help="Authors whose papers always make the cut, comma-separated."
+)
+@click.option(
+    "--categories-only/--categories-boost",
+    default=None,
+    help="Only papers in the categories, or the categories as a boost.",
+)
+@click.option("--frequency", type=click.Choice(["daily", "weekly"]), help="How often.")
+@click.option(
+    "--weekly-day", type=click.IntRange(0, 6), help="Day of a weekly edition, 0 = Monday."
+)
+@click.option("--pause-until", type=DATE, help="No edition until this date (inclusive).")
+@click.option("--resume", is_flag=True, help="End a pause now.")
 @click.option("--status", type=click.Choice([s.value for s in Status]), help="New status.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def subscribers_update(
-    ctx: click.Context,
-    email: str,
-    as_json: bool,
-    muted: str | None,
-    status: str | None,
-    interests: str | None,
-    categories: str | None,
-    timezone: str | None,
-    hour: int | None,
-    max_papers: int | None,
+    ctx: click.Context, email: str, as_json: bool, resume: bool, pause_until: Any, **changes: Any
 ) -> None:
-    """Change a subscriber's profile or status."""
-    subscriber = update_subscriber(
-        _store(ctx),
-        email,
-        interests=interests,
-        categories=categories,
-        muted_terms=muted,
-        timezone=timezone,
-        delivery_hour=hour,
-        max_papers=max_papers,
-        status=status,
-    )
+    """Change a subscriber's profile, schedule or status."""
+    renamed = {"muted": "muted_terms", "followed": "followed_authors", "hour": "delivery_hour"}
+    changes = {renamed.get(k, k): v for k, v in changes.items()}
+    if resume or pause_until:
+        changes["paused_until"] = None if resume else pause_until.date()
+    subscriber = update_subscriber(_store(ctx), email, **changes)
     _print_subscriber(subscriber, as_json)
 
 

@@ -20,7 +20,7 @@ from .ranking import Pick, RankingParams, rank
 from .render import Renderer
 from .settings import DEFAULT_FROM, Settings, SettingsError
 from .store import Store, SubscriberNotFound
-from .tokens import resolve_secret_key
+from .tokens import link_signer
 from .transports import SendResult, Transport, TransportError, transport_from_url
 
 log = logging.getLogger(__name__)
@@ -192,10 +192,8 @@ def send_edition(
     transport = transport or transport_from_url(settings.transport, settings)
     if transport.delivers_mail and not dry_run:
         check_real_send(settings)
-    secret_key = resolve_secret_key(
-        settings, store, real_send=transport.delivers_mail and not dry_run
-    )
-    renderer = Renderer(settings, secret_key)
+    signer = link_signer(settings, store, real_send=transport.delivers_mail and not dry_run)
+    renderer = Renderer(settings, signer)
     ledger = Ledger(store)
     subscribers, skipped = select_subscribers(store, to)
     report = SendReport(edition, transport.describe(), dry_run, outcomes=list(skipped))
@@ -288,5 +286,5 @@ def preview(
     """What ``email`` gets (or got) in ``edition``, without sending or recording anything."""
     subscriber = store.get_subscriber(email.strip())
     picks = plan_edition(store, settings, edition, [subscriber]).get(subscriber.id, [])
-    renderer = Renderer(settings, resolve_secret_key(settings, store, real_send=False))
+    renderer = Renderer(settings, link_signer(settings, store, real_send=False))
     return subscriber, picks, renderer

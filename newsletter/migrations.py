@@ -94,7 +94,15 @@ PAPER_EXTRA = """
 ALTER TABLE papers ADD COLUMN extra TEXT NOT NULL DEFAULT '{}';  -- JSON object, per source
 """
 
-MIGRATIONS: list[str] = [INITIAL_SCHEMA, PAPER_EXTRA]
+SCHEDULE_AND_PROFILE = """
+ALTER TABLE subscribers ADD COLUMN frequency TEXT NOT NULL DEFAULT 'daily';  -- daily | weekly
+ALTER TABLE subscribers ADD COLUMN weekly_day INTEGER NOT NULL DEFAULT 0;    -- 0 = Monday
+ALTER TABLE subscribers ADD COLUMN paused_until TEXT;                        -- YYYY-MM-DD
+ALTER TABLE profiles ADD COLUMN followed_authors TEXT NOT NULL DEFAULT '[]'; -- JSON list
+ALTER TABLE profiles ADD COLUMN categories_only INTEGER NOT NULL DEFAULT 0;  -- hard filter
+"""
+
+MIGRATIONS: list[str] = [INITIAL_SCHEMA, PAPER_EXTRA, SCHEDULE_AND_PROFILE]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

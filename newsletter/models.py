@@ -49,6 +49,14 @@ class Subscriber:
     interests: str = ""
     categories: list[str] = field(default_factory=list)
     muted_terms: list[str] = field(default_factory=list)
+    followed_authors: list[str] = field(default_factory=list)
+    #: True: only papers in ``categories``; False: those categories are a boost.
+    categories_only: bool = False
+    #: ``daily``, or ``weekly`` on ``weekly_day`` (0 = Monday).
+    frequency: str = "daily"
+    weekly_day: int = 0
+    #: No edition until this date (YYYY-MM-DD), inclusive.
+    paused_until: str | None = None
     created_at: str = ""
     consent_at: str | None = None
     consent_source: str | None = None
@@ -61,9 +69,14 @@ class Subscriber:
             "interests": self.interests,
             "categories": self.categories,
             "muted_terms": self.muted_terms,
+            "followed_authors": self.followed_authors,
+            "categories_only": self.categories_only,
             "timezone": self.timezone,
             "hour": self.delivery_hour,
             "max_papers": self.max_papers,
+            "frequency": self.frequency,
+            "weekly_day": self.weekly_day,
+            "paused_until": self.paused_until,
             "created_at": self.created_at,
             "consent_at": self.consent_at,
             "consent_source": self.consent_source,

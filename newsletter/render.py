@@ -19,7 +19,7 @@ import premailer
 from .models import Paper, Subscriber, arxiv_id
 from .ranking import Pick
 from .settings import Settings
-from .tokens import make_token
+from .tokens import LinkSigner
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +86,9 @@ class RenderedEdition:
 class Renderer:
     """Renders editions; one per run, so templates and CSS are read once."""
 
-    def __init__(self, settings: Settings, secret_key: str):
+    def __init__(self, settings: Settings, signer: LinkSigner):
         self.settings = settings
-        self.secret_key = secret_key
+        self.signer = signer
         self.env = template_environment()
 
     @cached_property
@@ -100,7 +100,7 @@ class Renderer:
         return parseaddr(self.settings.from_address)[0] or "Daily Papers"
 
     def link(self, purpose: str, subscriber: Subscriber) -> str:
-        token = make_token(self.secret_key, purpose, subscriber.id, subscriber.email)
+        token = self.signer.make(purpose, subscriber.id, subscriber.email)
         return f"{self.settings.base_url.rstrip('/')}/{purpose}/{token}"
 
     def subject(self, edition: date, picks: list[Pick]) -> str:

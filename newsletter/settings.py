@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DEFAULT_CONFIG_FILE = "newsletter.toml"
 DEFAULT_FROM = "Daily Papers <papers@localhost>"
-SECRET_FIELDS = frozenset({"secret_key", "smtp_password"})
+SECRET_FIELDS = frozenset({"secret_key", "old_secret_keys", "smtp_password"})
 
 
 class SettingsError(ValueError):
@@ -44,6 +44,8 @@ class Settings:
     sender_identity: str = "Daily Papers, a personal research digest"
     #: Key that signs preference and unsubscribe links. Environment only.
     secret_key: str = field(default="", repr=False)
+    #: Earlier signing keys, still accepted for links already sent. Environment only.
+    old_secret_keys: list[str] = field(default_factory=list, repr=False)
     #: SMTP password, if it is not in the transport URL. Environment only.
     smtp_password: str = field(default="", repr=False)
     #: Papers per email for new subscribers.

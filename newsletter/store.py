@@ -227,7 +227,8 @@ class Store:
         return self.get_subscriber(subscriber_id)
 
     _SUBSCRIBER_QUERY = (
-        "SELECT s.*, p.interests, p.categories, p.muted_terms FROM subscribers s"
+        "SELECT s.*, p.interests, p.categories, p.muted_terms, p.followed_authors,"
+        " p.categories_only FROM subscribers s"
         " LEFT JOIN profiles p ON p.subscriber_id = s.id"
     )
 
@@ -249,8 +250,20 @@ class Store:
             "SELECT count(*) FROM subscribers WHERE status = ?", [str(status)]
         ).fetchone()[0]
 
-    _SUBSCRIBER_COLUMNS = frozenset({"status", "timezone", "delivery_hour", "max_papers"})
-    _PROFILE_COLUMNS = frozenset({"interests", "categories", "muted_terms"})
+    _SUBSCRIBER_COLUMNS = frozenset(
+        {
+            "status",
+            "timezone",
+            "delivery_hour",
+            "max_papers",
+            "frequency",
+            "weekly_day",
+            "paused_until",
+        }
+    )
+    _PROFILE_COLUMNS = frozenset(
+        {"interests", "categories", "muted_terms", "followed_authors", "categories_only"}
+    )
 
     def update_subscriber(self, subscriber_id: int, **changes: Any) -> Subscriber:
         """Change subscriber and profile fields; status changes are logged as events."""
@@ -269,7 +282,7 @@ class Store:
                     row["confirmed_at"] = now
             self.db["subscribers"].update(subscriber_id, {**row, "updated_at": now})
             profile = {
-                k: json.dumps(v) if isinstance(v, list) else v
+                k: json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v
                 for k, v in changes.items()
                 if k in self._PROFILE_COLUMNS
             }
@@ -286,6 +299,35 @@ class Store:
         with self.transaction():
             self.conn.execute("DELETE FROM subscribers WHERE id = ?", [subscriber_id])
             self.log_event("subscriber.removed", subscriber_id)
+
+    # -- feedback -----------------------------------------------------------------------------
+
+    def set_feedback(self, subscriber_id: int, paper_id: str, signal: int) -> None:
+        """Record "more like this" (+1) or "less like this" (-1); 0 removes the signal."""
+        with self.transaction():
+            if signal == 0:
+                self.conn.execute(
+                    "DELETE FROM feedback WHERE subscriber_id = ? AND paper_id = ?",
+                    [subscriber_id, paper_id],
+                )
+            else:
+                self.conn.execute(
+                    "INSERT INTO feedback (subscriber_id, paper_id, signal, created_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (subscriber_id, paper_id)"
+                    " DO UPDATE SET signal = excluded.signal, created_at = excluded.created_at",
+                    [subscriber_id, paper_id, 1 if signal > 0 else -1, utcnow()],
+                )
+            self.log_event("feedback", subscriber_id, paper=paper_id, signal=signal)
+
+    def feedback(self, subscriber_ids: Iterable[int] | None = None) -> dict[int, dict[str, int]]:
+        """Each subscriber's signals: {subscriber id: {paper id: +1 or -1}}."""
+        rows = self.conn.execute("SELECT subscriber_id, paper_id, signal FROM feedback")
+        wanted = None if subscriber_ids is None else set(subscriber_ids)
+        signals: dict[int, dict[str, int]] = {}
+        for subscriber_id, paper_id, signal in rows:
+            if wanted is None or subscriber_id in wanted:
+                signals.setdefault(subscriber_id, {})[paper_id] = signal
+        return signals
 
     # -- events -------------------------------------------------------------------------------
 
@@ -365,6 +407,11 @@ def _subscriber_from_row(row: dict[str, Any]) -> Subscriber:
         interests=row["interests"] or "",
         categories=json.loads(row["categories"] or "[]"),
         muted_terms=json.loads(row["muted_terms"] or "[]"),
+        followed_authors=json.loads(row["followed_authors"] or "[]"),
+        categories_only=bool(row["categories_only"]),
+        frequency=row["frequency"],
+        weekly_day=row["weekly_day"],
+        paused_until=row["paused_until"],
         created_at=row["created_at"],
         consent_at=row["consent_at"],
         consent_source=row["consent_source"],

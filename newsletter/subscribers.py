@@ -10,6 +10,7 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -110,6 +111,41 @@ def parse_terms(value: str | Iterable[str] | None) -> list[str]:
     return [t.strip() for t in items if t.strip()]
 
 
+FREQUENCIES = ("daily", "weekly")
+
+
+def check_frequency(value: str) -> str:
+    value = str(value).strip().lower()
+    if value not in FREQUENCIES:
+        raise InvalidSubscriber(f"frequency must be daily or weekly, not {value!r}")
+    return value
+
+
+def check_weekday(value: Any) -> int:
+    """0 = Monday ... 6 = Sunday."""
+    try:
+        day = int(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidSubscriber(
+            f"weekly day must be 0 (Monday) to 6 (Sunday), not {value!r}"
+        ) from exc
+    if not 0 <= day <= 6:
+        raise InvalidSubscriber(f"weekly day must be 0 (Monday) to 6 (Sunday), not {day}")
+    return day
+
+
+def check_pause(value: str | date | None) -> str | None:
+    """A pause-until date (YYYY-MM-DD) or ``""``/None for no pause."""
+    if value in (None, ""):
+        return None
+    try:
+        return (
+            value if isinstance(value, date) else date.fromisoformat(str(value).strip())
+        ).isoformat()
+    except ValueError as exc:
+        raise InvalidSubscriber(f"pause until must be a date YYYY-MM-DD, not {value!r}") from exc
+
+
 def check_interests(text: str | None) -> str:
     text = " ".join((text or "").split())
     if len(text) > MAX_INTERESTS_CHARS:
@@ -151,17 +187,27 @@ def add_subscriber(
 
 
 def update_subscriber(store: Store, email: str, **changes: Any) -> Subscriber:
-    """Validate and apply the given (non-``None``) changes."""
+    """Validate and apply the given changes; ``None`` means "leave as it is", except for
+    ``paused_until`` where it ends a pause."""
     checks = {
         "interests": check_interests,
         "categories": parse_categories,
         "muted_terms": parse_terms,
+        "followed_authors": parse_terms,
+        "categories_only": bool,
+        "frequency": check_frequency,
+        "weekly_day": check_weekday,
         "timezone": check_timezone,
         "delivery_hour": check_hour,
         "max_papers": check_max_papers,
         "status": check_status,
     }
-    valid = {k: checks[k](v) for k, v in changes.items() if v is not None}
+    valid = {k: checks[k](v) for k, v in changes.items() if v is not None and k in checks}
+    if "paused_until" in changes:  # None clears the pause
+        valid["paused_until"] = check_pause(changes["paused_until"])
+    unknown = set(changes) - set(checks) - {"paused_until"}
+    if unknown:
+        raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
     subscriber = store.get_subscriber(email.strip())
     return store.update_subscriber(subscriber.id, **valid) if valid else subscriber
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
+import shutil
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,31 @@ from newsletter.store import Store
 from .feedserver import FeedServer
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+#: Set by .ci/run: a test whose outside tool (Chromium, Node, SpamAssassin) is missing fails
+#: instead of being skipped, so CI cannot pass without running it.
+REQUIRE_TOOLS = os.environ.get("NEWSLETTER_REQUIRE_TOOLS") == "1"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def require_tool(path_or_name: str) -> str:
+    """The full path of an outside tool; skip the test without it (fail under CI)."""
+    found = path_or_name if Path(path_or_name).is_file() else shutil.which(path_or_name)
+    if not found:
+        message = f"{path_or_name} is not installed"
+        if REQUIRE_TOOLS:
+            pytest.fail(message + " (NEWSLETTER_REQUIRE_TOOLS=1: .ci/run must install it)")
+        pytest.skip(message)
+    return found
+
+
 SECRET = "test-secret-key-0123456789"
 SENDER = "Daily Papers <papers@example.org>"
 
@@ -31,8 +58,6 @@ SENDER = "Daily Papers <papers@example.org>"
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test runs in its own empty directory with no NEWSLETTER_* settings inherited."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("NEWSLETTER_"):
             monkeypatch.delenv(name)
@@ -143,3 +168,21 @@ def feed_server() -> Iterator[FeedServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    executable = require_tool(CHROMIUM)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if REQUIRE_TOOLS:
+            pytest.fail("the playwright package is not installed")
+        pytest.skip("the playwright package is not installed")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()

@@ -14,7 +14,7 @@ from newsletter.ledger import Ledger
 from newsletter.sources.jsonl import paper_from_record
 from newsletter.store import Store
 from newsletter.subscribers import add_subscriber
-from newsletter.tokens import email_digest, read_token
+from newsletter.tokens import LinkSigner, email_digest
 
 from .conftest import SECRET, SENDER, write_jsonl
 
@@ -103,7 +103,8 @@ def test_unsubscribe_link_in_email_verifies_for_that_subscriber(
     with Store(populated / "newsletter.db") as store:
         subscriber = store.get_subscriber("gnn@example.org")
     token = urls[0].rsplit("/", 1)[1]
-    assert read_token(SECRET, "unsubscribe", token) == (
+    link = LinkSigner(SECRET).read("unsubscribe", token)
+    assert (link.subscriber_id, link.email_digest) == (
         subscriber.id,
         email_digest(subscriber.email),
     )
