@@ -12,7 +12,8 @@ from typing import Any
 import click
 
 from . import demo as demo_module
-from .edition import Outcome, preview, send_edition
+from .daily import run_daily
+from .edition import Outcome, SendReport, preview, send_edition
 from .ingest import (
     FORMATS,
     IngestError,
@@ -191,6 +192,35 @@ def ingest(
                 click.echo(f"failed: {failure}", err=True)
             click.echo(f"Ingested {name}: {report}")
     if summary.failed:
+        ctx.exit(1)
+
+
+@cli.command()
+@click.option("--date", "edition", type=DATE, help="Edition date, YYYY-MM-DD (default: today).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def run(ctx: click.Context, edition: Any, as_json: bool) -> None:
+    """The daily run: ingest from the enabled sources, then send the edition.
+
+    A source that fails is reported and the edition still goes out with what the others
+    brought.
+    """
+    report = run_daily(_store(ctx), _settings(ctx), _edition(edition))
+    if as_json:
+        _json(report.to_dict())
+    else:
+        for name, result in report.ingest.sources.items():
+            click.echo(f"Ingested {name}: {result}")
+            for failure in result.failures:
+                click.echo(f"failed: {failure}", err=True)
+        for outcome in report.send.outcomes:
+            _echo_outcome(outcome)
+        click.echo(_send_summary(report.send))
+    if (
+        report.ingest.failed
+        or report.send.counts.get("failed")
+        or report.send.counts.get("rejected")
+    ):
         ctx.exit(1)
 
 
@@ -426,13 +456,14 @@ def send(
         for outcome in report.outcomes:
             if outcome.status in ("failed", "rejected"):
                 _echo_outcome(outcome)
-    counts = (
-        ", ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
-        or "nobody to send to"
-    )
-    click.echo(f"Edition {report.edition} via {report.transport}: {counts}.")
+    click.echo(_send_summary(report))
     if report.counts.get("failed") or report.counts.get("rejected"):
         ctx.exit(1)
+
+
+def _send_summary(report: SendReport) -> str:
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
+    return f"Edition {report.edition} via {report.transport}: {counts or 'nobody to send to'}."
 
 
 def _echo_outcome(outcome: Outcome) -> None:
