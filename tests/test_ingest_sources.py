@@ -252,3 +252,27 @@ def test_daily_run_sends_the_edition_even_when_a_source_fails(run_cli, env, feed
     assert report["ingest"]["sources"]["hf-daily"]["failures"]
     assert report["send"]["counts"] == {"sent": 1}
     assert len(list((tmp_path / "outbox").rglob("*.eml"))) == 1
+
+
+def test_a_new_version_of_a_paper_already_sent_is_not_sent_again(run_cli, env, feed_server, store):
+    from datetime import date, timedelta
+
+    feed_server.script("/api/query", Reply(body=API_100))
+    _ingest(run_cli, env, "--source", "arxiv", "--category", "cs.SE")
+    run_cli("subscribers", "add", "dl@example.org", "--interests", "testing deep learning models")
+    first = json.loads(run_cli("send", "--json", env=env).stdout)
+    assert first["counts"] == {"sent": 1}
+    sent = store.db.query("select paper_ids from deliveries").__next__()["paper_ids"]
+    assert "2202.12139" in sent
+
+    hf_item = json.loads(HF)[0]
+    hf_item["paper"]["id"] = "2202.12139v3"
+    hf_item["paper"]["title"] = "Testing Deep Learning Models (revised)"
+    feed_server.script("/api/daily_papers", Reply(body=json.dumps([hf_item]).encode()))
+    _ingest(run_cli, env, "--source", "hf-daily")
+
+    tomorrow = (date.today() + timedelta(days=1)).isoformat()
+    preview = json.loads(
+        run_cli("preview", "dl@example.org", "--date", tomorrow, "--format", "json").stdout
+    )
+    assert "2202.12139" not in [p["id"] for p in preview["papers"]]
