@@ -1,31 +1,61 @@
-"""Render an edition for one subscriber: HTML (Jinja2, CSS inlined by premailer), a plain-text
-part with the same content and links, and the headers a bulk sender needs."""
+"""Render an edition for one subscriber: an HTML part (Jinja2, the stylesheet inlined by
+premailer), a plain-text part with the same content and links, and the headers a bulk
+sender needs.
+
+Inlining is paid once per renderer (one per run), not once per email: premailer inlines the
+stylesheet into the HTML *template*, with its Jinja tags hidden from the HTML parser, and each
+email is then one Jinja render of that inlined template. Premailer never sees a subscriber's
+data, and data never becomes template source: a paper titled ``{{ 7*7 }}`` is text, escaped
+like any other. What a paper shows (title and abstract cleaned of TeX, trimmed) is also made
+once per renderer; only the reason and the signed links are made per subscriber.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
+import textwrap
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import Policy
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import premailer
 
+from .dkim import DkimSigner
 from .models import Paper, Subscriber, arxiv_id
 from .ranking import Pick
 from .settings import Settings
+from .text import display_text
 from .tokens import LinkSigner
 
-log = logging.getLogger(__name__)
+HTML_TEMPLATE = "email/edition.html"
+TEXT_TEMPLATE = "email/edition.txt"
+STYLESHEET = "email/email.css"
 
+# Every field shown is bounded, so that 25 papers stay well under Gmail's clipping size
+# (about 102 KB of HTML, past which it hides the rest, the unsubscribe link with it).
 ABSTRACT_CHARS = 600
+TITLE_CHARS = 250
+AUTHORS_CHARS = 160
 MAX_AUTHORS = 4
+MAX_CATEGORIES = 4
+REASON_CHARS = 160
+INTERESTS_CHARS = 200
 SUBJECT_CHARS = 110
+PREHEADER_CHARS = 140
+#: Line width of the plain-text part.
+TEXT_WIDTH = 76
+
+#: How a card names the source of a paper; other sources (a file, the sample) go unnamed.
+SOURCE_NAMES = {"arxiv": "arXiv", "arxiv-rss": "arXiv", "hf-daily": "Hugging Face"}
 
 
 def templates_dir() -> Path:
@@ -44,6 +74,46 @@ def template_environment() -> jinja2.Environment:
     )
 
 
+def inline_css(html: str, css: str) -> str:
+    """``html`` with the rules of ``css`` inlined into style attributes; the rules that
+    cannot be inlined (``@media``) go into a ``<style>`` block in the head."""
+    return premailer.transform(
+        html, css_text=css, allow_network=False, cssutils_logging_level=logging.CRITICAL
+    )
+
+
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
+_MARKER = "jinja-tag-"
+_HIDDEN_TAG = re.compile(rf"<!--{_MARKER}(\d+)x-->|{_MARKER}(\d+)x")
+
+
+def inline_template(source: str, css: str) -> str:
+    """The Jinja template ``source`` with ``css`` inlined, as Jinja source again.
+
+    While premailer parses and inlines, each Jinja tag is hidden: a statement (``{% for %}``)
+    as an HTML comment, which the parser keeps wherever it stands, an expression as a plain
+    word, which it keeps in text and in attribute values. Class attributes must be literal,
+    or the rules for them find nothing to style. Raises ValueError if a tag did not come
+    through (a statement inside a ``<style>`` block would not).
+    """
+    if _MARKER in source:
+        raise ValueError(f"a template must not contain {_MARKER!r}")
+    tags: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        tags.append(match.group())
+        marker = f"{_MARKER}{len(tags) - 1}x"
+        return marker if match.group().startswith("{{") else f"<!--{marker}-->"
+
+    inlined, restored = _HIDDEN_TAG.subn(
+        lambda m: tags[int(m.group(1) or m.group(2))],
+        inline_css(_JINJA_TAG.sub(hide, source), css),
+    )
+    if restored != len(tags):
+        raise ValueError(f"{len(tags) - restored} Jinja tag(s) lost while inlining the template")
+    return inlined
+
+
 def trim_words(text: str, limit: int) -> str:
     """``text`` cut at the last word boundary before ``limit`` characters, with an ellipsis."""
     text = " ".join(text.split())
@@ -54,9 +124,9 @@ def trim_words(text: str, limit: int) -> str:
 
 
 def short_authors(authors: list[str]) -> str:
-    if len(authors) <= MAX_AUTHORS:
-        return ", ".join(authors)
-    return ", ".join(authors[: MAX_AUTHORS - 1]) + f" et al. ({len(authors)} authors)"
+    if len(authors) > MAX_AUTHORS:
+        authors = [*authors[: MAX_AUTHORS - 1], f"et al. ({len(authors)} authors)"]
+    return trim_words(", ".join(authors), AUTHORS_CHARS)
 
 
 def paper_url(paper: Paper) -> str:
@@ -75,6 +145,54 @@ def message_id(edition: date, subscriber_id: int, send_count: int, domain: str) 
 
 
 @dataclass(frozen=True)
+class Card:
+    """What an email shows of a paper: the same for every subscriber."""
+
+    title: str
+    url: str
+    authors: str
+    #: Source and categories, e.g. "arXiv · cs.LG · stat.ML".
+    labels: str
+    #: The trending signal (Hugging Face upvotes), if any.
+    upvotes: int | None
+    abstract: str
+    #: The abstract as the plain-text part shows it: wrapped and indented under the title.
+    abstract_text: str
+
+    @classmethod
+    def of(cls, paper: Paper) -> Card:
+        abstract = trim_words(display_text(paper.abstract), ABSTRACT_CHARS)
+        return cls(
+            title=trim_words(display_text(paper.title), TITLE_CHARS),
+            url=paper_url(paper),
+            authors=short_authors([display_text(a) for a in paper.authors]),
+            labels=" · ".join(
+                filter(None, [SOURCE_NAMES.get(paper.source), *paper.categories[:MAX_CATEGORIES]])
+            ),
+            upvotes=paper.upvotes or None,
+            abstract=abstract,
+            abstract_text=textwrap.fill(
+                abstract,
+                TEXT_WIDTH,
+                initial_indent="   ",
+                subsequent_indent="   ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Item:
+    """A card as one subscriber gets it: why it was picked, and their feedback links."""
+
+    card: Card
+    reason: str
+    more_url: str
+    less_url: str
+
+
+@dataclass(frozen=True)
 class RenderedEdition:
     subject: str
     html: str
@@ -84,66 +202,85 @@ class RenderedEdition:
 
 
 class Renderer:
-    """Renders editions; one per run, so templates and CSS are read once."""
+    """Renders the emails of one run: the template is inlined and each paper's card made
+    once, on first use, and shared by every email of the run."""
 
     def __init__(self, settings: Settings, signer: LinkSigner):
         self.settings = settings
         self.signer = signer
         self.env = template_environment()
+        self.dkim = DkimSigner.from_settings(settings)
+        self._cards: dict[str, Card] = {}
 
     @cached_property
     def css(self) -> str:
-        return (templates_dir() / "email" / "email.css").read_text(encoding="utf-8")
+        return (templates_dir() / STYLESHEET).read_text(encoding="utf-8")
+
+    @cached_property
+    def html_template(self) -> jinja2.Template:
+        """The HTML template with the stylesheet inlined, once."""
+        source, _, _ = self.env.loader.get_source(self.env, HTML_TEMPLATE)
+        return self.env.from_string(inline_template(source, self.css))
 
     @cached_property
     def brand(self) -> str:
         return parseaddr(self.settings.from_address)[0] or "Daily Papers"
 
-    def link(self, purpose: str, subscriber: Subscriber) -> str:
-        token = self.signer.make(purpose, subscriber.id, subscriber.email)
+    def card(self, paper: Paper) -> Card:
+        if (card := self._cards.get(paper.id)) is None:
+            card = self._cards[paper.id] = Card.of(paper)
+        return card
+
+    def link(self, purpose: str, subscriber: Subscriber, **data: Any) -> str:
+        token = self.signer.make(purpose, subscriber.id, subscriber.email, **data)
         return f"{self.settings.base_url.rstrip('/')}/{purpose}/{token}"
 
     def subject(self, edition: date, picks: list[Pick]) -> str:
         label = f"{edition:%b} {edition.day}"
         if not picks:
             return f"{self.brand} · {label}"
-        top = " ".join(picks[0].paper.title.split())
+        top = self.card(picks[0].paper).title
         more = f" (+{len(picks) - 1} more)" if len(picks) > 1 else ""
         return trim_words(f"{label}: {top}", SUBJECT_CHARS - len(more)) + more
 
-    def render(self, subscriber: Subscriber, picks: list[Pick], edition: date) -> RenderedEdition:
-        papers = [
-            {
-                "title": " ".join(pick.paper.title.split()),
-                "url": paper_url(pick.paper),
-                "authors": short_authors(pick.paper.authors),
-                "labels": " · ".join(pick.paper.categories),
-                "abstract": trim_words(pick.paper.abstract, ABSTRACT_CHARS),
-                "reason": pick.reason,
-            }
+    def context(self, subscriber: Subscriber, picks: list[Pick], edition: date) -> dict:
+        """What the templates show to ``subscriber``."""
+        items = [
+            Item(
+                card=self.card(pick.paper),
+                reason=trim_words(pick.reason, REASON_CHARS),
+                more_url=self.link("feedback", subscriber, paper=pick.paper.id, signal=1),
+                less_url=self.link("feedback", subscriber, paper=pick.paper.id, signal=-1),
+            )
             for pick in picks
         ]
-        subject = self.subject(edition, picks)
-        context = {
-            "subject": subject,
+        count = f"{len(items)} new paper{'s' if len(items) != 1 else ''} for you today"
+        return {
+            "subject": self.subject(edition, picks),
             "brand": self.brand,
             "edition_label": f"{edition:%A}, {edition:%B} {edition.day}, {edition.year}",
-            "preheader": "; ".join(p["title"] for p in papers[:3]),
-            "interests": subscriber.interests or "(none yet)",
-            "papers": papers,
+            "preheader": trim_words(
+                "; ".join([count, *(item.card.title for item in items[:3])]), PREHEADER_CHARS
+            ),
+            "interests": trim_words(display_text(subscriber.interests), INTERESTS_CHARS)
+            or "(none yet)",
+            "items": items,
             "email": subscriber.email,
             "preferences_url": self.link("preferences", subscriber),
             "unsubscribe_url": self.link("unsubscribe", subscriber),
-            "sender_identity": self.settings.sender_identity,
-            "css": self.css,
+            "sender_lines": [
+                line.strip() for line in self.settings.sender_identity.splitlines() if line.strip()
+            ],
         }
-        html = self.env.get_template("email/edition.html").render(context)
-        html = premailer.transform(
-            html, keep_style_tags=True, strip_important=False, cssutils_logging_level=logging.ERROR
-        )
-        text = self.env.get_template("email/edition.txt").render(context)
+
+    def render(self, subscriber: Subscriber, picks: list[Pick], edition: date) -> RenderedEdition:
+        context = self.context(subscriber, picks, edition)
         return RenderedEdition(
-            subject, html, text, context["unsubscribe_url"], context["preferences_url"]
+            context["subject"],
+            self.html_template.render(context),
+            self.env.get_template(TEXT_TEMPLATE).render(context),
+            context["unsubscribe_url"],
+            context["preferences_url"],
         )
 
     def message(
@@ -161,9 +298,35 @@ class Renderer:
         domain = self.settings.sender_domain
         message["List-Id"] = formataddr((self.brand, f"daily-papers.{domain}"))
         mailto = f"mailto:{self.settings.sender_email}?subject=unsubscribe"
-        message["List-Unsubscribe"] = f"<{rendered.unsubscribe_url}>, <{mailto}>"
+        set_verbatim(message, "List-Unsubscribe", f"<{rendered.unsubscribe_url}>,\n <{mailto}>")
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message["X-Newsletter-Edition"] = edition.isoformat()
-        message.set_content(rendered.text)
-        message.add_alternative(rendered.html, subtype="html")
+        # Quoted-printable keeps every line 7-bit and short: no relay has to re-encode the
+        # body (which would break a DKIM signature), and no server needs 8BITMIME.
+        message.set_content(rendered.text, cte="quoted-printable")
+        message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+        if self.dkim:
+            set_verbatim(message, "DKIM-Signature", self.dkim.signature(message))
         return message
+
+
+class _VerbatimHeader(str):
+    """A header value that the email package writes out as it is, line by line, under any
+    policy. Left to itself, it refolds a line longer than 78 characters, and a long URL
+    has nowhere to fold: it becomes an RFC 2047 encoded word that no mail client reads as
+    a link (and a DKIM signature refolded that way no longer verifies)."""
+
+    name: str
+
+    def fold(self, *, policy: Policy) -> str:
+        return f"{self.name}: {policy.linesep.join(self.splitlines())}{policy.linesep}"
+
+
+def set_verbatim(message: EmailMessage, name: str, value: str) -> None:
+    """Add header ``name``, folded where ``value`` has line breaks (each followed by
+    whitespace) and nowhere else. ``value`` must be ASCII."""
+    if not value.isascii():
+        raise ValueError(f"{name}: a verbatim header must be ASCII")
+    header = _VerbatimHeader(value)
+    header.name = name
+    message.set_raw(name, header)
