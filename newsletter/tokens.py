@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from itsdangerous import BadData, URLSafeSerializer
+from itsdangerous.encoding import base64_decode, base64_encode
 
 from .settings import Settings, SettingsError
 
@@ -66,6 +67,8 @@ class LinkSigner:
     def read(self, purpose: str, token: str) -> LinkToken:
         """The subscriber (and data) a token was made for; BadToken if it was not made by
         us for this purpose, or was altered in any way."""
+        if not _canonical(token):
+            raise BadToken(f"this {purpose} link is not valid")
         try:
             payload = self._serializer(purpose).loads(token)
         except (BadData, TypeError, ValueError, UnicodeError) as exc:
@@ -79,6 +82,20 @@ class LinkSigner:
         ):
             raise BadToken(f"this {purpose} link is not valid")
         return LinkToken(payload[0], payload[1], payload[2] if len(payload) == 3 else {})
+
+
+def _canonical(token: str) -> bool:
+    """True if each base64 part of ``token`` is spelled exactly as its bytes encode. Base64
+    leaves slack in a last character's low bits, so a changed character can decode to the
+    same bytes and pass the signature check: such a token was not made by us."""
+    payload, _, signature = token.rpartition(".")
+    try:
+        return all(
+            part and base64_encode(base64_decode(part)).decode() == part
+            for part in (payload.removeprefix("."), signature)
+        )
+    except BadData:
+        return False
 
 
 def link_signer(settings: Settings, store, *, real_send: bool) -> LinkSigner:

@@ -1,0 +1,74 @@
+"""Take the README's screenshots of the web app (subscribe, preferences, unsubscribe).
+
+    .venv/bin/python docs/screenshots.py
+
+Builds the demo in a temporary directory, serves it on loopback and photographs the pages
+with Debian's Chromium through Playwright, phone-sized, into docs/ (the preferences page
+after a change of interests, as far as one screen goes).
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import uvicorn
+from playwright.sync_api import sync_playwright
+
+from newsletter.demo import run_demo
+from newsletter.settings import Settings
+from newsletter.store import Store
+from newsletter.subscriptions import link_path
+from newsletter.tokens import link_signer
+from newsletter.web import create_app
+
+DOCS = Path(__file__).resolve().parent
+VIEWPORT = {"width": 420, "height": 760}
+
+
+def main() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            db=Path(tmp) / "newsletter.db",
+            transport=f"outbox:{tmp}/outbox",
+            base_url=f"http://127.0.0.1:{port}",
+        )
+        run_demo(settings)
+        with Store(settings.db) as store:
+            signer = link_signer(settings, store, real_send=False)
+            alan = store.get_subscriber("alan@example.org")
+            preferences = link_path(signer, "preferences", alan)
+            unsubscribe = link_path(signer, "unsubscribe", alan)
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+        )
+        threading.Thread(target=server.run, daemon=True).start()
+        while not server.started:
+            time.sleep(0.05)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path="/usr/bin/chromium", args=["--no-sandbox"]
+            )
+            page = browser.new_page(viewport=VIEWPORT, java_script_enabled=False)
+            page.goto(settings.base_url)
+            page.locator(".page").screenshot(path=DOCS / "web-subscribe.png")
+            page.goto(settings.base_url + preferences)
+            page.get_by_label("Your research interests").fill(
+                "graph neural networks, message passing, oversmoothing"
+            )
+            page.get_by_role("button", name="Save my preferences").click()
+            page.screenshot(path=DOCS / "web-preferences.png")
+            page.goto(settings.base_url + unsubscribe)
+            page.locator(".page").screenshot(path=DOCS / "web-unsubscribe.png")
+            browser.close()
+        server.should_exit = True
+
+
+if __name__ == "__main__":
+    main()

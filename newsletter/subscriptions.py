@@ -1,0 +1,346 @@
+"""Subscriptions managed by the subscribers themselves: sign-up with double opt-in,
+confirmation, preferences, unsubscribe and resubscribe, and the clean-up of sign-ups that
+were never confirmed.
+
+The web app is a thin shell over these functions, and the console can call them too. A
+sign-up never tells the person at the form whether the address was known: whatever its
+state, the answer is one email to that address (a confirmation link, or for a subscriber who
+already gets the newsletter, their preferences link), and nothing else changes until the
+owner of the address acts on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import Any
+
+import premailer
+
+from .edition import plan_edition
+from .ledger import Ledger
+from .models import Paper, Status, Subscriber, to_utc_iso
+from .ranking import Pick
+from .render import template_environment
+from .settings import Settings
+from .store import Store, SubscriberNotFound
+from .subscribers import (
+    InvalidSubscriber,
+    add_subscriber,
+    check_frequency,
+    check_hour,
+    check_interests,
+    check_max_papers,
+    check_pause,
+    check_timezone,
+    check_weekday,
+    normalize_email,
+    parse_categories,
+    parse_terms,
+    update_subscriber,
+)
+from .tokens import BadToken, LinkSigner
+from .transports import SendResult, TransportError, transport_from_url
+
+log = logging.getLogger(__name__)
+
+#: Subscribers in these states already get (or chose to pause) the newsletter.
+SUBSCRIBED = frozenset({Status.ACTIVE, Status.PAUSED})
+#: Profile fields that change what the ranking picks.
+RANKING_FIELDS = frozenset({"interests", "categories", "muted_terms", "max_papers"})
+
+
+class InvalidForm(InvalidSubscriber):
+    """Some fields of a form are not acceptable; ``errors`` maps each one to its message."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
+def _check_fields(
+    values: Mapping[str, Any], checks: Mapping[str, Callable[[Any], Any]]
+) -> dict[str, Any]:
+    """Each value through its check, reporting every bad field at once rather than the first."""
+    valid, errors = {}, {}
+    for name, check in checks.items():
+        try:
+            valid[name] = check(values.get(name))
+        except InvalidSubscriber as exc:
+            errors[name] = str(exc)
+    if errors:
+        raise InvalidForm(errors)
+    return valid
+
+
+def brand(settings: Settings) -> str:
+    return parseaddr(settings.from_address)[0] or "Daily Papers"
+
+
+def link_path(signer: LinkSigner, purpose: str, subscriber: Subscriber, **data: Any) -> str:
+    """The path of a signed link, ``/PURPOSE/TOKEN``: the routes of the web app."""
+    return f"/{purpose}/{signer.make(purpose, subscriber.id, subscriber.email, **data)}"
+
+
+def link_url(
+    settings: Settings, signer: LinkSigner, purpose: str, subscriber: Subscriber, **data: Any
+) -> str:
+    return settings.base_url.rstrip("/") + link_path(signer, purpose, subscriber, **data)
+
+
+# -- reading links ----------------------------------------------------------------------------
+
+
+def read_link(
+    store: Store, settings: Settings, signer: LinkSigner, purpose: str, token: str
+) -> tuple[Subscriber, dict[str, Any]]:
+    """The subscriber a link was made for, and its data.
+
+    BadToken for anything else: a token altered in any way (even in the spare bits of its
+    last base64 character, which would otherwise still verify), made for another purpose or
+    for a subscriber who is gone, a confirmation link older than ``pending_expiry_days``, or
+    feedback data that is not what we put in.
+    """
+    parsed = signer.read(purpose, token)
+    try:
+        subscriber = store.get_subscriber(parsed.subscriber_id)
+    except SubscriberNotFound as exc:
+        raise BadToken(f"this {purpose} link is not valid") from exc
+    if not parsed.matches(subscriber.email) or not _data_ok(purpose, parsed.data, settings):
+        raise BadToken(f"this {purpose} link is not valid")
+    return subscriber, parsed.data
+
+
+def _data_ok(purpose: str, data: dict[str, Any], settings: Settings) -> bool:
+    if purpose == "confirm":
+        issued = data.get("issued")
+        max_age = settings.pending_expiry_days * 86400
+        return type(issued) is int and time.time() - issued <= max_age
+    if purpose == "feedback":
+        paper, signal = data.get("paper"), data.get("signal")
+        return isinstance(paper, str) and bool(paper) and type(signal) is int and signal in (1, -1)
+    return True
+
+
+# -- signing up -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignUp:
+    email: str
+    interests: str
+    categories: list[str]
+
+
+def check_sign_up(values: Mapping[str, Any]) -> SignUp:
+    """The fields of a sign-up form (``email``, ``interests``, ``categories``), checked;
+    InvalidForm lists every problem."""
+    valid = _check_fields(
+        values,
+        {
+            "email": lambda v: normalize_email(v or ""),
+            "interests": check_interests,
+            "categories": parse_categories,
+        },
+    )
+    if not valid["interests"] and not valid["categories"]:
+        raise InvalidForm(
+            {"interests": "tell us what you want to read: interests, or arXiv categories"}
+        )
+    return SignUp(valid["email"], valid["interests"], valid["categories"])
+
+
+def start_subscription(
+    store: Store,
+    settings: Settings,
+    signer: LinkSigner,
+    sign_up: SignUp,
+    *,
+    ip: str | None,
+    source: str = "web",
+) -> EmailMessage:
+    """Record a sign-up and return the email to send to its address.
+
+    A new address becomes a pending subscriber (consent time and IP recorded) and gets a
+    confirmation link. A sign-up that is still pending is replaced by the new one (profile,
+    consent and expiry start afresh). An unsubscribed address stays unsubscribed until its owner confirms. An
+    address that already gets the newsletter is left as it is and is sent its preferences
+    link instead.
+    """
+    with store.transaction():
+        try:
+            subscriber: Subscriber | None = store.get_subscriber(sign_up.email)
+        except SubscriberNotFound:
+            subscriber = None
+        if subscriber is not None and subscriber.status == Status.PENDING:
+            store.remove_subscriber(subscriber.id)
+            subscriber = None
+        if subscriber is None:
+            subscriber = add_subscriber(
+                store,
+                settings,
+                sign_up.email,
+                interests=sign_up.interests,
+                categories=sign_up.categories,
+                status=Status.PENDING,
+                consent_source=source,
+                consent_ip=ip,
+            )
+        store.log_event("subscription.requested", subscriber.id, source=source, ip=ip)
+    return confirmation_message(settings, signer, subscriber)
+
+
+def confirmation_message(
+    settings: Settings, signer: LinkSigner, subscriber: Subscriber
+) -> EmailMessage:
+    """The email that answers a sign-up: a confirmation link, or for an address that is
+    already subscribed, its preferences link."""
+    name = brand(settings)
+    already = subscriber.status in SUBSCRIBED
+    if already:
+        subject = f"You already receive {name}"
+        url = link_url(settings, signer, "preferences", subscriber)
+    else:
+        subject = f"Confirm your subscription to {name}"
+        url = link_url(settings, signer, "confirm", subscriber, issued=int(time.time()))
+    context = {
+        "subject": subject,
+        "brand": name,
+        "url": url,
+        "already_subscribed": already,
+        "email": subscriber.email,
+        "expiry_days": settings.pending_expiry_days,
+        "sender_identity": settings.sender_identity,
+    }
+    env = template_environment()
+    html = premailer.transform(
+        env.get_template("email/confirm.html").render(context),
+        keep_style_tags=True,
+        cssutils_logging_level=logging.ERROR,
+    )
+    message = EmailMessage()
+    message["Subject"] = subject
+    message["From"] = settings.from_address
+    message["To"] = Address(addr_spec=subscriber.email)
+    if settings.reply_to:
+        message["Reply-To"] = settings.reply_to
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=settings.sender_domain)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies
+    message.set_content(env.get_template("email/confirm.txt").render(context))
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+def send_message(store: Store, settings: Settings, message: EmailMessage) -> SendResult:
+    """Send one message through the configured transport. A failure is logged and recorded
+    as an event, not raised: the person at the form has had their answer already."""
+    transport = transport_from_url(settings.transport, settings)
+    try:
+        transport.open()
+        result = transport.send(message)
+    except TransportError as exc:
+        result = SendResult("failed", error=str(exc))
+    finally:
+        transport.close()
+    if result.status != "sent":
+        log.error("cannot send %r to %s: %s", message["Subject"], message["To"], result.error)
+        store.log_event("subscription.mail_failed", to=str(message["To"]), error=result.error)
+    return result
+
+
+def confirm_subscription(store: Store, subscriber: Subscriber, *, ip: str | None) -> Subscriber:
+    """Activate a subscriber who followed their confirmation link (pending, or coming back
+    after unsubscribing); one who is already subscribed stays as they are."""
+    if subscriber.status in SUBSCRIBED:
+        return subscriber
+    with store.transaction():
+        subscriber = store.update_subscriber(subscriber.id, status=Status.ACTIVE)
+        store.log_event("subscription.confirmed", subscriber.id, ip=ip)
+    return subscriber
+
+
+def expire_pending(store: Store, settings: Settings, now: datetime | None = None) -> list[str]:
+    """Forget the sign-ups not confirmed within ``pending_expiry_days``; returns their
+    addresses. Their confirmation links have stopped working at the same age."""
+    cutoff = to_utc_iso((now or datetime.now(UTC)) - timedelta(days=settings.pending_expiry_days))
+    with store.transaction():
+        expired = [s for s in store.list_subscribers(Status.PENDING) if s.created_at < cutoff]
+        for subscriber in expired:
+            store.remove_subscriber(subscriber.id)
+        if expired:
+            store.log_event("subscriptions.expired", count=len(expired))
+    return [s.email for s in expired]
+
+
+# -- unsubscribing ----------------------------------------------------------------------------
+
+
+def unsubscribe(store: Store, subscriber: Subscriber, *, via: str) -> Subscriber:
+    """Stop all mail to a subscriber at once; ``via`` says how (``one-click``, ``page``)."""
+    if subscriber.status == Status.UNSUBSCRIBED:
+        return subscriber
+    with store.transaction():
+        subscriber = store.update_subscriber(subscriber.id, status=Status.UNSUBSCRIBED)
+        store.log_event("subscription.unsubscribed", subscriber.id, via=via)
+    return subscriber
+
+
+def resubscribe(store: Store, subscriber: Subscriber) -> Subscriber:
+    """Undo an unsubscribe, from the page that confirmed it (the link came in their mail)."""
+    if subscriber.status != Status.UNSUBSCRIBED:
+        return subscriber
+    with store.transaction():
+        subscriber = store.update_subscriber(subscriber.id, status=Status.ACTIVE)
+        store.log_event("subscription.resubscribed", subscriber.id)
+    return subscriber
+
+
+# -- preferences ------------------------------------------------------------------------------
+
+PREFERENCE_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "interests": check_interests,
+    "categories": parse_categories,
+    "muted_terms": parse_terms,
+    "max_papers": check_max_papers,
+    "frequency": check_frequency,
+    "weekly_day": check_weekday,
+    "delivery_hour": check_hour,
+    "timezone": lambda v: check_timezone((v or "").strip()),
+    "paused_until": check_pause,
+}
+
+
+def save_preferences(
+    store: Store, subscriber: Subscriber, values: Mapping[str, Any]
+) -> tuple[Subscriber, bool]:
+    """Apply the preferences form (every field of :data:`PREFERENCE_CHECKS`; an empty
+    ``paused_until`` ends a pause). Returns the subscriber and whether what the ranking
+    picks may have changed. InvalidForm lists every bad field and changes nothing."""
+    changes = _check_fields(values, PREFERENCE_CHECKS)
+    updated = update_subscriber(store, subscriber.email, **changes)
+    return updated, any(getattr(subscriber, f) != getattr(updated, f) for f in RANKING_FIELDS)
+
+
+def preview_picks(
+    store: Store, settings: Settings, subscriber: Subscriber, edition: date
+) -> list[Pick]:
+    """The papers ``edition`` would pick for the subscriber's profile as it is now, even
+    once the edition was sent: a subscriber who changes their interests after reading
+    today's email wants to see what the change does."""
+    return plan_edition(store, settings, edition, [subscriber], rerank=True)[subscriber.id]
+
+
+def recently_sent(
+    store: Store, subscriber: Subscriber, editions: int = 3
+) -> list[tuple[str, Paper]]:
+    """(edition date, paper) for the papers of the subscriber's last few editions, newest
+    edition first."""
+    deliveries = Ledger(store).recent_sent(subscriber.id, editions)
+    return [(d.edition, paper) for d in deliveries for paper in store.papers_by_ids(d.paper_ids)]

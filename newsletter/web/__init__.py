@@ -1,0 +1,6 @@
+"""The web app behind the links in every email: subscribe, confirm, preferences, unsubscribe
+and feedback. A thin shell over :mod:`newsletter.subscriptions`."""
+
+from .app import create_app, serve
+
+__all__ = ["create_app", "serve"]

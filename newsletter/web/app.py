@@ -1,0 +1,580 @@
+"""The web app: Starlette on uvicorn.
+
+Every page is rendered from ``templates/web/`` with the look of the email, works without
+JavaScript and on a phone. A handler reads the request, calls :mod:`newsletter.subscriptions`
+in a worker thread (with a database connection of its own: SQLite connections stay in the
+thread that opened them) and renders the answer. A link token that does not verify, for
+whatever reason, gets one friendly page with no detail. Every form carries a CSRF token,
+except the RFC 8058 one-click unsubscribe, which mail providers POST with no cookie.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from email.message import EmailMessage
+from typing import Any, TypeVar
+from zoneinfo import available_timezones
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..edition import check_real_send
+from ..models import Status, Subscriber
+from ..ranking import Pick
+from ..render import paper_url, template_environment, templates_dir
+from ..settings import Settings
+from ..store import Store
+from ..subscriptions import (
+    PREFERENCE_CHECKS,
+    InvalidForm,
+    brand,
+    check_sign_up,
+    confirm_subscription,
+    expire_pending,
+    link_path,
+    preview_picks,
+    read_link,
+    recently_sent,
+    resubscribe,
+    save_preferences,
+    send_message,
+    start_subscription,
+    unsubscribe,
+)
+from ..tokens import BadToken, email_digest, link_signer
+from ..transports import transport_from_url
+from .csrf import COOKIE, CSRF, FIELD, MAX_AGE, CSRFError
+from .ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ONE_CLICK = [("List-Unsubscribe", "One-Click")]
+#: No form of ours comes near this; a larger body is refused (413) before it is read.
+MAX_BODY = 64 * 1024
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    # The paths carry personal tokens: never hand them to the sites of the papers.
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+    "cache-control": "no-store",
+}
+
+
+@dataclass(frozen=True)
+class Button:
+    """A form with one button that POSTs ``fields`` (and the CSRF token) to ``action``."""
+
+    label: str
+    action: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Page:
+    template: str
+    context: dict[str, Any]
+    status: int = 200
+
+
+def notice(
+    title: str,
+    *paragraphs: str,
+    status: int = 200,
+    button: Button | None = None,
+    links: Sequence[tuple[str, str]] = (),
+) -> Page:
+    """A page that says one thing, with at most one button and a few links."""
+    return Page(
+        "web/notice.html",
+        {"title": title, "paragraphs": paragraphs, "button": button, "links": links},
+        status,
+    )
+
+
+def client_ip(request: Request) -> str | None:
+    """The client's address; uvicorn takes it from X-Forwarded-For when the request comes
+    through a trusted proxy (``FORWARDED_ALLOW_IPS``)."""
+    return request.client.host if request.client else None
+
+
+class SecurityHeaders:
+    """Adds :data:`SECURITY_HEADERS` to every response that does not set them itself."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class WebApp:
+    """The pages and what they do; :func:`create_app` wires them into Starlette."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        real_send = transport_from_url(settings.transport, settings).delivers_mail
+        if real_send:
+            check_real_send(settings)
+        with Store(settings.db) as store:
+            self.signer = link_signer(settings, store, real_send=real_send)
+        # Signed with the link key (its own salt) so that a form outlives a restart; a local
+        # run without one signs with a key of its own.
+        keys = (
+            [*settings.old_secret_keys, settings.secret_key]
+            if settings.secret_key
+            else [secrets.token_urlsafe(32)]
+        )
+        self.csrf = CSRF(keys)
+        self.brand = brand(settings)
+        self.env = template_environment()
+        self.css = (templates_dir() / "web" / "site.css").read_text(encoding="utf-8")
+        self.timezones = sorted(available_timezones())
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.subscribe_form, methods=["GET"]),
+            Route("/subscribe", self.subscribe_form, methods=["GET"]),
+            Route("/subscribe", self.subscribe, methods=["POST"]),
+            Route("/confirm/{token}", self.confirm, methods=["GET", "POST"]),
+            Route("/preferences/{token}", self.preferences, methods=["GET", "POST"]),
+            Route("/unsubscribe/{token}", self.unsubscribe, methods=["GET", "POST"]),
+            Route("/feedback/{token}", self.feedback, methods=["GET", "POST"]),
+            Route("/site.css", self.stylesheet, methods=["GET"]),
+        ]
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        expired = await self.db(expire_pending, self.settings)
+        if expired:
+            log.info("forgot %d sign-up(s) never confirmed", len(expired))
+        yield
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def in_store(self, fn: Callable[..., T], *args: Any) -> T:
+        with Store(self.settings.db) as store:
+            return fn(store, *args)
+
+    async def db(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(store, *args)`` in a worker thread, with a connection of its own."""
+        return await run_in_threadpool(self.in_store, fn, *args)
+
+    def read(self, store: Store, purpose: str, token: str) -> tuple[Subscriber, dict[str, Any]]:
+        return read_link(store, self.settings, self.signer, purpose, token)
+
+    async def form(self, request: Request) -> FormData:
+        """The posted form, once its CSRF token is checked (CSRFError otherwise)."""
+        form = await request.form(max_files=0, max_fields=64)
+        self.csrf.check(request, form)
+        return form
+
+    def render(
+        self,
+        request: Request,
+        page: Page,
+        *,
+        background: BackgroundTask | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> HTMLResponse:
+        token, nonce = self.csrf.token(request)
+        context = {
+            "brand": self.brand,
+            "sender_identity": self.settings.sender_identity,
+            "csrf_field": FIELD,
+            "csrf_token": token,
+            **page.context,
+        }
+        html = self.env.get_template(page.template).render(context)
+        response = HTMLResponse(html, page.status, headers=headers, background=background)
+        response.set_cookie(
+            COOKIE,
+            nonce,
+            max_age=MAX_AGE,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+        return response
+
+    # -- subscribe and confirm ----------------------------------------------------------------
+
+    def subscribe_page(
+        self, values: dict[str, str], errors: dict[str, str], status: int = 200
+    ) -> Page:
+        return Page(
+            "web/subscribe.html",
+            {
+                "title": "Subscribe",
+                "values": {k: values.get(k, "") for k in ("email", "interests", "categories")},
+                "errors": errors,
+            },
+            status,
+        )
+
+    async def subscribe_form(self, request: Request) -> Response:
+        return self.render(request, self.subscribe_page({}, {}))
+
+    async def subscribe(self, request: Request) -> Response:
+        """The answer is the same whatever the address's state (see start_subscription);
+        the email goes out after it, so its time does not tell either."""
+        form = await self.form(request)
+        values = {k: str(form.get(k) or "") for k in ("email", "interests", "categories")}
+        try:
+            sign_up = check_sign_up(values)
+        except InvalidForm as exc:
+            return self.render(request, self.subscribe_page(values, exc.errors, 400))
+        ip = client_ip(request)
+        settings = self.settings
+
+        def work(store: Store) -> EmailMessage | None:
+            limiter = RateLimiter(store, settings.subscribe_limit_window)
+            if not (
+                limiter.allow(f"subscribe-ip:{ip}", settings.subscribe_limit_per_ip)
+                and limiter.allow(
+                    f"subscribe-address:{email_digest(sign_up.email)}",
+                    settings.subscribe_limit_per_address,
+                )
+            ):
+                return None
+            return start_subscription(store, settings, self.signer, sign_up, ip=ip)
+
+        message = await self.db(work)
+        if message is None:
+            minutes = -(-settings.subscribe_limit_window // 60)
+            page = notice(
+                "Too many sign-ups",
+                f"We received too many sign-ups from here or for this address. Please try "
+                f"again in {minutes} minutes.",
+                status=429,
+            )
+            return self.render(
+                request, page, headers={"retry-after": str(settings.subscribe_limit_window)}
+            )
+        page = notice(
+            "Check your inbox",
+            "We have sent an email to the address you gave. Follow the link in it to "
+            "confirm your subscription: nothing is sent to you until then.",
+            "No email after a few minutes? Look in your spam folder, or sign up again.",
+        )
+        task = BackgroundTask(self.in_store, send_message, settings, message)
+        return self.render(request, page, background=task)
+
+    async def confirm(self, request: Request) -> Response:
+        """A GET only shows the button, so that link scanners cannot confirm."""
+        token = request.path_params["token"]
+        if request.method == "GET":
+            subscriber, _ = await self.db(self.read, "confirm", token)
+            return self.render(
+                request,
+                notice(
+                    "Confirm your subscription",
+                    f"Send {self.brand}, a personal selection of new research papers, "
+                    f"to {subscriber.email}?",
+                    button=Button("Confirm my subscription", request.url.path),
+                ),
+            )
+        await self.form(request)
+        ip = client_ip(request)
+
+        def work(store: Store) -> tuple[Subscriber, str]:
+            subscriber, _ = self.read(store, "confirm", token)
+            subscriber = confirm_subscription(store, subscriber, ip=ip)
+            return subscriber, link_path(self.signer, "preferences", subscriber)
+
+        subscriber, preferences = await self.db(work)
+        return self.render(
+            request,
+            notice(
+                "You are subscribed",
+                f"{self.brand} will come to {subscriber.email} at about "
+                f"{subscriber.delivery_hour:02d}:00 ({subscriber.timezone}) on days with new "
+                "papers for you.",
+                "Refine your interests, or choose a weekly email, in your preferences.",
+                links=[("Open my preferences", preferences)],
+            ),
+        )
+
+    # -- preferences --------------------------------------------------------------------------
+
+    async def preferences(self, request: Request) -> Response:
+        token = request.path_params["token"]
+        form = await self.form(request) if request.method == "POST" else None
+
+        def work(store: Store) -> Page:
+            subscriber, _ = self.read(store, "preferences", token)
+            if form is None:
+                return self.preferences_page(store, subscriber, request.url.path)
+            values = {k: str(form.get(k) or "") for k in PREFERENCE_CHECKS}
+            try:
+                subscriber, changed = save_preferences(store, subscriber, values)
+            except InvalidForm as exc:
+                return self.preferences_page(
+                    store, subscriber, request.url.path, values=values, errors=exc.errors
+                )
+            preview = (
+                preview_picks(store, self.settings, subscriber, date.today()) if changed else None
+            )
+            return self.preferences_page(
+                store, subscriber, request.url.path, saved=True, preview=preview
+            )
+
+        return self.render(request, await self.db(work))
+
+    def preferences_page(
+        self,
+        store: Store,
+        subscriber: Subscriber,
+        path: str,
+        *,
+        values: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        saved: bool = False,
+        preview: list[Pick] | None = None,
+    ) -> Page:
+        current = {
+            "interests": subscriber.interests,
+            "categories": ", ".join(subscriber.categories),
+            "muted_terms": ", ".join(subscriber.muted_terms),
+            "max_papers": str(subscriber.max_papers),
+            "frequency": subscriber.frequency,
+            "weekly_day": str(subscriber.weekly_day),
+            "delivery_hour": str(subscriber.delivery_hour),
+            "timezone": subscriber.timezone,
+            "paused_until": subscriber.paused_until or "",
+        }
+        return Page(
+            "web/preferences.html",
+            {
+                "title": "Your preferences",
+                "action": path,
+                "email": subscriber.email,
+                "status": str(subscriber.status),
+                "values": values or current,
+                "errors": errors or {},
+                "saved": saved,
+                "preview": None if preview is None else [_paper_item(p) for p in preview],
+                "recent": [
+                    {"edition": edition, "title": " ".join(p.title.split()), "url": paper_url(p)}
+                    for edition, p in recently_sent(store, subscriber)
+                ],
+                "unsubscribe": link_path(self.signer, "unsubscribe", subscriber),
+                "weekday_options": [(str(i), day) for i, day in enumerate(WEEKDAYS)],
+                "hour_options": [(str(h), f"{h:02d}:00") for h in range(24)],
+                "timezone_options": [(tz, tz) for tz in self.timezones],
+            },
+            400 if errors else 200,
+        )
+
+    # -- unsubscribe --------------------------------------------------------------------------
+
+    async def unsubscribe(self, request: Request) -> Response:
+        """GET shows one button and never unsubscribes. A POST whose whole body is
+        ``List-Unsubscribe=One-Click`` (RFC 8058, as a form or bare) unsubscribes at once
+        with no cookie; the page's own buttons carry a CSRF token."""
+        token = request.path_params["token"]
+        path = request.url.path
+        if request.method == "GET":
+            subscriber, _ = await self.db(self.read, "unsubscribe", token)
+            if subscriber.status == Status.UNSUBSCRIBED:
+                return self.render(request, self.unsubscribed_page(subscriber, path))
+            return self.render(
+                request,
+                notice(
+                    f"Unsubscribe from {self.brand}?",
+                    f"Press the button and {subscriber.email} will get no more email from us.",
+                    button=Button("Unsubscribe", path, {"action": "unsubscribe"}),
+                ),
+            )
+        body = await request.body()
+        form = await request.form(max_files=0, max_fields=64)
+        if list(form.multi_items()) == ONE_CLICK or body.strip() == b"List-Unsubscribe=One-Click":
+            action, via = "unsubscribe", "one-click"
+        else:
+            self.csrf.check(request, form)
+            action, via = str(form.get("action")), "page"
+        if action not in ("unsubscribe", "resubscribe"):
+            raise HTTPException(400)
+
+        def work(store: Store) -> tuple[Subscriber, str]:
+            subscriber, _ = self.read(store, "unsubscribe", token)
+            if action == "unsubscribe":
+                subscriber = unsubscribe(store, subscriber, via=via)
+            else:
+                subscriber = resubscribe(store, subscriber)
+            return subscriber, link_path(self.signer, "preferences", subscriber)
+
+        subscriber, preferences = await self.db(work)
+        if action == "unsubscribe":
+            return self.render(request, self.unsubscribed_page(subscriber, path))
+        return self.render(
+            request,
+            notice(
+                "Welcome back",
+                f"{subscriber.email} is subscribed again; the next edition comes as before.",
+                links=[("Open my preferences", preferences)],
+            ),
+        )
+
+    def unsubscribed_page(self, subscriber: Subscriber, path: str) -> Page:
+        return notice(
+            "You are unsubscribed",
+            f"{subscriber.email} will get no more email from {self.brand}.",
+            "Changed your mind? You can come back at once.",
+            button=Button("Resubscribe", path, {"action": "resubscribe"}),
+        )
+
+    # -- feedback -----------------------------------------------------------------------------
+
+    async def feedback(self, request: Request) -> Response:
+        """A "more like this" or "less like this" link of a paper card: GET asks, POST records."""
+        token = request.path_params["token"]
+        posted = request.method == "POST"
+        if posted:
+            await self.form(request)
+
+        def work(store: Store) -> tuple[dict[str, Any], str, str]:
+            subscriber, data = self.read(store, "feedback", token)
+            if posted:
+                store.set_feedback(subscriber.id, data["paper"], data["signal"])
+            paper = store.get_paper(data["paper"])
+            title = f"“{' '.join(paper.title.split())}”" if paper else "this one"
+            return data, title, link_path(self.signer, "preferences", subscriber)
+
+        data, title, preferences = await self.db(work)
+        more = data["signal"] > 0
+        if not posted:
+            page = notice(
+                "More papers like this?" if more else "Fewer papers like this?",
+                f"Tell us you want {'more' if more else 'fewer'} papers like {title}.",
+                button=Button(
+                    "Yes, more like this" if more else "Yes, fewer like this", request.url.path
+                ),
+            )
+        else:
+            page = notice(
+                "Thank you",
+                f"Noted: your next editions will have {'more' if more else 'fewer'} papers "
+                f"like {title}.",
+                links=[("Open my preferences", preferences)],
+            )
+        return self.render(request, page)
+
+    # -- the rest -----------------------------------------------------------------------------
+
+    async def stylesheet(self, request: Request) -> Response:
+        return Response(
+            self.css, media_type="text/css", headers={"cache-control": "public, max-age=3600"}
+        )
+
+    async def bad_link(self, request: Request, exc: Exception) -> Response:
+        """Whatever is wrong with a link, the same page: no detail for whoever alters it."""
+        return self.render(
+            request,
+            notice(
+                "This link does not work",
+                "It may be incomplete (some mail programs cut long links) or no longer valid: "
+                f"a confirmation link works for {self.settings.pending_expiry_days} days. "
+                "Try opening it again from the email, or sign up again.",
+                status=400,
+                links=[("Sign up", "/")],
+            ),
+        )
+
+    async def csrf_failed(self, request: Request, exc: Exception) -> Response:
+        return self.render(
+            request,
+            notice(
+                "This form has expired",
+                "For your safety a form works for a day, in the browser that opened it, "
+                "with cookies allowed. Please open the page again and send the form again.",
+                status=403,
+                links=[("Open the page again", request.url.path)],
+            ),
+        )
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        titles = {404: "Page not found", 405: "Page not found", 413: "Form too large"}
+        text = {
+            404: "There is no page at this address.",
+            405: "There is no page at this address.",
+            413: "This form is larger than any of ours.",
+            500: "Something went wrong on our side. Please try again later.",
+        }
+        page = notice(
+            titles.get(status, "Something went wrong"),
+            text.get(status, "This request could not be handled."),
+            status=status,
+            links=[("Home", "/")],
+        )
+        return self.render(request, page)
+
+
+def _paper_item(pick: Pick) -> dict[str, str]:
+    return {
+        "title": " ".join(pick.paper.title.split()),
+        "url": paper_url(pick.paper),
+        "reason": pick.reason,
+    }
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI app. Refuses (SettingsError) a configuration that would send real mail
+    without a signing key or a real From address."""
+    web = WebApp(settings)
+    return Starlette(
+        routes=web.routes(),
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={
+            BadToken: web.bad_link,
+            CSRFError: web.csrf_failed,
+            HTTPException: web.http_error,
+            Exception: web.http_error,
+        },
+        lifespan=web.lifespan,
+        max_body_size=MAX_BODY,
+    )
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Run the web app on uvicorn until interrupted. There is no access log: the paths
+    carry the tokens of personal links (the reverse proxy's log can leave them out)."""
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        proxy_headers=True,
+        server_header=False,
+        access_log=False,
+    )

@@ -1,0 +1,513 @@
+"""The web app over real HTTP: uvicorn on loopback, httpx as the client, the loopback SMTP
+server as the mailbox. Sign-up and confirmation, RFC 8058 one-click unsubscribe, feedback,
+preferences, and the security of links and forms."""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from email.message import EmailMessage
+
+import httpx
+import pytest
+import uvicorn
+
+from newsletter.edition import send_edition
+from newsletter.models import Status
+from newsletter.settings import Settings
+from newsletter.subscribers import add_subscriber
+from newsletter.tokens import PURPOSES, LinkSigner
+from newsletter.web import create_app
+from newsletter.web.ratelimit import RateLimiter
+
+from .conftest import SECRET, Mailbox, free_port, make_paper
+
+TODAY = date.today()
+GNN = "graph neural networks, spectral filters"
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+BAD_LINK = "This link does not work"
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+@dataclass
+class Web:
+    url: str
+    settings: Settings
+    client: httpx.Client
+
+    def csrf(self, path: str) -> str:
+        """The CSRF token of the form on ``path`` (the client keeps the cookie)."""
+        page = self.client.get(path)
+        assert page.status_code == 200, page.text
+        return CSRF_INPUT.search(page.text).group(1)
+
+    def subscribe(self, email: str, interests: str = GNN, **headers: str) -> httpx.Response:
+        form = {"email": email, "interests": interests, "categories": "", "csrf_token": ""}
+        form["csrf_token"] = self.csrf("/")
+        return self.client.post("/subscribe", data=form, headers=headers)
+
+    def path(self, purpose: str, subscriber, **data) -> str:
+        return f"/{purpose}/{LinkSigner(SECRET).make(purpose, subscriber.id, subscriber.email, **data)}"
+
+
+@contextmanager
+def running(settings: Settings) -> Iterator[str]:
+    """The web app on a real uvicorn server in a thread, on a free loopback port."""
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=int(settings.base_url.rsplit(":", 1)[1]),
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.01)
+    try:
+        yield settings.base_url
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def web_settings(settings: Settings, smtp_server: Mailbox, **overrides) -> Settings:
+    return replace(
+        settings,
+        transport=smtp_server.url,
+        base_url=f"http://127.0.0.1:{free_port()}",
+        **overrides,
+    )
+
+
+@pytest.fixture
+def web(settings, smtp_server) -> Iterator[Web]:
+    settings = web_settings(settings, smtp_server)
+    with running(settings) as url, httpx.Client(base_url=url) as client:
+        yield Web(url, settings, client)
+
+
+def wait_for_mail(box: Mailbox, count: int) -> list[EmailMessage]:
+    """The messages once ``count`` have arrived (the app sends after answering)."""
+    deadline = time.monotonic() + 10
+    while len(box.envelopes) < count:
+        assert time.monotonic() < deadline, f"{len(box.envelopes)} of {count} emails arrived"
+        time.sleep(0.02)
+    time.sleep(0.1)  # and no more than that
+    assert len(box.envelopes) == count
+    return box.messages
+
+
+def link_in(message: EmailMessage, purpose: str) -> str:
+    text = message.get_body(("plain",)).get_content()
+    return re.search(rf"(http://127\.0\.0\.1:\d+)?(/{purpose}/\S+)", text).group(2)
+
+
+# -- sign-up and confirmation -----------------------------------------------------------------
+
+
+def test_sign_up_mails_a_link_whose_get_only_asks_and_whose_post_confirms(web, store, smtp_server):
+    answer = web.subscribe("ada@example.org", **{"X-Forwarded-For": "203.0.113.7"})
+
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
+    pending = store.get_subscriber("ada@example.org")
+    assert pending.status == Status.PENDING and pending.consent_source == "web"
+    ip = store.conn.execute("SELECT consent_ip FROM subscribers").fetchone()[0]
+    assert ip == "203.0.113.7"  # through the trusted proxy on loopback
+
+    [message] = wait_for_mail(smtp_server, 1)
+    assert message["To"] == "ada@example.org"
+    confirm = link_in(message, "confirm")
+    assert f"{web.url}{confirm}" in message.get_body(("plain",)).get_content()
+
+    page = web.client.get(confirm)
+    assert page.status_code == 200 and "Confirm my subscription" in page.text
+    assert store.get_subscriber(pending.id).status == Status.PENDING
+
+    refused = web.client.post(confirm, data={})
+    assert refused.status_code == 403
+    assert store.get_subscriber(pending.id).status == Status.PENDING
+
+    done = web.client.post(confirm, data={"csrf_token": CSRF_INPUT.search(page.text).group(1)})
+    assert done.status_code == 200 and "You are subscribed" in done.text
+    assert store.get_subscriber(pending.id).status == Status.ACTIVE
+    preferences = re.search(r'href="(/preferences/[^"]+)"', done.text).group(1)
+    assert "ada@example.org" in web.client.get(preferences).text
+
+
+def test_sign_up_form_shows_every_problem_next_to_its_field(web, store, smtp_server):
+    answer = web.client.post(
+        "/subscribe",
+        data={
+            "email": "ada(at)example.org",
+            "interests": "",
+            "categories": "machine learning!",
+            "csrf_token": web.csrf("/"),
+        },
+    )
+
+    assert answer.status_code == 400
+    assert 'id="email-error"' in answer.text and 'id="categories-error"' in answer.text
+    assert 'aria-invalid="true"' in answer.text
+    assert "is not an arXiv category" in answer.text
+    assert 'value="ada(at)example.org"' in answer.text  # what was typed stays
+    assert store.list_subscribers() == []
+    assert smtp_server.envelopes == []
+
+
+def test_sign_up_answers_the_same_for_known_and_unknown_addresses(
+    web, store, settings, smtp_server
+):
+    add_subscriber(store, settings, "active@example.org", interests="topology")
+    gone = add_subscriber(store, settings, "gone@example.org", interests="topology")
+    store.update_subscriber(gone.id, status=Status.UNSUBSCRIBED)
+    web.subscribe("pending@example.org")
+    wait_for_mail(smtp_server, 1)
+
+    addresses = ["new@example.org", "active@example.org", "gone@example.org", "pending@example.org"]
+    answers = [web.subscribe(address) for address in addresses]
+
+    assert {a.status_code for a in answers} == {200}
+    bodies = {CSRF_INPUT.sub("", a.text) for a in answers}
+    assert len(bodies) == 1
+    assert {str(a.headers.get("set-cookie")) for a in answers} == {
+        str(answers[0].headers.get("set-cookie"))
+    }
+    received = [m["To"] for m in wait_for_mail(smtp_server, 5)[1:]]
+    assert sorted(received) == sorted(addresses)  # each owner is told, by email
+    active = store.get_subscriber("active@example.org")
+    assert (active.status, active.interests) == (Status.ACTIVE, "topology")
+    assert store.get_subscriber("gone@example.org").status == Status.UNSUBSCRIBED
+
+
+def test_too_many_sign_ups_are_throttled_per_address_and_per_ip(settings, smtp_server, store):
+    settings = web_settings(
+        settings, smtp_server, subscribe_limit_per_address=2, subscribe_limit_per_ip=5
+    )
+    with running(settings) as url, httpx.Client(base_url=url) as client:
+        web = Web(url, settings, client)
+        same = [web.subscribe("Ada@example.org"), web.subscribe("ada@EXAMPLE.org")]
+        third = web.subscribe("Ada@Example.org")
+        others = [web.subscribe("bob@example.org"), web.subscribe("cy@example.org")]
+        from_here = web.subscribe("dee@example.org")
+        elsewhere = web.subscribe("dee@example.org", **{"X-Forwarded-For": "198.51.100.4"})
+
+    assert [a.status_code for a in same + others] == [200] * 4
+    assert third.status_code == 429 and "Too many sign-ups" in third.text
+    assert third.headers["retry-after"] == "3600"
+    assert from_here.status_code == 429
+    assert elsewhere.status_code == 200
+    assert len(wait_for_mail(smtp_server, 5)) == 5  # nothing sent for a refused request
+
+
+def test_rate_limiter_lets_requests_through_again_after_the_window(store):
+    limiter = RateLimiter(store, window=60)
+
+    assert [limiter.allow("k", 2, now=t) for t in (0, 1, 2, 30)] == [True, True, False, False]
+    assert limiter.allow("other", 2, now=30)
+    # The hit at 0 has left the window, and the refused ones at 2 and 30 were not counted.
+    assert limiter.allow("k", 2, now=60.5)
+    assert not limiter.allow("k", 2, now=60.9)  # the hits at 1 and 60.5
+
+
+def test_serve_starts_by_forgetting_old_pending_sign_ups(settings, smtp_server, store):
+    add_subscriber(store, settings, "old@example.org", interests=GNN, status=Status.PENDING)
+    with store.transaction():
+        store.conn.execute("UPDATE subscribers SET created_at = '2000-01-01T00:00:00+00:00'")
+
+    with running(web_settings(settings, smtp_server)):
+        pass
+
+    assert store.list_subscribers() == []
+
+
+def test_serve_refuses_to_send_real_mail_without_a_signing_key(run_cli, smtp_server):
+    result = run_cli(
+        "--transport",
+        smtp_server.url,
+        "serve",
+        env={"NEWSLETTER_FROM": "Daily Papers <papers@example.org>"},
+    )
+
+    assert result.exit_code == 1
+    assert "NEWSLETTER_SECRET_KEY is not set" in result.output
+
+
+# -- unsubscribe ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def two_readers(web, store, settings):
+    """Two active subscribers and papers for them both."""
+    for n in (1, 2):
+        store.save_paper(make_paper(n))
+    return [
+        add_subscriber(store, settings, f"{name}@example.org", interests=GNN)
+        for name in ("ada", "bob")
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"data": {"List-Unsubscribe": "One-Click"}},
+        {"files": {"List-Unsubscribe": (None, "One-Click")}},
+        {"content": ONE_CLICK},
+    ],
+    ids=["urlencoded", "multipart", "bare"],
+)
+def test_one_click_post_unsubscribes_at_once_and_no_later_send_reaches_the_address(
+    web, store, smtp_server, two_readers, body
+):
+    ada, _ = two_readers
+    send_edition(store, web.settings, TODAY)
+    header = {m["To"]: m for m in wait_for_mail(smtp_server, 2)}["ada@example.org"]
+    url = re.match(r"<([^>]+)>", header["List-Unsubscribe"]).group(1)
+    assert header["List-Unsubscribe-Post"] == ONE_CLICK
+
+    looked = httpx.get(url)
+    assert looked.status_code == 200 and "Unsubscribe" in looked.text
+    assert store.get_subscriber(ada.id).status == Status.ACTIVE
+
+    answer = httpx.post(url, **body)  # a mail provider: no cookie, no CSRF token
+
+    assert answer.status_code == 200 and "You are unsubscribed" in answer.text
+    assert store.get_subscriber(ada.id).status == Status.UNSUBSCRIBED
+    store.save_paper(make_paper(3))
+    report = send_edition(store, web.settings, TODAY + timedelta(days=1))
+    assert [o.email for o in report.outcomes if o.status == "sent"] == ["bob@example.org"]
+    assert [m["To"] for m in wait_for_mail(smtp_server, 3)[2:]] == ["bob@example.org"]
+
+
+def test_unsubscribe_page_needs_its_button_and_then_offers_resubscribe(web, store, two_readers):
+    ada, _ = two_readers
+    path = web.path("unsubscribe", ada)
+
+    token = web.csrf(path)
+    refused = web.client.post(path, data={"action": "unsubscribe"})
+    almost = web.client.post(path, content=ONE_CLICK + "&action=unsubscribe")
+    assert (refused.status_code, almost.status_code) == (403, 403)
+    assert store.get_subscriber(ada.id).status == Status.ACTIVE
+
+    done = web.client.post(path, data={"action": "unsubscribe", "csrf_token": token})
+    assert done.status_code == 200 and "Resubscribe" in done.text
+    assert store.get_subscriber(ada.id).status == Status.UNSUBSCRIBED
+    assert "Resubscribe" in web.client.get(path).text
+
+    back = web.client.post(path, data={"action": "resubscribe", "csrf_token": web.csrf(path)})
+    assert back.status_code == 200 and "Welcome back" in back.text
+    assert store.get_subscriber(ada.id).status == Status.ACTIVE
+
+
+# -- feedback and preferences -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signal", [1, -1])
+def test_feedback_link_asks_then_records_the_signal(web, store, two_readers, signal):
+    ada, _ = two_readers
+    path = web.path("feedback", ada, paper="2501.00002", signal=signal)
+
+    page = web.client.get(path)
+    assert page.status_code == 200 and "Paper number 2" in page.text
+    assert store.feedback() == {}
+
+    token = CSRF_INPUT.search(page.text).group(1)
+    assert web.client.post(path, data={}).status_code == 403
+    done = web.client.post(path, data={"csrf_token": token})
+
+    assert done.status_code == 200 and "Thank you" in done.text
+    assert store.feedback() == {ada.id: {"2501.00002": signal}}
+
+
+def test_preferences_save_and_show_todays_picks_for_the_new_interests(web, store, two_readers):
+    ada, _ = two_readers
+    store.save_paper(
+        make_paper(
+            3,
+            title="Regularity for nonlinear Schrödinger equations",
+            abstract="We prove well-posedness of nonlinear Schrödinger equations.",
+        )
+    )
+    send_edition(store, web.settings, TODAY, to=["ada@example.org"])
+    path = web.path("preferences", ada)
+    page = web.client.get(path)
+    recent = page.text.split("Recently sent to you")[1]
+    assert "Paper number" in recent and "Schrödinger" not in recent
+    form = {
+        "interests": "nonlinear Schrödinger equations",
+        "categories": "math.AP",
+        "muted_terms": "",
+        "max_papers": "4",
+        "frequency": "weekly",
+        "weekly_day": "2",
+        "delivery_hour": "9",
+        "timezone": "America/Chicago",
+        "paused_until": "",
+        "csrf_token": CSRF_INPUT.search(page.text).group(1),
+    }
+
+    assert web.client.post(path, data={**form, "csrf_token": ""}).status_code == 403
+    assert store.get_subscriber(ada.id).interests == GNN
+    saved = web.client.post(path, data=form)
+
+    assert saved.status_code == 200 and "Saved." in saved.text
+    preview = saved.text.split('id="preview-title"')[1].split("</section>")[0]
+    assert "Schrödinger" in preview and "Paper number" not in preview
+    ada = store.get_subscriber(ada.id)
+    assert (ada.interests, ada.categories, ada.max_papers) == (form["interests"], ["math.AP"], 4)
+    assert (ada.frequency, ada.weekly_day, ada.delivery_hour) == ("weekly", 2, 9)
+    assert ada.timezone == "America/Chicago"
+
+
+def test_preferences_form_shows_every_problem_and_changes_nothing(web, store, two_readers):
+    ada, _ = two_readers
+    path = web.path("preferences", ada)
+    form = {
+        "interests": GNN,
+        "max_papers": "500",
+        "frequency": "daily",
+        "weekly_day": "0",
+        "delivery_hour": "7",
+        "timezone": "Europe/Atlantis",
+        "paused_until": "next week",
+        "csrf_token": web.csrf(path),
+    }
+
+    answer = web.client.post(path, data=form)
+
+    assert answer.status_code == 400
+    for name in ("max_papers", "timezone", "paused_until"):
+        assert f'id="{name}-error"' in answer.text
+    assert 'value="next week"' in answer.text
+    assert store.get_subscriber(ada.id) == ada
+
+
+# -- links and forms --------------------------------------------------------------------------
+
+
+def _mutations(token: str, rng: random.Random) -> Iterator[str]:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+    while True:
+        i = rng.randrange(len(token))
+        kind = rng.choice(["replace", "insert", "delete", "truncate", "swap", "append"])
+        if kind == "replace":
+            mutated = token[:i] + rng.choice(alphabet) + token[i + 1 :]
+        elif kind == "insert":
+            mutated = token[:i] + rng.choice(alphabet) + token[i:]
+        elif kind == "delete":
+            mutated = token[:i] + token[i + 1 :]
+        elif kind == "truncate":
+            mutated = token[: rng.randrange(1, len(token))]
+        elif kind == "swap":
+            j = min(i + 1, len(token) - 1)
+            mutated = token[:i] + token[j] + token[i + 1 : j] + token[i] + token[j + 1 :]
+        else:
+            mutated = token + rng.choice(alphabet)
+        if mutated != token:
+            yield mutated
+
+
+def test_200_random_mutations_of_valid_tokens_are_all_refused(web, store, two_readers):
+    ada, _ = two_readers
+    rng = random.Random(20260806)
+    tokens = {
+        "preferences": web.path("preferences", ada),
+        "unsubscribe": web.path("unsubscribe", ada),
+        "confirm": web.path("confirm", ada, issued=int(time.time())),
+        "feedback": web.path("feedback", ada, paper="2501.00001", signal=1),
+    }
+    for path in tokens.values():
+        assert web.client.get(path).status_code == 200
+
+    tried = 0
+    for purpose, path in tokens.items():
+        mutations: set[str] = set()
+        for mutated in _mutations(path.rsplit("/", 1)[1], rng):
+            mutations.add(mutated)
+            if len(mutations) == 50:
+                break
+        for mutated in mutations:
+            answer = web.client.get(f"/{purpose}/{mutated}")
+            assert answer.status_code == 400, mutated
+            assert BAD_LINK in answer.text and "ada@example.org" not in answer.text
+            if purpose == "unsubscribe":
+                assert web.client.post(f"/unsubscribe/{mutated}", content=ONE_CLICK).is_error
+            tried += 1
+
+    assert tried == 200
+    assert store.get_subscriber(ada.id).status == Status.ACTIVE
+
+
+def test_a_token_works_only_for_the_purpose_it_was_made_for(web, store, two_readers):
+    ada, _ = two_readers
+    data = {"confirm": {"issued": int(time.time())}, "feedback": {"paper": "x", "signal": 1}}
+    for made_for in PURPOSES:
+        token = web.path(made_for, ada, **data.get(made_for, {})).rsplit("/", 1)[1]
+        for used_for in PURPOSES - {made_for}:
+            answer = web.client.get(f"/{used_for}/{token}")
+            assert answer.status_code == 400 and BAD_LINK in answer.text, (made_for, used_for)
+    assert (
+        web.client.post(
+            web.path("preferences", ada).replace("preferences", "unsubscribe"), content=ONE_CLICK
+        ).status_code
+        == 400
+    )
+    assert store.get_subscriber(ada.id).status == Status.ACTIVE
+
+
+def test_link_of_a_removed_subscriber_is_refused(web, store, two_readers):
+    ada, _ = two_readers
+    path = web.path("preferences", ada)
+    store.remove_subscriber(ada.id)
+
+    answer = web.client.get(path)
+
+    assert answer.status_code == 400 and BAD_LINK in answer.text
+
+
+def test_form_token_must_match_this_browsers_cookie(web, store):
+    token = web.csrf("/")
+    form = {"email": "ada@example.org", "interests": GNN, "csrf_token": token}
+
+    without_token = web.client.post("/subscribe", data={**form, "csrf_token": ""})
+    with httpx.Client(base_url=web.url) as stranger:
+        stranger.get("/")  # a cookie of its own
+        other_cookie = stranger.post("/subscribe", data=form)
+    with httpx.Client(base_url=web.url) as cookieless:
+        no_cookie = cookieless.post("/subscribe", data=form)
+    forged = web.client.post("/subscribe", data={**form, "csrf_token": token[:-2] + "xx"})
+
+    for answer in (without_token, other_cookie, no_cookie, forged):
+        assert answer.status_code == 403 and "This form has expired" in answer.text
+    assert store.list_subscribers() == []
+    assert web.client.post("/subscribe", data=form).status_code == 200
+
+
+def test_pages_send_security_headers_and_a_strict_cookie(web):
+    page = web.client.get("/")
+
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert "form-action 'self'" in page.headers["content-security-policy"]
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["cache-control"] == "no-store"
+    cookie = page.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+    assert "<script" not in page.text
+    css = web.client.get("/site.css")
+    assert css.headers["content-type"].startswith("text/css") and ".button" in css.text
+
+
+def test_unknown_page_and_oversized_form_get_friendly_answers(web):
+    missing = web.client.get("/nowhere")
+    huge = web.client.post("/subscribe", data={"interests": "x" * 100_000})
+
+    assert missing.status_code == 404 and "Page not found" in missing.text
+    assert huge.status_code == 413
