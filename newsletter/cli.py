@@ -33,9 +33,12 @@ from .subscribers import (
     add_subscriber,
     export_csv,
     import_csv,
+    record_feedback,
     update_subscriber,
 )
+from .subscriptions import expire_pending
 from .transports import TransportError
+from .web import serve as serve_web
 
 #: Errors that are the user's to fix: shown as one clear line, without a traceback.
 USER_ERRORS = (
@@ -345,6 +348,31 @@ def subscribers_update(
     _print_subscriber(subscriber, as_json)
 
 
+@subscribers.command("like")
+@click.argument("email")
+@click.argument("paper_id")
+@click.option("--dislike", is_flag=True, help="Less like this, instead of more.")
+@click.option("--clear", is_flag=True, help="Forget this paper's signal.")
+@click.pass_context
+def subscribers_like(
+    ctx: click.Context, email: str, paper_id: str, dislike: bool, clear: bool
+) -> None:
+    """Record "more like this" for PAPER_ID (or --dislike: less like this)."""
+    signal = 0 if clear else -1 if dislike else 1
+    subscriber = record_feedback(_store(ctx), email, paper_id, signal)
+    word = {1: "more like", -1: "less like", 0: "no signal for"}[signal]
+    click.echo(f"{subscriber.email}: {word} {paper_id}.")
+
+
+@subscribers.command("dislike")
+@click.argument("email")
+@click.argument("paper_id")
+@click.pass_context
+def subscribers_dislike(ctx: click.Context, email: str, paper_id: str) -> None:
+    """Record "less like this" for PAPER_ID."""
+    ctx.invoke(subscribers_like, email=email, paper_id=paper_id, dislike=True, clear=False)
+
+
 @subscribers.command("remove")
 @click.argument("email")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -360,6 +388,18 @@ def subscribers_remove(ctx: click.Context, email: str, yes: bool) -> None:
         click.confirm(f"Remove {subscriber.email} and all their history?", abort=True)
     store.remove_subscriber(subscriber.id)
     click.echo(f"Removed {subscriber.email}.")
+
+
+@subscribers.command("expire")
+@click.option("--json", "as_json", is_flag=True, help="Print the forgotten addresses as JSON.")
+@click.pass_context
+def subscribers_expire(ctx: click.Context, as_json: bool) -> None:
+    """Forget web sign-ups never confirmed within pending_expiry_days."""
+    expired = expire_pending(_store(ctx), _settings(ctx))
+    if as_json:
+        _json(expired)
+    else:
+        click.echo(f"Forgot {len(expired)} sign-up(s) never confirmed.")
 
 
 @subscribers.command("import")
@@ -551,6 +591,20 @@ def demo(ctx: click.Context) -> None:
         click.echo("Open one in a browser:")
         for path in result.html_files:
             click.echo(f"  {path.resolve()}")
+
+
+# -- web app ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port."
+)
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int) -> None:
+    """Run the web app: subscribe, confirm, preferences, unsubscribe and feedback pages."""
+    serve_web(_settings(ctx), host, port)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from .ingest import IngestReport, IngestSummary, ingest_sources
 from .settings import Settings, SettingsError
 from .sources.registry import build_source, http_client
 from .store import Store
+from .subscriptions import expire_pending
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def _failed(message: str) -> IngestReport:
 
 
 def run_daily(store: Store, settings: Settings, edition: date) -> DailyReport:
+    expire_pending(store, settings)
     summary = ingest_enabled_sources(store, settings)
     if summary.failed:
         failed = [name for name, r in summary.sources.items() if r.failures]

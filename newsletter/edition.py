@@ -14,9 +14,10 @@ from datetime import UTC, date, datetime, time, timedelta
 import numpy as np
 import scipy.sparse as sp
 
+from . import semantic
 from .ledger import Delivery, History, Ledger
 from .models import Paper, Status, Subscriber
-from .ranking import Pick, RankingParams, rank
+from .ranking import Pick, RankingParams, SemanticInputs, Signals, rank
 from .render import Renderer
 from .settings import DEFAULT_FROM, Settings, SettingsError
 from .store import Store, SubscriberNotFound
@@ -38,24 +39,75 @@ def candidate_window(edition: date, settings: Settings) -> tuple[str, str]:
 
 
 def plan_edition(
-    store: Store, settings: Settings, edition: date, subscribers: Sequence[Subscriber]
+    store: Store,
+    settings: Settings,
+    edition: date,
+    subscribers: Sequence[Subscriber],
+    rerank: bool = False,
 ) -> dict[int, list[Pick]]:
     """The papers each subscriber gets in ``edition``, best first.
 
     A subscriber whose message for this edition is already in the ledger gets the papers
     recorded there, so a retry or a preview after the send shows what was sent. The others
-    are ranked together over the papers that are new to them.
+    are ranked together over the papers that are new to them, with their feedback and, when
+    the semantic extra is installed, sentence embeddings. ``rerank`` ranks everyone anew,
+    recorded or not: what the edition would pick with the profiles as they are now.
     """
     ledger = Ledger(store)
-    recorded = ledger.for_edition(edition)
+    recorded = {} if rerank else ledger.for_edition(edition)
     plan = {s.id: _recorded_picks(store, recorded[s.id]) for s in subscribers if s.id in recorded}
     to_rank = [s for s in subscribers if s.id not in recorded]
     papers = store.papers_seen_between(*candidate_window(edition, settings))
-    if to_rank:
+    if to_rank and papers:
         eligible = _eligibility(to_rank, papers, ledger.history(edition))
-        params = RankingParams(settings.min_score, settings.category_boost)
-        plan.update(rank(to_rank, papers, eligible, params, corpus=_corpus(store, papers)))
+        signals = _signals(store, to_rank)
+        plan.update(
+            rank(
+                to_rank,
+                papers,
+                eligible,
+                RankingParams.from_settings(settings),
+                corpus=_corpus(store, papers),
+                signals=signals,
+                semantic=_semantic_inputs(store, settings, to_rank, papers, signals),
+            )
+        )
+    plan.update({s.id: [] for s in to_rank if s.id not in plan})
     return plan
+
+
+def _signals(store: Store, subscribers: Sequence[Subscriber]) -> Signals:
+    """The liked and disliked papers of ``subscribers``."""
+    feedback = store.feedback([s.id for s in subscribers])
+    papers = {p.id: p for p in store.papers_by_ids({pid for f in feedback.values() for pid in f})}
+    signals = Signals()
+    for subscriber_id, marks in feedback.items():
+        for paper_id, signal in marks.items():
+            if paper_id in papers:
+                group = signals.liked if signal > 0 else signals.disliked
+                group.setdefault(subscriber_id, []).append(papers[paper_id])
+    return signals
+
+
+def _semantic_inputs(
+    store: Store,
+    settings: Settings,
+    subscribers: Sequence[Subscriber],
+    papers: Sequence[Paper],
+    signals: Signals,
+) -> SemanticInputs | None:
+    model = semantic.embedder(settings)
+    if model is None:
+        return None
+    feedback = {
+        p.id: p for group in (signals.liked, signals.disliked) for ps in group.values() for p in ps
+    }
+    feedback_vectors = semantic.paper_vectors(store, model, list(feedback.values())).centroids()
+    return SemanticInputs(
+        papers=semantic.paper_vectors(store, model, papers),
+        profiles=semantic.profile_vectors(store, model, subscribers),
+        feedback=dict(zip(feedback, feedback_vectors, strict=True)),
+    )
 
 
 def _corpus(store: Store, papers: list[Paper]) -> list[Paper]:

@@ -1,19 +1,26 @@
 """The delivery ledger: one row per (edition, subscriber), the only code that writes it.
 
-A message is *claimed* (status ``sending``, in a transaction) before it is handed to the
-transport and *recorded* (``sent``, ``failed`` or ``rejected``) right after. A row left in
-``sending`` means a run stopped between the two: its fate is unknown, and it is neither
-resent nor forgotten without an operator's ``--force``.
+A message is *claimed* (status ``sending``, in a transaction) right before it is handed to
+the transport and *recorded* right after: ``sent`` (with the server's or relay's id),
+``failed`` (temporary: tried again later the same day, with back-off), ``rejected``
+(permanent for that recipient: not tried again) or ``suppressed`` (the address may no
+longer receive mail). Only one process sends at a time (see :mod:`newsletter.locking`), so
+a row still ``sending`` when a run starts was left by a run that died between handing the
+message over and recording the answer: its fate is *unknown*. The rule for those: they are
+recorded as such and sent again with the same Message-ID (and, on relays that take one,
+the same idempotency key), so a copy that did arrive is recognised as the same message by
+mailbox providers. At most one message per open connection can be in that state.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
-from .models import Subscriber, utcnow
+from .models import Subscriber, to_utc_iso, utcnow
 from .ranking import Pick
 from .render import message_id
 from .store import Store
@@ -25,6 +32,14 @@ class DeliveryStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     REJECTED = "rejected"
+    SUPPRESSED = "suppressed"
+    UNKNOWN = "unknown"
+
+
+#: Tries of a message that keeps failing, and the back-off between them (doubling, with
+#: jitter): 5, 10, 20, 40 and 80 minutes, all within the day of the edition.
+MAX_ATTEMPTS = 6
+RETRY_BASE = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -41,6 +56,8 @@ class Delivery:
     send_count: int
     sent_at: str | None
     last_error: str | None
+    claimed_at: str | None = None
+    next_attempt_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +86,15 @@ class Ledger:
         )
         return {d.subscriber_id: d for d in map(_delivery, rows)}
 
+    def recent_sent(self, subscriber_id: int, limit: int) -> list[Delivery]:
+        """A subscriber's last ``limit`` editions that were sent, newest first."""
+        rows = self.store.db.query(
+            "SELECT * FROM deliveries WHERE subscriber_id = ? AND status = ?"
+            " ORDER BY edition DESC LIMIT ?",
+            [subscriber_id, DeliveryStatus.SENT, limit],
+        )
+        return [_delivery(r) for r in rows]
+
     def counts(self, edition: date) -> dict[str, int]:
         rows = self.store.conn.execute(
             "SELECT status, count(*) FROM deliveries WHERE edition = ? GROUP BY status",
@@ -83,8 +109,13 @@ class Ledger:
         last: dict[int, str] = {}
         rows = self.store.conn.execute(
             "SELECT subscriber_id, edition, paper_ids, claimed_at FROM deliveries"
-            " WHERE edition != ? AND status IN (?, ?)",
-            [edition.isoformat(), DeliveryStatus.SENT, DeliveryStatus.SENDING],
+            " WHERE edition != ? AND status IN (?, ?, ?)",
+            [
+                edition.isoformat(),
+                DeliveryStatus.SENT,
+                DeliveryStatus.SENDING,
+                DeliveryStatus.UNKNOWN,
+            ],
         )
         for subscriber_id, other, paper_ids, claimed_at in rows:
             papers.setdefault(subscriber_id, set()).update(json.loads(paper_ids))
@@ -130,23 +161,34 @@ class Ledger:
                 return self.get(edition, subscriber.id), "claimed"
             blocked = {
                 DeliveryStatus.SENT: f"already sent ({existing.message_id}); --force sends again",
-                DeliveryStatus.SENDING: (
-                    "a previous run stopped while sending it, so it may have arrived; "
-                    "--force sends it again"
-                ),
+                DeliveryStatus.SENDING: "being sent by another run",
                 DeliveryStatus.REJECTED: (
                     f"the server rejected it ({existing.last_error}); --force tries again"
                 ),
+                DeliveryStatus.SUPPRESSED: "the address is suppressed",
             }
             if existing.status in blocked and not force:
                 return None, blocked[existing.status]
-            # A retry after a failure keeps its Message-ID; a forced resend of a message that
-            # went (or may have gone) out gets a new one, so clients do not drop it as a copy.
-            resend = existing.status in (DeliveryStatus.SENT, DeliveryStatus.SENDING)
+            if existing.status == DeliveryStatus.FAILED and not force:
+                if existing.next_attempt_at is None:
+                    return (
+                        None,
+                        f"gave up after {existing.attempts} attempts ({existing.last_error})",
+                    )
+                if existing.next_attempt_at > now:
+                    return (
+                        None,
+                        f"failed ({existing.last_error}); next try after {existing.next_attempt_at[:16]}Z",
+                    )
+            # A retry (after a failure, or of a message whose fate a crash left unknown)
+            # keeps its Message-ID; a forced resend of a message that went out gets a new
+            # one, so mail clients do not drop it as a copy.
+            resend = existing.status == DeliveryStatus.SENT
             send_count = existing.send_count + (1 if resend else 0)
             self.store.conn.execute(
                 "UPDATE deliveries SET status = ?, message_id = ?, attempts = attempts + 1,"
-                " send_count = ?, email = ?, claimed_at = ?, updated_at = ? WHERE id = ?",
+                " send_count = ?, email = ?, claimed_at = ?, updated_at = ?,"
+                " next_attempt_at = NULL WHERE id = ?",
                 [
                     DeliveryStatus.SENDING,
                     message_id(edition, subscriber.id, send_count, domain),
@@ -159,20 +201,85 @@ class Ledger:
             )
             return self.get(edition, subscriber.id), "claimed"
 
-    def record(self, delivery: Delivery, result: SendResult) -> None:
-        """Write down what the transport answered for a claimed delivery."""
+    def mark_unknown(self) -> list[Delivery]:
+        """Rows left ``sending`` by a run that died: recorded as unknown (and logged), to be
+        sent again with the same Message-ID. Call only while holding the sending lock."""
+        with self.store.transaction():
+            rows = [
+                _delivery(r)
+                for r in self.store.db.query(
+                    "SELECT * FROM deliveries WHERE status = ?", [DeliveryStatus.SENDING]
+                )
+            ]
+            for delivery in rows:
+                self.store.conn.execute(
+                    "UPDATE deliveries SET status = ?, updated_at = ? WHERE id = ?",
+                    [DeliveryStatus.UNKNOWN, utcnow(), delivery.id],
+                )
+                self.store.log_event(
+                    "delivery.unknown",
+                    delivery.subscriber_id,
+                    delivery.edition,
+                    message_id=delivery.message_id,
+                    claimed_at=delivery.claimed_at,
+                )
+        return rows
+
+    def unknown(self, edition: date | None = None) -> list[dict]:
+        """Messages a crash left unknown (from the event log), newest first."""
+        events = self.store.events("delivery.unknown", limit=1000)
+        return [e for e in events if edition is None or e["edition"] == edition.isoformat()]
+
+    def suppress(self, edition: date, subscriber: Subscriber, domain: str, reason: str) -> None:
+        """Record that this edition was not sent because the address is suppressed."""
         now = utcnow()
+        with self.store.transaction():
+            self.store.conn.execute(
+                "INSERT INTO deliveries (edition, subscriber_id, email, status, message_id,"
+                " created_at, updated_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (edition, subscriber_id) DO UPDATE SET status = excluded.status,"
+                " updated_at = excluded.updated_at, last_error = excluded.last_error"
+                " WHERE deliveries.status NOT IN ('sent', 'sending')",
+                [
+                    edition.isoformat(),
+                    subscriber.id,
+                    subscriber.email,
+                    DeliveryStatus.SUPPRESSED,
+                    message_id(edition, subscriber.id, 1, domain),
+                    now,
+                    now,
+                    reason,
+                ],
+            )
+
+    def sent_since(self, moment: str) -> int:
+        """Messages sent since ``moment`` (ISO-8601 UTC), for the hourly cap."""
+        return self.store.conn.execute(
+            "SELECT count(*) FROM deliveries WHERE status = ? AND sent_at >= ?",
+            [DeliveryStatus.SENT, moment],
+        ).fetchone()[0]
+
+    def record(self, delivery: Delivery, result: SendResult) -> None:
+        """Write down what the transport answered for a claimed delivery. A temporary
+        failure is given its next try (exponential back-off with jitter) until
+        :data:`MAX_ATTEMPTS`."""
+        now = datetime.now(UTC)
         status = DeliveryStatus(result.status)
+        next_attempt = None
+        if status == DeliveryStatus.FAILED and delivery.attempts < MAX_ATTEMPTS:
+            wait = RETRY_BASE * 2 ** (delivery.attempts - 1) * random.uniform(0.8, 1.2)
+            next_attempt = to_utc_iso(now + wait)
         with self.store.transaction():
             self.store.conn.execute(
                 "UPDATE deliveries SET status = ?, sent_at = ?, transport_id = ?,"
-                " last_error = ?, updated_at = ? WHERE id = ?",
+                " last_error = ?, updated_at = ?, next_attempt_at = ? WHERE id = ?",
                 [
                     status,
-                    now if status == DeliveryStatus.SENT else None,
+                    to_utc_iso(now) if status == DeliveryStatus.SENT else None,
                     result.transport_id,
                     result.error,
-                    now,
+                    to_utc_iso(now),
+                    next_attempt,
                     delivery.id,
                 ],
             )
@@ -183,6 +290,7 @@ class Ledger:
                     delivery.edition,
                     error=result.error,
                     message_id=delivery.message_id,
+                    next_attempt_at=next_attempt,
                 )
 
 
@@ -204,4 +312,6 @@ def _delivery(record: dict) -> Delivery:
         send_count=record["send_count"],
         sent_at=record["sent_at"],
         last_error=record["last_error"],
+        claimed_at=record["claimed_at"],
+        next_attempt_at=record["next_attempt_at"],
     )

@@ -102,7 +102,42 @@ ALTER TABLE profiles ADD COLUMN followed_authors TEXT NOT NULL DEFAULT '[]'; -- 
 ALTER TABLE profiles ADD COLUMN categories_only INTEGER NOT NULL DEFAULT 0;  -- hard filter
 """
 
-MIGRATIONS: list[str] = [INITIAL_SCHEMA, PAPER_EXTRA, SCHEDULE_AND_PROFILE]
+RATE_LIMITS = """
+CREATE TABLE rate_limit_hits (
+    key TEXT NOT NULL,                       -- what is limited, e.g. subscribe-ip:203.0.113.7
+    at REAL NOT NULL                         -- Unix time of the request
+);
+CREATE INDEX idx_rate_limit_hits ON rate_limit_hits (key, at);
+"""
+
+EMBEDDINGS = """
+CREATE TABLE paper_embeddings (
+    paper_id TEXT PRIMARY KEY REFERENCES papers (id) ON DELETE CASCADE ON UPDATE CASCADE,
+    model TEXT NOT NULL,
+    text_hash TEXT NOT NULL,      -- of the text embedded: a changed abstract is embedded again
+    vector BLOB NOT NULL          -- float32, L2-normalized
+);
+CREATE TABLE profile_embeddings (
+    subscriber_id INTEGER PRIMARY KEY REFERENCES subscribers (id) ON DELETE CASCADE,
+    model TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+"""
+
+DELIVERY_RETRIES = """
+ALTER TABLE deliveries ADD COLUMN next_attempt_at TEXT;  -- a failed message's next try
+CREATE INDEX idx_deliveries_status ON deliveries (status, edition);
+"""
+
+MIGRATIONS: list[str] = [
+    INITIAL_SCHEMA,
+    PAPER_EXTRA,
+    SCHEDULE_AND_PROFILE,
+    RATE_LIMITS,
+    EMBEDDINGS,
+    DELIVERY_RETRIES,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

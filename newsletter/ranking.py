@@ -1,72 +1,67 @@
-"""Ranking: score every candidate paper for every subscriber at once, pick the top few.
+"""Ranking: score every candidate paper for every subscriber at once, pick the best few.
 
-The lexical model is TF-IDF (scikit-learn) over title and abstract, with an analyzer that
-reads interests the way people type them: case, hyphens, plurals and filler words do not
-matter, and two-word phrases count extra. Scores for a block of subscribers come from one
-sparse matrix product; nothing loops over (subscriber, paper) pairs.
+How a paper is chosen for a subscriber:
+
+1. **Relevance.** A TF-IDF model (scikit-learn) over title and abstract, with an analyzer that
+   reads interests the way people type them (case, accents, arXiv's TeX accents, hyphens,
+   plurals and filler words do not matter; two-word phrases count extra). The interests are
+   then expanded with the vocabulary of the papers that match them best (pseudo-relevance
+   feedback, as RM3 does), and moved towards the papers the subscriber liked and away from
+   those they disliked (Rocchio). With the semantic extra, sentence-embedding similarity is
+   blended in.
+2. **Signals.** A bonus for the subscriber's arXiv categories, the trending signal (upvotes,
+   log-scaled) and recency, with weights in the settings.
+3. **Rules.** Papers below the minimum relevance, mentioning a muted term, outside the
+   categories (when the subscriber asked for a filter) or not new to the subscriber are out;
+   papers by a followed author are always in.
+4. **Diversity.** Maximal marginal relevance over the top candidates, and at most a share of
+   the email from one category.
+
+Every step works on matrices for a block of subscribers at a time; nothing loops over
+(subscriber, paper) pairs. Each pick carries the reason it was chosen.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 import re
 import unicodedata
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
+from sklearn.preprocessing import normalize
 
 from .models import Paper, Subscriber
+from .settings import Settings
 
 #: Words that say nothing about a research interest, as people write interests.
 PROFILE_FILLER = frozenset(
     {
-        "interested",
-        "interest",
-        "interests",
-        "work",
-        "working",
-        "works",
-        "research",
-        "researcher",
-        "paper",
-        "papers",
-        "study",
-        "studies",
-        "topic",
-        "topics",
-        "area",
-        "areas",
-        "especially",
-        "particular",
-        "particularly",
-        "like",
-        "mainly",
-        "mostly",
-        "related",
-        "also",
-        "etc",
-        "things",
-        "new",
-        "approach",
-        "approaches",
-        "using",
-        "based",
-        "method",
-        "methods",
-        "problem",
-        "problems",
-        "result",
-        "results",
+        "interested", "interest", "interests", "work", "working", "works", "research",
+        "researcher", "paper", "papers", "study", "studies", "topic", "topics", "area",
+        "areas", "especially", "particular", "particularly", "like", "mainly", "mostly",
+        "related", "also", "etc", "things", "new", "approach", "approaches", "using",
+        "based", "method", "methods", "problem", "problems", "result", "results",
     }
-)
+)  # fmt: skip
 STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | PROFILE_FILLER
 _TEX_ACCENT = re.compile(r"\\[\"'`^~=.uvHc]\s*\{?([A-Za-z])\}?")
 _TOKEN = re.compile(r"[a-z][a-z0-9]+|[0-9]+[a-z][a-z0-9]*")
 #: Rows of subscribers scored per matrix product: bounds memory at BLOCK x papers floats.
 BLOCK = 2048
+#: Temperature of the expansion's weights, relative to the best first-stage score.
+EXPANSION_TEMPERATURE = 0.2
+#: TF-IDF cosine from which a pick is said to resemble a paper the subscriber liked.
+LIKED_RESEMBLANCE = 0.05
+#: A followed author's paper is chosen before anything else.
+FOLLOWED = np.inf
 
 
 def stem(token: str) -> str:
@@ -108,6 +103,67 @@ class Pick:
     reason: str
 
 
+@dataclass(frozen=True)
+class RankingParams:
+    """The knobs of the ranking; :func:`params_from_settings` fills them from the settings."""
+
+    #: Minimum lexical relevance (cosine) for a paper to be sent at all.
+    min_score: float = 0.04
+    #: Minimum semantic similarity that also makes a paper relevant (semantic extra only).
+    semantic_min_score: float = 0.35
+    #: Share of the semantic model in relevance (0: lexical only).
+    semantic_weight: float = 0.6
+    category_boost: float = 0.1
+    #: Weight of log-scaled upvotes, and of recency (halving every ``recency_half_life`` days).
+    trending_weight: float = 0.05
+    recency_weight: float = 0.02
+    recency_half_life: float = 3.0
+    #: Upvotes from which "trending" is named in the reason.
+    trending_reason_from: int = 10
+    #: Rocchio weights of the liked and disliked papers.
+    like_weight: float = 0.75
+    dislike_weight: float = 0.5
+    #: Pseudo-relevance feedback: papers and terms taken, and their share of the query.
+    expansion_papers: int = 10
+    expansion_terms: int = 50
+    expansion_weight: float = 0.5
+    #: MMR trade-off (1: relevance only) and the most of one email from one category.
+    diversity: float = 0.9
+    max_category_share: float = 0.6
+    #: Similarity (TF-IDF cosine) above which a paper counts as a near-duplicate of a pick.
+    near_duplicate: float = 0.8
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RankingParams:
+        """The settings' values for every knob they name; defaults for the others."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        return cls(**{n: getattr(settings, n) for n in names if hasattr(settings, n)})
+
+
+@dataclass
+class Signals:
+    """What a subscriber told us beyond their interests: the papers they liked and disliked."""
+
+    liked: dict[int, list[Paper]] = field(default_factory=dict)
+    disliked: dict[int, list[Paper]] = field(default_factory=dict)
+
+
+class PassageVectors(Protocol):
+    def best_passage(self, queries: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass
+class SemanticInputs:
+    """Sentence embeddings (L2-normalized) from :mod:`newsletter.semantic`."""
+
+    #: The candidates' passages, in the order of ``papers``.
+    papers: PassageVectors
+    #: The subscribers' interests, in order.
+    profiles: np.ndarray
+    #: One vector per liked or disliked paper, by id.
+    feedback: Mapping[str, np.ndarray]
+
+
 class LexicalModel:
     """TF-IDF vectors for papers and interest texts, in one vocabulary."""
 
@@ -125,20 +181,17 @@ class LexicalModel:
         return self.vectorizer.transform(texts).tocsr()
 
 
-@dataclass
-class RankingParams:
-    min_score: float
-    category_boost: float
-
-
 def rank(
     subscribers: Sequence[Subscriber],
     papers: Sequence[Paper],
     eligible: np.ndarray | sp.spmatrix,
     params: RankingParams,
     corpus: Sequence[Paper] | None = None,
+    signals: Signals | None = None,
+    semantic: SemanticInputs | None = None,
+    now: datetime | None = None,
 ) -> dict[int, list[Pick]]:
-    """Each subscriber's best papers, best first.
+    """Each subscriber's papers, best first.
 
     ``eligible`` is a (subscribers x papers) boolean matrix: False where a paper is not a
     candidate for that subscriber (already sent, older than their last edition, ...).
@@ -147,51 +200,353 @@ def rank(
     """
     if not subscribers or not papers:
         return {s.id: [] for s in subscribers}
-    model = LexicalModel(corpus or papers)
-    paper_vectors = model.papers(papers)
-    query_vectors = model.queries([s.interests for s in subscribers])
-    category_hits = _shared_labels(
-        [s.categories for s in subscribers], [p.categories for p in papers]
+    ranker = _Ranker(
+        subscribers, papers, params, corpus or papers, signals or Signals(), semantic, now
     )
-    muted = _muted(subscribers, papers)
-    limits = np.array([max(0, s.max_papers) for s in subscribers])
     eligible = sp.csr_matrix(eligible) if sp.issparse(eligible) else np.asarray(eligible)
-
     picks: dict[int, list[Pick]] = {}
     for start in range(0, len(subscribers), BLOCK):
-        rows = slice(start, start + BLOCK)
-        scores = (query_vectors[rows] @ paper_vectors.T).toarray()
-        scores += params.category_boost * (category_hits[rows].toarray() > 0)
+        rows = np.arange(start, min(start + BLOCK, len(subscribers)))
         block_ok = eligible[rows]
         block_ok = block_ok.toarray() if sp.issparse(block_ok) else block_ok
-        scores[~block_ok.astype(bool)] = -np.inf
-        scores[muted[rows].toarray() > 0] = -np.inf
-        scores[scores < params.min_score] = -np.inf
-        chosen = _top_k(scores, int(limits[rows].max(initial=0)))
-        kept = [
-            [c for c in columns[: limits[start + offset]] if np.isfinite(scores[offset, c])]
-            for offset, columns in enumerate(chosen)
-        ]
-        pick_rows = np.array([start + o for o, cols in enumerate(kept) for _ in cols], dtype=int)
-        pick_cols = np.array([c for cols in kept for c in cols], dtype=int)
-        reasons = iter(
-            _reasons(model, query_vectors, paper_vectors, category_hits, pick_rows, pick_cols)
-        )
-        for offset, columns in enumerate(kept):
-            picks[subscribers[start + offset].id] = [
-                Pick(papers[c], float(scores[offset, c]), next(reasons)) for c in columns
-            ]
+        picks.update(ranker.block(rows, block_ok.astype(bool)))
     return picks
 
 
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of each row's k highest scores, best first."""
-    k = min(k, scores.shape[1])
-    if k <= 0:
-        return np.empty((scores.shape[0], 0), dtype=int)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+class _Ranker:
+    """The matrices shared by all blocks of subscribers, and the per-block steps."""
+
+    def __init__(
+        self,
+        subscribers: Sequence[Subscriber],
+        papers: Sequence[Paper],
+        params: RankingParams,
+        corpus: Sequence[Paper],
+        signals: Signals,
+        semantic: SemanticInputs | None,
+        now: datetime | None,
+    ):
+        self.subscribers, self.papers, self.params = subscribers, papers, params
+        self.semantic = semantic
+        self.model = LexicalModel(corpus)
+        self.paper_vectors = self.model.papers(papers)
+        self.queries = self.model.queries([s.interests for s in subscribers])
+        self.categories = _shared_labels(
+            [s.categories for s in subscribers], [p.categories for p in papers]
+        )
+        self.followed = _shared_labels(
+            [[fold(a) for a in s.followed_authors] for s in subscribers],
+            [[fold(a) for a in p.authors] for p in papers],
+        )
+        self.muted = _mentions([s.muted_terms for s in subscribers], papers)
+        self.limits = np.array([max(0, s.max_papers) for s in subscribers])
+        self.category_only = np.array(
+            [s.categories_only and bool(s.categories) for s in subscribers]
+        )
+        self.boosts = params.trending_weight * _trending(papers) + params.recency_weight * _recency(
+            papers, now or datetime.now(UTC), params.recency_half_life
+        )
+        self.signals = signals
+        self.liked, self.disliked, self.feedback_papers = self._feedback_matrices()
+        # A paper marked "less like this" is never shown to that subscriber again.
+        self.disliked_papers = _shared_labels(
+            [[p.id for p in signals.disliked.get(s.id, [])] for s in subscribers],
+            [[p.id] for p in papers],
+        ).astype(bool)
+
+    def _feedback_matrices(self) -> tuple[sp.csr_matrix, sp.csr_matrix, list[Paper]]:
+        """(subscribers x feedback papers) averaging matrices for liked and disliked papers."""
+        known: dict[str, int] = {}
+        feedback_papers: list[Paper] = []
+        for groups in (self.signals.liked, self.signals.disliked):
+            for group in groups.values():
+                for paper in group:
+                    if paper.id not in known:
+                        known[paper.id] = len(feedback_papers)
+                        feedback_papers.append(paper)
+
+        def averaging(groups: dict[int, list[Paper]]) -> sp.csr_matrix:
+            rows, cols, weights = [], [], []
+            for row, subscriber in enumerate(self.subscribers):
+                group = groups.get(subscriber.id, [])
+                for paper in group:
+                    rows.append(row)
+                    cols.append(known[paper.id])
+                    weights.append(1 / len(group))
+            shape = (len(self.subscribers), max(1, len(feedback_papers)))
+            return sp.csr_matrix((weights, (rows, cols)), shape=shape, dtype=np.float32)
+
+        return averaging(self.signals.liked), averaging(self.signals.disliked), feedback_papers
+
+    def block(self, rows: np.ndarray, eligible: np.ndarray) -> dict[int, list[Pick]]:
+        p = self.params
+        query = self._expanded_queries(rows)
+        lexical = (query @ self.paper_vectors.T).toarray()
+        relevant = lexical >= p.min_score
+        relevance = lexical
+        if self.semantic is not None and p.semantic_weight > 0:
+            similarity = self._semantic_similarity(rows)
+            relevant |= similarity >= p.semantic_min_score
+            relevance = _blend(lexical, similarity, p.semantic_weight)
+        in_category = self.categories[rows].toarray() > 0
+        scores = relevance + p.category_boost * in_category + self.boosts[None, :]
+        allowed = (
+            eligible & (self.muted[rows].toarray() == 0) & ~self.disliked_papers[rows].toarray()
+        )
+        followed = (self.followed[rows].toarray() > 0) & allowed
+        allowed &= relevant & (in_category | ~self.category_only[rows, None])
+        scores[~allowed] = -np.inf
+        chosen = _diverse_top(
+            scores,
+            followed,
+            self.limits[rows],
+            self.paper_vectors,
+            self.papers,
+            p.diversity,
+            p.max_category_share,
+            p.near_duplicate,
+        )
+        return self._picks(rows, chosen, scores, in_category, followed)
+
+    def _expanded_queries(self, rows: np.ndarray) -> sp.csr_matrix:
+        """Interests, expanded with their best matches' vocabulary, plus liked and minus
+        disliked papers (Rocchio)."""
+        p = self.params
+        query = normalize(self.queries[rows])
+        if p.expansion_weight > 0 and p.expansion_papers > 0:
+            first = (query @ self.paper_vectors.T).toarray()
+            first[first < p.min_score] = 0  # only real matches are evidence
+            centroid = _feedback_centroid(first, self.paper_vectors, p.expansion_papers)
+            centroid = normalize(_prune_rows(centroid, p.expansion_terms))
+            # Expand only as far as the evidence goes: one matching paper is not a topic.
+            evidence = np.minimum(1, (first > 0).sum(axis=1) / p.expansion_papers)
+            weight = sp.diags((p.expansion_weight * evidence).astype(np.float32))
+            query = normalize(query - weight @ query + weight @ centroid)
+        if self.feedback_papers:
+            vectors = self.model.papers(self.feedback_papers)
+            liked = normalize(self.liked[rows] @ vectors)
+            disliked = normalize(self.disliked[rows] @ vectors)
+            query = query + p.like_weight * liked - p.dislike_weight * disliked
+        return sp.csr_matrix(query)
+
+    def _semantic_similarity(self, rows: np.ndarray) -> np.ndarray:
+        profiles = self.semantic.profiles[rows]
+        if self.feedback_papers:
+            dim = profiles.shape[1]
+            vectors = np.vstack(
+                [
+                    self.semantic.feedback.get(paper.id, np.zeros(dim, np.float32))
+                    for paper in self.feedback_papers
+                ]
+            )
+            profiles = (
+                profiles
+                + self.params.like_weight * normalize(self.liked[rows] @ vectors)
+                - self.params.dislike_weight * normalize(self.disliked[rows] @ vectors)
+            )
+        return self.semantic.papers.best_passage(normalize(profiles))
+
+    def _picks(
+        self,
+        rows: np.ndarray,
+        chosen: list[list[int]],
+        scores: np.ndarray,
+        in_category: np.ndarray,
+        followed: np.ndarray,
+    ) -> dict[int, list[Pick]]:
+        pick_rows = np.array([rows[i] for i, cols in enumerate(chosen) for _ in cols], dtype=int)
+        pick_cols = np.array([c for cols in chosen for c in cols], dtype=int)
+        reasons = iter(self._reasons(pick_rows, pick_cols))
+        return {
+            self.subscribers[rows[i]].id: [
+                Pick(self.papers[c], float(scores[i, c]), next(reasons)) for c in cols
+            ]
+            for i, cols in enumerate(chosen)
+        }
+
+    def _reasons(self, rows: np.ndarray, cols: np.ndarray) -> list[str]:
+        """For each pick: the interest terms it matched, the liked paper it resembles, the
+        followed author, the category and the trending signal, in a few words."""
+        if len(rows) == 0:
+            return []
+        matched = self.queries[rows].multiply(self.paper_vectors[cols]).tocsr()
+        liked_similar = self._liked_resemblance(rows, cols)
+        reasons = []
+        for k, (row, col) in enumerate(zip(rows, cols, strict=True)):
+            subscriber, paper = self.subscribers[row], self.papers[col]
+            parts = []
+            authors = {fold(a) for a in subscriber.followed_authors}
+            followed = [a for a in paper.authors if fold(a) in authors]
+            if followed:
+                parts.append(f"by {followed[0]}, whom you follow")
+            terms = _top_terms(self.model.terms, matched, k)
+            if terms:
+                parts.append("matches your interests: " + ", ".join(terms))
+            if liked_similar[k]:
+                parts.append(f"like “{liked_similar[k]}”, which you liked")
+            shared = [c for c in paper.categories if c in subscriber.categories]
+            if shared:
+                parts.append(f"in {shared[0]}, one of your categories")
+            if (paper.upvotes or 0) >= self.params.trending_reason_from:
+                parts.append(f"trending: {paper.upvotes} upvotes")
+            reasons.append("; ".join(parts) or "close in topic to your interests")
+        return reasons
+
+    def _liked_resemblance(self, rows: np.ndarray, cols: np.ndarray) -> list[str | None]:
+        """The title of the liked paper most like each pick, where one is clearly alike."""
+        if not self.signals.liked:
+            return [None] * len(rows)
+        vectors = self.model.papers(self.feedback_papers)
+        similarity = (self.paper_vectors[cols] @ vectors.T).toarray()
+        similarity[self.liked[rows].toarray() == 0] = 0
+        best = similarity.argmax(axis=1)
+        return [
+            self.feedback_papers[b].title if similarity[k, b] >= LIKED_RESEMBLANCE else None
+            for k, b in enumerate(best)
+        ]
+
+
+def _blend(lexical: np.ndarray, semantic: np.ndarray, weight: float) -> np.ndarray:
+    """Lexical and semantic relevance on one scale: both standardized per subscriber,
+    mixed, and mapped back onto the lexical scale (so weights and bonuses keep their
+    meaning)."""
+
+    def standard(x: np.ndarray) -> np.ndarray:
+        return (x - x.mean(axis=1, keepdims=True)) / (x.std(axis=1, keepdims=True) + 1e-9)
+
+    mixed = (1 - weight) * standard(lexical) + weight * standard(semantic)
+    return lexical.mean(axis=1, keepdims=True) + lexical.std(axis=1, keepdims=True) * mixed
+
+
+def _feedback_centroid(scores: np.ndarray, vectors: sp.csr_matrix, count: int) -> sp.csr_matrix:
+    """Per row, the average of the best-scoring papers' vectors, weighted by a softmax of
+    their scores relative to the best one."""
+    count = min(count, scores.shape[1])
+    top = np.argpartition(-scores, count - 1, axis=1)[:, :count]
+    best = np.take_along_axis(scores, top, axis=1)
+    peak = best.max(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weights = np.exp((best / np.where(peak > 0, peak, 1) - 1) / EXPANSION_TEMPERATURE)
+    weights[(best <= 0) | (peak <= 0)] = 0  # no match, nothing to learn from
+    sums = weights.sum(axis=1, keepdims=True)
+    weights = np.divide(weights, sums, out=np.zeros_like(weights), where=sums > 0)
+    rows = np.repeat(np.arange(scores.shape[0]), count)
+    selection = sp.csr_matrix((weights.ravel(), (rows, top.ravel())), shape=scores.shape)
+    return (selection @ vectors).tocsr()
+
+
+def _prune_rows(matrix: sp.csr_matrix, keep: int) -> sp.csr_matrix:
+    """Each row's ``keep`` largest entries (the expansion terms), the rest dropped. The rows
+    are laid out in a padded dense array so one partition finds every row's threshold."""
+    matrix = matrix.tocsr()
+    lengths = np.diff(matrix.indptr)
+    if lengths.max(initial=0) <= keep:
+        return matrix
+    row_of = np.repeat(np.arange(matrix.shape[0]), lengths)
+    position = np.arange(len(matrix.data)) - matrix.indptr[row_of]
+    padded = np.full((matrix.shape[0], lengths.max()), -np.inf, dtype=np.float32)
+    padded[row_of, position] = matrix.data
+    threshold = np.partition(padded, -keep, axis=1)[:, -keep]
+    kept = matrix.data >= threshold[row_of]
+    return sp.csr_matrix((matrix.data * kept, matrix.indices, matrix.indptr), shape=matrix.shape)
+
+
+def _diverse_top(
+    scores: np.ndarray,
+    forced: np.ndarray,
+    limits: np.ndarray,
+    vectors: sp.csr_matrix,
+    papers: Sequence[Paper],
+    trade_off: float,
+    max_share: float,
+    near_duplicate: float,
+) -> list[list[int]]:
+    """Each row's picks, by maximal marginal relevance over its best candidates: a pick
+    pays for its similarity to the ones already chosen, a near-duplicate of one (cosine at
+    least ``near_duplicate``: another version, the same work from another source) is left
+    out, and no category may fill more than ``max_share`` of the email. ``forced``
+    candidates (followed authors) come first."""
+    count = int(limits.max(initial=0))
+    if count == 0:
+        return [[] for _ in range(scores.shape[0])]
+    ranked = np.where(forced, FOLLOWED, scores)
+    width = min(scores.shape[1], 3 * count + int(forced.sum(axis=1).max(initial=0)))
+    candidates = np.argsort(-ranked, axis=1, kind="stable")[:, :width]
+    value = np.take_along_axis(ranked, candidates, axis=1)
+    is_forced = np.take_along_axis(forced, candidates, axis=1)
+    usable = np.isfinite(value) | is_forced
+    base = np.take_along_axis(scores, candidates, axis=1)
+    peak = np.where(usable & ~is_forced, base, -np.inf).max(axis=1, keepdims=True)
+    relevance = np.where(np.isfinite(base) & (peak > 0), base / np.where(peak > 0, peak, 1), 0.0)
+    unique = np.unique(candidates)
+    position = np.full(scores.shape[1], -1)
+    position[unique] = np.arange(len(unique))
+    similarity = (vectors[unique] @ vectors[unique].T).toarray()
+    labels = [p.categories[0] if p.categories else "" for p in papers]
+    label_ids = {label: i for i, label in enumerate(sorted(set(labels)))}
+    category = np.array([label_ids[labels[c]] for c in candidates.ravel()]).reshape(
+        candidates.shape
+    )
+    uncapped = label_ids.get("", -1)
+    caps = np.maximum(1, np.ceil(max_share * limits)).astype(int)
+    counts = np.zeros((scores.shape[0], len(label_ids)), dtype=int)
+    redundancy = np.zeros(candidates.shape)
+    taken = ~usable
+    rows = np.arange(scores.shape[0])
+    chosen: list[list[int]] = [[] for _ in rows]
+    for step in range(count):
+        over_cap = (np.take_along_axis(counts, category, axis=1) >= caps[:, None]) & (
+            category != uncapped
+        )
+        gain = trade_off * relevance - (1 - trade_off) * redundancy
+        gain = np.where(is_forced, np.inf, gain)
+        duplicate = redundancy >= near_duplicate
+        gain[taken | ((over_cap | duplicate) & ~is_forced) | (step >= limits)[:, None]] = -np.inf
+        best = gain.argmax(axis=1)
+        ok = np.isfinite(gain[rows, best]) | (gain[rows, best] == np.inf)
+        ok &= gain[rows, best] > -np.inf
+        if not ok.any():
+            break
+        picked = candidates[rows, best]
+        for row in rows[ok]:
+            chosen[row].append(int(picked[row]))
+        taken[rows[ok], best[ok]] = True
+        counts[rows[ok], category[rows[ok], best[ok]]] += 1
+        redundancy[ok] = np.maximum(
+            redundancy[ok], similarity[position[picked[ok]][:, None], position[candidates[ok]]]
+        )
+    return chosen
+
+
+def _top_terms(terms: np.ndarray, contributions: sp.csr_matrix, row: int) -> list[str]:
+    """Up to three of the terms that contributed most, without repeating a word."""
+    lo, hi = contributions.indptr[row], contributions.indptr[row + 1]
+    order = np.argsort(-contributions.data[lo:hi])
+    kept: list[str] = []
+    for index in contributions.indices[lo:hi][order]:
+        term = str(terms[index])
+        if any(term in other or other in term for other in kept):
+            continue
+        kept.append(term)
+        if len(kept) == 3:
+            break
+    return kept
+
+
+def _trending(papers: Sequence[Paper]) -> np.ndarray:
+    """Upvotes, log-scaled into [0, 1] (100 upvotes or the day's most, whichever is more)."""
+    upvotes = np.array([max(0, p.upvotes or 0) for p in papers], dtype=np.float32)
+    return np.log1p(upvotes) / math.log1p(max(100.0, float(upvotes.max(initial=0))))
+
+
+def _recency(papers: Sequence[Paper], now: datetime, half_life: float) -> np.ndarray:
+    """1 for a paper published (or first seen) now, halving every ``half_life`` days."""
+    ages = []
+    for paper in papers:
+        stamp = paper.published_at or paper.first_seen_at
+        moment = datetime.fromisoformat(stamp) if stamp else now
+        ages.append(max(0.0, (now - moment).total_seconds() / 86400))
+    return np.power(0.5, np.array(ages, dtype=np.float32) / max(half_life, 1e-6))
 
 
 def _shared_labels(left: Sequence[list[str]], right: Sequence[list[str]]) -> sp.csr_matrix:
@@ -207,54 +562,19 @@ def _shared_labels(left: Sequence[list[str]], right: Sequence[list[str]]) -> sp.
     return (indicator(left) @ indicator(right).T).tocsr()
 
 
-def _muted(subscribers: Sequence[Subscriber], papers: Sequence[Paper]) -> sp.csr_matrix:
-    """(subscribers x papers) nonzero where a paper mentions one of the subscriber's muted terms."""
-    terms = sorted({t.lower() for s in subscribers for t in s.muted_terms if t.strip()})
+def _mentions(term_lists: Sequence[list[str]], papers: Sequence[Paper]) -> sp.csr_matrix:
+    """(len(term_lists) x papers) nonzero where a paper mentions one of the row's terms."""
+    terms = sorted({fold(t) for ts in term_lists for t in ts if t.strip()})
     if not terms:
-        return sp.csr_matrix((len(subscribers), len(papers)), dtype=np.float32)
-    texts = [f"{p.title} {p.abstract}".lower() for p in papers]
+        return sp.csr_matrix((len(term_lists), len(papers)), dtype=np.float32)
+    texts = [fold(f"{p.title} {p.abstract}") for p in papers]
     term_in_paper = sp.csr_matrix(
         np.array([[term in text for text in texts] for term in terms], dtype=np.float32)
     )
     index = {t: i for i, t in enumerate(terms)}
-    rows = [r for r, s in enumerate(subscribers) for t in s.muted_terms if t.strip()]
-    cols = [index[t.lower()] for s in subscribers for t in s.muted_terms if t.strip()]
-    subscriber_terms = sp.csr_matrix(
-        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(subscribers), len(terms))
+    rows = [r for r, ts in enumerate(term_lists) for t in ts if t.strip()]
+    cols = [index[fold(t)] for ts in term_lists for t in ts if t.strip()]
+    row_terms = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(term_lists), len(terms))
     )
-    return (subscriber_terms @ term_in_paper).tocsr()
-
-
-def _reasons(
-    model: LexicalModel,
-    queries: sp.csr_matrix,
-    papers: sp.csr_matrix,
-    category_hits: sp.csr_matrix,
-    rows: np.ndarray,
-    cols: np.ndarray,
-) -> list[str]:
-    """For each picked (subscriber row, paper column): the interest terms that contributed
-    most to its score, as a short sentence. One sparse product for all picks."""
-    if len(rows) == 0:
-        return []
-    contributions = queries[rows].multiply(papers[cols]).tocsr()
-    in_category = np.asarray(category_hits[rows, cols]).ravel() > 0
-    reasons = []
-    for k in range(len(rows)):
-        lo, hi = contributions.indptr[k], contributions.indptr[k + 1]
-        order = np.argsort(-contributions.data[lo:hi])
-        terms: list[str] = []
-        for index in contributions.indices[lo:hi][order]:
-            term = str(model.terms[index])
-            if any(term in kept or kept in term for kept in terms):
-                continue
-            terms.append(term)
-            if len(terms) == 3:
-                break
-        parts = []
-        if terms:
-            parts.append("matches your interests: " + ", ".join(terms))
-        if in_category[k]:
-            parts.append("in one of your categories")
-        reasons.append("; ".join(parts) or "close to your interests")
-    return reasons
+    return (row_terms @ term_in_paper).tocsr()

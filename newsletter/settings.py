@@ -56,6 +56,22 @@ class Settings:
     candidate_days: int = 7
     #: Score bonus for a paper in one of the subscriber's arXiv categories.
     category_boost: float = 0.1
+    #: The semantic model (the ``semantic`` extra): ``auto`` (if installed), ``on``, ``off``.
+    semantic: str = "auto"
+    #: Share of the semantic model in relevance, and the similarity that alone makes a
+    #: paper relevant.
+    semantic_weight: float = 0.6
+    semantic_min_score: float = 0.35
+    #: Weights of the trending signal (log-scaled upvotes) and of recency.
+    trending_weight: float = 0.05
+    recency_weight: float = 0.02
+    #: How strongly "more like this" and "less like this" move a subscriber's ranking.
+    like_weight: float = 0.75
+    dislike_weight: float = 0.5
+    #: Diversity: 1 ranks by relevance alone, lower values push near-duplicates apart.
+    diversity: float = 0.9
+    #: The most of one email that one arXiv category may fill.
+    max_category_share: float = 0.6
     #: Defaults for new subscribers.
     timezone: str = "UTC"
     delivery_hour: int = 7
@@ -76,6 +92,20 @@ class Settings:
     #: Seconds to wait for a source to connect or answer, and retries after a failure.
     fetch_timeout: float = 30.0
     fetch_retries: int = 4
+    #: DKIM signing, off unless a selector and a key file are set. The key file holds the
+    #: private key (PEM) and is a secret: keep it out of the repository and readable only
+    #: by the newsletter's user; its path is not a secret and may sit in the TOML file.
+    dkim_selector: str = ""
+    dkim_key_path: str = ""
+    #: Signing domain (``d=``); empty: the domain of ``from_address``, as DMARC wants.
+    dkim_domain: str = ""
+    #: Days a web sign-up may stay unconfirmed before it is forgotten.
+    pending_expiry_days: int = 7
+    #: Sign-up requests allowed per client IP, and per address, in ``subscribe_limit_window``
+    #: seconds; more are refused (429) until the window has passed.
+    subscribe_limit_per_ip: int = 20
+    subscribe_limit_per_address: int = 3
+    subscribe_limit_window: int = 3600
 
     def __post_init__(self) -> None:
         checks = [
@@ -85,10 +115,25 @@ class Settings:
             (self.candidate_days >= 1, "candidate_days must be at least 1"),
             (self.category_boost >= 0, "category_boost must not be negative"),
             (_known_timezone(self.timezone), f"timezone {self.timezone!r} is not an IANA name"),
+            (self.semantic in ("auto", "on", "off"), "semantic must be auto, on or off"),
+            (0 <= self.semantic_weight <= 1, "semantic_weight must be 0-1"),
+            (0 <= self.diversity <= 1, "diversity must be 0-1"),
+            (0 < self.max_category_share <= 1, "max_category_share must be in (0, 1]"),
             (self.arxiv_delay >= 0, "arxiv_delay must not be negative"),
             (self.arxiv_max_results >= 1, "arxiv_max_results must be at least 1"),
             (self.fetch_timeout > 0, "fetch_timeout must be positive"),
             (self.fetch_retries >= 0, "fetch_retries must not be negative"),
+            (
+                bool(self.dkim_selector) == bool(self.dkim_key_path),
+                "dkim_selector and dkim_key_path go together: set both to sign, or neither",
+            ),
+            (self.pending_expiry_days >= 1, "pending_expiry_days must be at least 1"),
+            (self.subscribe_limit_per_ip >= 1, "subscribe_limit_per_ip must be at least 1"),
+            (
+                self.subscribe_limit_per_address >= 1,
+                "subscribe_limit_per_address must be at least 1",
+            ),
+            (self.subscribe_limit_window >= 1, "subscribe_limit_window must be at least 1"),
         ]
         for ok, message in checks:
             if not ok:

@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import sqlite_utils
 from sqlite_utils.db import NotFoundError
@@ -328,6 +328,38 @@ class Store:
             if wanted is None or subscriber_id in wanted:
                 signals.setdefault(subscriber_id, {})[paper_id] = signal
         return signals
+
+    # -- embeddings (the semantic extra) ------------------------------------------------------
+
+    _EMBEDDING_TABLES: ClassVar[dict[str, str]] = {
+        "paper_embeddings": "paper_id",
+        "profile_embeddings": "subscriber_id",
+    }
+
+    def embeddings(
+        self, table: str, key: str, model: str, keys: Iterable[str | int]
+    ) -> dict[str | int, tuple[str, bytes]]:
+        """{key: (text digest, vector bytes)} of the stored embeddings of ``keys``."""
+        if self._EMBEDDING_TABLES.get(table) != key:
+            raise ValueError(f"no embeddings table {table}.{key}")
+        wanted = set(keys)
+        rows = self.conn.execute(
+            f"SELECT {key}, text_hash, vector FROM {table} WHERE model = ?", [model]
+        )
+        return {k: (digest, vector) for k, digest, vector in rows if k in wanted}
+
+    def save_embeddings(
+        self, table: str, key: str, model: str, rows: Iterable[tuple[str | int, str, bytes]]
+    ) -> None:
+        if self._EMBEDDING_TABLES.get(table) != key:
+            raise ValueError(f"no embeddings table {table}.{key}")
+        with self.transaction():
+            self.conn.executemany(
+                f"INSERT INTO {table} ({key}, model, text_hash, vector) VALUES (?, ?, ?, ?)"
+                f" ON CONFLICT ({key}) DO UPDATE SET model = excluded.model,"
+                " text_hash = excluded.text_hash, vector = excluded.vector",
+                [(k, model, digest, vector) for k, digest, vector in rows],
+            )
 
     # -- events -------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 
-from .models import Status, Subscriber
+from .models import Status, Subscriber, arxiv_id
 from .settings import Settings
 from .store import DuplicateSubscriber, Store
 
@@ -210,6 +210,17 @@ def update_subscriber(store: Store, email: str, **changes: Any) -> Subscriber:
         raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
     subscriber = store.get_subscriber(email.strip())
     return store.update_subscriber(subscriber.id, **valid) if valid else subscriber
+
+
+def record_feedback(store: Store, email: str, paper_id: str, signal: int) -> Subscriber:
+    """ "More like this" (+1), "less like this" (-1) or neither (0) for a paper, as the
+    email's links record it; the next edition's ranking uses it."""
+    subscriber = store.get_subscriber(email.strip())
+    paper = store.get_paper(paper_id.strip()) or store.get_paper(arxiv_id(paper_id) or "")
+    if paper is None:
+        raise InvalidSubscriber(f"no paper {paper_id!r} in the database")
+    store.set_feedback(subscriber.id, paper.id, signal)
+    return subscriber
 
 
 @dataclass

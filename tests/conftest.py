@@ -59,8 +59,10 @@ SENDER = "Daily Papers <papers@example.org>"
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test runs in its own empty directory with no NEWSLETTER_* settings inherited."""
     for name in list(os.environ):
-        if name.startswith("NEWSLETTER_"):
+        if name.startswith("NEWSLETTER_") and name != "NEWSLETTER_REQUIRE_TOOLS":
             monkeypatch.delenv(name)
+    # The lexical ranking, unless a test asks for the semantic model (slow to load).
+    monkeypatch.setenv("NEWSLETTER_SEMANTIC", "off")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -73,6 +75,7 @@ def settings(tmp_path: Path) -> Settings:
         from_address=SENDER,
         base_url="https://papers.example.org",
         secret_key=SECRET,
+        semantic="off",
     )
 
 

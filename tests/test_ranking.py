@@ -14,6 +14,22 @@ from .conftest import SHARED
 
 PARAMS = RankingParams(min_score=0.04, category_boost=0.1)
 
+TOPICS = ["molecules", "traffic", "proteins", "citations", "recommendation", "weather",
+          "circuits", "fraud", "chemistry", "astronomy", "robotics", "epidemics"]  # fmt: skip
+
+
+def topical(i: int, **fields) -> Paper:
+    """A paper on graph neural networks, applied to a topic of its own: relevant to a GNN
+    profile, and no near-duplicate of another."""
+    topic = TOPICS[i]
+    values = dict(
+        id=f"g{i}",
+        title=f"Graph neural networks for {topic}",
+        abstract=f"We apply graph neural networks to {topic} and study {topic} benchmarks.",
+    )
+    values.update(fields)
+    return Paper(**values)
+
 
 def subscriber(n: int, interests: str, **fields) -> Subscriber:
     values = dict(
@@ -112,24 +128,11 @@ def test_muted_terms_remove_papers(sample_papers):
 
 
 def test_category_boost_lifts_papers_in_subscribers_categories():
-    papers = [
-        Paper(
-            id="a",
-            title="Optimization of deep networks",
-            abstract="Optimization methods.",
-            categories=["math.OC"],
-        ),
-        Paper(
-            id="b",
-            title="Optimization of deep networks",
-            abstract="Optimization methods.",
-            categories=["cs.LG"],
-        ),
-    ]
-    subs = [subscriber(1, "optimization", categories=["cs.LG"], max_papers=2)]
+    papers = [topical(0, categories=["math.OC"]), topical(1, categories=["cs.LG"])]
+    subs = [subscriber(1, "graph neural networks", categories=["cs.LG"], max_papers=2)]
     picks = rank(subs, papers, np.ones((1, 2), dtype=bool), PARAMS)[1]
-    assert [p.paper.id for p in picks] == ["b", "a"]
-    assert "your categories" in picks[0].reason
+    assert [p.paper.id for p in picks] == ["g1", "g0"]
+    assert "in cs.LG, one of your categories" in picks[0].reason
 
 
 def test_reason_names_the_matched_interest_terms(sample_papers):
@@ -175,3 +178,136 @@ def test_ranking_blocks_of_subscribers_give_the_same_result(sample_papers, monke
     assert {k: [p.paper.id for p in v] for k, v in whole.items()} == {
         k: [p.paper.id for p in v] for k, v in blocked.items()
     }
+
+
+# -- profiles, feedback, rules and diversity ----------------------------------------------
+
+FULL = RankingParams(min_score=0.0, diversity=1.0)
+
+
+def _positions(picks, ids) -> list[int]:
+    order = [p.paper.id for p in picks]
+    return [order.index(i) if i in order else len(order) for i in ids]
+
+
+def _neighbours(papers: list[Paper], paper: Paper, count: int) -> list[str]:
+    from newsletter.ranking import LexicalModel
+
+    model = LexicalModel(papers)
+    vectors = model.papers(papers)
+    similarity = (model.papers([paper]) @ vectors.T).toarray()[0]
+    order = [i for i in np.argsort(-similarity) if papers[i].id != paper.id]
+    return [papers[i].id for i in order[:count]]
+
+
+def test_liking_a_paper_lifts_its_nearest_neighbours(sample_papers):
+    from newsletter.ranking import Signals
+
+    sub = subscriber(1, "neural networks", max_papers=len(sample_papers))
+    liked = next(p for p in sample_papers if "Schrödinger" in p.title)
+    neighbours = _neighbours(sample_papers, liked, 5)
+    eligible = np.array([[p.id != liked.id for p in sample_papers]])
+    before = rank([sub], sample_papers, eligible, FULL)[1]
+    after = rank([sub], sample_papers, eligible, FULL, signals=Signals(liked={1: [liked]}))[1]
+    # One "more like this" on a paper far from the interests moves its kind well up...
+    assert np.mean(_positions(after, neighbours)) < np.mean(_positions(before, neighbours)) - 30
+    assert min(_positions(after, neighbours)) < min(_positions(before, neighbours))
+    # ...without taking over the email: the interests still lead.
+    assert "neural network" in after[0].reason
+
+
+def test_disliking_a_paper_drops_its_nearest_neighbours(sample_papers):
+    from newsletter.ranking import Signals
+
+    sub = subscriber(1, "graph neural networks diffusion", max_papers=len(sample_papers))
+    before = rank([sub], sample_papers, np.ones((1, len(sample_papers)), bool), FULL)[1]
+    disliked = before[4].paper
+    neighbours = _neighbours(sample_papers, disliked, 5)
+    eligible = np.array([[p.id != disliked.id for p in sample_papers]])
+    after = rank([sub], sample_papers, eligible, FULL, signals=Signals(disliked={1: [disliked]}))[1]
+    assert np.mean(_positions(after, neighbours)) > np.mean(_positions(before, neighbours)) + 20
+
+
+def test_followed_authors_paper_is_always_included_and_says_why(sample_papers):
+    outsider = Paper(
+        id="x1",
+        title="Medieval tapestry dyes",
+        abstract="Madder and woad in Flemish weaving.",
+        authors=["Grace Hopper", "Ada Lovelace"],
+    )
+    sub = subscriber(1, "graph neural networks", max_papers=3, followed_authors=["ada lovelace"])
+    papers = [*sample_papers, outsider]
+    picks = rank([sub], papers, np.ones((1, len(papers)), bool), PARAMS)[1]
+    assert picks[0].paper.id == "x1"
+    assert "by Ada Lovelace, whom you follow" in picks[0].reason
+    assert len(picks) == 3
+
+
+def test_categories_filter_when_the_subscriber_asks_for_it():
+    categories = ["cs.LG", "math.AP", "cs.LG", "stat.ML", "math.AP"]
+    papers = [topical(i, categories=[c]) for i, c in enumerate(categories)]
+    boost = subscriber(1, "graph neural networks", max_papers=5, categories=["math.AP"])
+    only = subscriber(
+        2, "graph neural networks", max_papers=5, categories=["math.AP"], categories_only=True
+    )
+    picks = rank([boost, only], papers, np.ones((2, 5), bool), PARAMS)
+    assert len(picks[1]) == 5 and {p.paper.categories[0] for p in picks[1][:2]} == {"math.AP"}
+    assert len(picks[2]) == 2 and {p.paper.categories[0] for p in picks[2]} == {"math.AP"}
+
+
+def test_near_duplicates_do_not_fill_the_email():
+    twins = [
+        Paper(
+            id=f"t{i}",
+            title="Spectral graph neural network filters",
+            abstract=f"Spectral filters for graph neural networks, version {i}.",
+        )
+        for i in range(4)
+    ]
+    papers = twins + [topical(i) for i in range(3)]
+    sub = subscriber(1, "spectral graph neural network filters", max_papers=4)
+    picks = rank([sub], papers, np.ones((1, len(papers)), bool), PARAMS)[1]
+    assert len(picks) == 4
+    assert picks[0].paper.id.startswith("t")  # the best paper still leads
+    assert sum(p.paper.id.startswith("t") for p in picks) == 1
+
+
+def test_one_category_fills_at_most_its_share_of_the_email():
+    papers = [topical(i, categories=["cs.LG"]) for i in range(8)]
+    papers += [
+        topical(
+            i,
+            categories=["stat.ML"],
+            title=f"Forecasting {TOPICS[i]}",
+            abstract=f"Kernels, trees and graph neural networks for {TOPICS[i]}.",
+        )
+        for i in range(8, 11)
+    ]
+    sub = subscriber(1, "graph neural networks", max_papers=5)
+    picks = rank(
+        [sub], papers, np.ones((1, len(papers)), bool), RankingParams(max_category_share=0.6)
+    )[1]
+    assert len(picks) == 5
+    assert sum(p.paper.categories == ["cs.LG"] for p in picks) == 3
+    everything = rank(
+        [sub], papers, np.ones((1, len(papers)), bool), RankingParams(max_category_share=1.0)
+    )[1]
+    assert sum(p.paper.categories == ["cs.LG"] for p in everything) == 5
+
+
+def test_trending_papers_rise_and_say_so():
+    papers = [topical(0), topical(1, upvotes=250)]
+    picks = rank([subscriber(1, "graph neural networks")], papers, np.ones((1, 2), bool), PARAMS)[1]
+    assert [p.paper.id for p in picks] == ["g1", "g0"]
+    assert "trending: 250 upvotes" in picks[0].reason
+    assert "trending" not in picks[1].reason
+
+
+def test_reason_names_the_liked_paper_a_pick_resembles(sample_papers):
+    from newsletter.ranking import Signals
+
+    liked = next(p for p in sample_papers if "Schrödinger" in p.title)
+    sub = subscriber(1, "existence of solutions", max_papers=5)
+    eligible = np.array([[p.id != liked.id for p in sample_papers]])
+    picks = rank([sub], sample_papers, eligible, PARAMS, signals=Signals(liked={1: [liked]}))[1]
+    assert any(f"like “{liked.title}”, which you liked" in p.reason for p in picks)

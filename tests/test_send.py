@@ -152,12 +152,30 @@ def test_smtp_refuses_to_send_password_without_tls(populated, run_cli, smtp_env,
     assert counts == {"failed": 1}
 
 
-def test_failed_delivery_is_retried_by_the_next_run(populated, run_cli, smtp_env, smtp_server):
+def test_failed_delivery_is_retried_once_its_back_off_has_passed(
+    populated, run_cli, smtp_env, smtp_server
+):
     env = {**smtp_env, "NEWSLETTER_TRANSPORT": f"smtp://user:secret@127.0.0.1:{smtp_server.port}"}
     run_cli("send", env=env)
+    with Store(populated / "newsletter.db") as store:
+        (row,) = store.db.query("select * from deliveries")
+    assert row["status"] == "failed" and row["next_attempt_at"] > row["updated_at"]
+
+    too_soon = run_cli("send", env=smtp_env)
+    assert "next try after" in too_soon.output
+    assert [m["To"] for m in smtp_server.messages] == ["pde@example.org"]
+
+    with Store(populated / "newsletter.db") as store:
+        store.conn.execute(
+            "update deliveries set next_attempt_at = '2000-01-01' where status = 'failed'"
+        )
+        store.conn.commit()
     result = run_cli("send", env=smtp_env)
     assert result.exit_code == 0, result.output
     assert sorted(m["To"] for m in smtp_server.messages) == ["gnn@example.org", "pde@example.org"]
+    with Store(populated / "newsletter.db") as store:
+        (row,) = store.db.query("select * from deliveries where email = 'gnn@example.org'")
+    assert (row["status"], row["attempts"]) == ("sent", 2)
 
 
 def test_dry_run_sends_and_records_nothing(populated, run_cli, smtp_env, smtp_server):

