@@ -8,10 +8,10 @@ CPU per email (HTML and text parts, signed links included) both ways, and their 
 Both ways share one renderer whose papers are already prepared, so the figures are the
 cost of one more email in a run; the work done once per run (inlining the template,
 cleaning a paper's text for display) is printed apart. So is the part of each email that
-both ways spend alike on signing its links (two feedback links per paper), with the ratio
-of what remains: turning the same data into the two parts. Each figure is the median of
-several rounds, taken in turn; CPU time rather than wall time, so that other processes on
-the machine weigh on neither way.
+both ways spend alike on its links (three signed tokens, whatever the number of papers) and
+the rest of its data, with the ratio of what remains: turning the same data into the two
+parts. Each figure is the median of several rounds, taken in turn; CPU time rather than
+wall time, so that other processes on the machine weigh on neither way.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ stylesheet into the HTML *template*, with its Jinja tags hidden from the HTML pa
 email is then one Jinja render of that inlined template. Premailer never sees a subscriber's
 data, and data never becomes template source: a paper titled ``{{ 7*7 }}`` is text, escaped
 like any other. What a paper shows (title and abstract cleaned of TeX, trimmed) is also made
-once per renderer; only the reason and the signed links are made per subscriber.
+once per renderer; only the reason and the links are made per subscriber, and each token
+of an email (unsubscribe, preferences, feedback) is signed once: the feedback links of all
+its cards share one token, with the paper and the signal in the query.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from email.policy import Policy
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 import premailer
@@ -56,6 +58,8 @@ TEXT_WIDTH = 76
 
 #: How a card names the source of a paper; other sources (a file, the sample) go unnamed.
 SOURCE_NAMES = {"arxiv": "arXiv", "arxiv-rss": "arXiv", "hf-daily": "Hugging Face"}
+#: The ``signal`` of a feedback link, and what it records: "more like this" or "less".
+FEEDBACK_SIGNALS = {"more": 1, "less": -1}
 
 
 def templates_dir() -> Path:
@@ -135,6 +139,14 @@ def paper_url(paper: Paper) -> str:
     if ident := arxiv_id(paper.id):
         return f"https://arxiv.org/abs/{ident}"
     return ""
+
+
+def feedback_url(link: str, paper_id: str, signal: str) -> str:
+    """``link`` (the subscriber's ``/feedback/TOKEN``, a path or a full URL) for one paper and
+    one of :data:`FEEDBACK_SIGNALS`: ``LINK?paper=ID&signal=more``. The paper id is in the
+    query, encoded, because some have a slash (``astro-ph/0601001``). The token says who
+    marks; which paper and which way is the reader's choice anyway, and is checked on use."""
+    return f"{link}?{urlencode({'paper': paper_id, 'signal': signal})}"
 
 
 def message_id(edition: date, subscriber_id: int, send_count: int, domain: str) -> str:
@@ -231,8 +243,8 @@ class Renderer:
             card = self._cards[paper.id] = Card.of(paper)
         return card
 
-    def link(self, purpose: str, subscriber: Subscriber, **data: Any) -> str:
-        token = self.signer.make(purpose, subscriber.id, subscriber.email, **data)
+    def link(self, purpose: str, subscriber: Subscriber) -> str:
+        token = self.signer.make(purpose, subscriber.id, subscriber.email)
         return f"{self.settings.base_url.rstrip('/')}/{purpose}/{token}"
 
     def subject(self, edition: date, picks: list[Pick]) -> str:
@@ -244,13 +256,14 @@ class Renderer:
         return trim_words(f"{label}: {top}", SUBJECT_CHARS - len(more)) + more
 
     def context(self, subscriber: Subscriber, picks: list[Pick], edition: date) -> dict:
-        """What the templates show to ``subscriber``."""
+        """What the templates show to ``subscriber``; each link token is signed once."""
+        feedback = self.link("feedback", subscriber)
         items = [
             Item(
                 card=self.card(pick.paper),
                 reason=trim_words(pick.reason, REASON_CHARS),
-                more_url=self.link("feedback", subscriber, paper=pick.paper.id, signal=1),
-                less_url=self.link("feedback", subscriber, paper=pick.paper.id, signal=-1),
+                more_url=feedback_url(feedback, pick.paper.id, "more"),
+                less_url=feedback_url(feedback, pick.paper.id, "less"),
             )
             for pick in picks
         ]

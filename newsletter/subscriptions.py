@@ -27,7 +27,7 @@ from .edition import plan_edition
 from .ledger import Ledger
 from .models import Paper, Status, Subscriber, to_utc_iso
 from .ranking import Pick
-from .render import template_environment
+from .render import FEEDBACK_SIGNALS, template_environment
 from .settings import Settings
 from .store import Store, SubscriberNotFound
 from .subscribers import (
@@ -104,8 +104,7 @@ def read_link(
 
     BadToken for anything else: a token altered in any way (even in the spare bits of its
     last base64 character, which would otherwise still verify), made for another purpose or
-    for a subscriber who is gone, a confirmation link older than ``pending_expiry_days``, or
-    feedback data that is not what we put in.
+    for a subscriber who is gone, or a confirmation link older than ``pending_expiry_days``.
     """
     parsed = signer.read(purpose, token)
     try:
@@ -122,10 +121,44 @@ def _data_ok(purpose: str, data: dict[str, Any], settings: Settings) -> bool:
         issued = data.get("issued")
         max_age = settings.pending_expiry_days * 86400
         return type(issued) is int and time.time() - issued <= max_age
-    if purpose == "feedback":
-        paper, signal = data.get("paper"), data.get("signal")
-        return isinstance(paper, str) and bool(paper) and type(signal) is int and signal in (1, -1)
     return True
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What a feedback link asks to record: ``subscriber`` wants more (``signal`` "more")
+    or fewer ("less") papers like ``paper``."""
+
+    subscriber: Subscriber
+    paper: Paper
+    signal: str
+
+    @property
+    def value(self) -> int:
+        """The signal as the store keeps it: +1 or -1."""
+        return FEEDBACK_SIGNALS[self.signal]
+
+
+def read_feedback(
+    store: Store,
+    settings: Settings,
+    signer: LinkSigner,
+    token: str,
+    paper_id: str | None,
+    signal: str | None,
+) -> Feedback:
+    """What the feedback link ``/feedback/TOKEN?paper=PAPER_ID&signal=SIGNAL`` asks.
+
+    The token (one per email, no data) names the subscriber who marks; the paper and the
+    signal come from the query, so the reader could change them, and may: they can only
+    mark papers for themselves. BadToken, as for any bad link, for a token that read_link
+    refuses, a paper that is not in the store, or a signal other than "more" or "less".
+    """
+    subscriber, _ = read_link(store, settings, signer, "feedback", token)
+    paper = store.get_paper(paper_id) if paper_id else None
+    if paper is None or signal is None or signal not in FEEDBACK_SIGNALS:
+        raise BadToken("this feedback link is not valid")
+    return Feedback(subscriber, paper, signal)
 
 
 # -- signing up -------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ class BadToken(ValueError):
 class LinkToken:
     subscriber_id: int
     email_digest: str
-    #: Purpose-specific data, e.g. ``{"paper": "2501.00001", "signal": 1}`` for feedback.
+    #: Purpose-specific data, e.g. ``{"issued": 1767225600}`` (a Unix time) for confirm.
     data: dict[str, Any] = field(default_factory=dict)
 
     def matches(self, email: str) -> bool:

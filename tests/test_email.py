@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import email
 import email.policy
+import html as htmlcode
 import re
 from dataclasses import replace
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import dkim
 import lxml.html
@@ -19,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from newsletter import render
-from newsletter.edition import send_edition
+from newsletter.delivery import send_edition
 from newsletter.ingest import ingest_path
 from newsletter.ledger import Ledger
 from newsletter.models import Paper, Status, Subscriber
@@ -194,23 +196,48 @@ def test_card_shows_source_categories_trending_authors_abstract_and_reason(setti
     assert "   Why you got this: matches your interests: nonlinear\n" in text
 
 
-def test_feedback_links_in_both_parts_verify_for_that_subscriber_and_paper(settings):
-    message = sample_message(settings)
-    pattern = r"https://papers\.example\.org/feedback/([\w.-]+)"
-    in_html = re.findall(rf'href="{pattern}"', html_of(message))
-    in_text = re.findall(rf"(?:More|Less) like this: {pattern}", text_of(message))
-    assert in_html == in_text and len(in_html) == 8
-
-    signer = LinkSigner(SECRET)
-    tokens = [signer.read("feedback", token) for token in in_html]
-    assert {(t.subscriber_id, t.email_digest) for t in tokens} == {
-        (7, email_digest("ada@example.org"))
-    }
-    expected = [
-        {"paper": paper.id, "signal": signal} for paper in sample_papers() for signal in (1, -1)
-    ]
-    assert [t.data for t in tokens] == expected
+def test_feedback_links_in_both_parts_share_one_token_and_name_paper_and_signal(settings):
+    papers = [*sample_papers(), make_paper(5, id="astro-ph/0601001")]
+    renderer = Renderer(settings, LinkSigner(SECRET))
+    message = renderer.message(sample_subscriber(), picks_of(papers), EDITION, "<m@x>")
+    pattern = r"https://papers\.example\.org/feedback/[^\s\"]+"
+    in_html = [htmlcode.unescape(u) for u in re.findall(rf'href="({pattern})"', html_of(message))]
+    in_text = re.findall(rf"(?:More|Less) like this: ({pattern})", text_of(message))
+    assert in_html == in_text and len(in_html) == 10
     assert "More like this" in html_of(message) and "Less like this" in html_of(message)
+
+    links = [urlsplit(url) for url in in_html]
+    [token] = {link.path.removeprefix("/feedback/") for link in links}
+    read = LinkSigner(SECRET).read("feedback", token)
+    assert (read.subscriber_id, read.email_digest, read.data) == (
+        7,
+        email_digest("ada@example.org"),
+        {},
+    )
+    assert [dict(parse_qsl(link.query, strict_parsing=True)) for link in links] == [
+        {"paper": paper.id, "signal": signal} for paper in papers for signal in ("more", "less")
+    ]
+    assert "paper=astro-ph%2F0601001&" in in_text[-1]  # a query value, not a path segment
+
+
+def test_each_email_signs_each_of_its_tokens_once_whatever_its_size(settings, monkeypatch):
+    signed: list[tuple[str, int]] = []
+    make = LinkSigner.make
+    monkeypatch.setattr(
+        LinkSigner,
+        "make",
+        lambda self, purpose, sid, *a, **k: (
+            signed.append((purpose, sid)) or make(self, purpose, sid, *a, **k)
+        ),
+    )
+    renderer = Renderer(settings, LinkSigner(SECRET))
+    papers = [make_paper(n) for n in range(25)]
+    for n, size in ((1, 1), (2, 25)):
+        renderer.message(sample_subscriber(id=n), picks_of(papers[:size]), EDITION, "<m@x>")
+
+    assert sorted(signed) == sorted(
+        (purpose, n) for n in (1, 2) for purpose in ("feedback", "preferences", "unsubscribe")
+    )
 
 
 @pytest.mark.parametrize("hostile", HOSTILE_TITLES)

@@ -11,7 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from itsdangerous.encoding import base64_decode, base64_encode
 
-from newsletter.edition import plan_edition, send_edition
+from newsletter.delivery import send_edition
+from newsletter.edition import plan_edition
 from newsletter.models import Status
 from newsletter.store import Store, SubscriberNotFound
 from newsletter.subscribers import add_subscriber
@@ -22,6 +23,7 @@ from newsletter.subscriptions import (
     confirm_subscription,
     expire_pending,
     preview_picks,
+    read_feedback,
     read_link,
     recently_sent,
     save_preferences,
@@ -196,23 +198,41 @@ def test_a_token_spelled_differently_with_the_same_bytes_is_refused(store, setti
             read_link(store, settings, signer, "preferences", twin)
 
 
-def test_feedback_link_must_carry_a_paper_and_a_signal_of_one(store, settings, signer):
+def test_feedback_link_names_its_subscriber_by_token_and_a_stored_paper_and_signal_by_query(
+    store, settings, signer
+):
     ada = add_subscriber(store, settings, "ada@example.org", interests=GNN)
-    good = signer.make("feedback", ada.id, ada.email, paper="2501.00001", signal=-1)
+    bob = add_subscriber(store, settings, "bob@example.org", interests=GNN)
+    store.save_paper(make_paper(1, id="astro-ph/0601001"))
+    token = signer.make("feedback", ada.id, ada.email)
 
-    assert read_link(store, settings, signer, "feedback", good)[1] == {
-        "paper": "2501.00001",
-        "signal": -1,
-    }
-    for data in ({"paper": "2501.00001", "signal": 2}, {"paper": "", "signal": 1}, {"signal": 1}):
+    feedback = read_feedback(store, settings, signer, token, "astro-ph/0601001", "less")
+    assert (feedback.subscriber.id, feedback.paper.id) == (ada.id, "astro-ph/0601001")
+    assert (feedback.signal, feedback.value) == ("less", -1)
+    assert read_feedback(store, settings, signer, token, "astro-ph/0601001", "more").value == 1
+    # Bob's token marks for Bob, whatever the query says: nothing in it names a subscriber.
+    theirs = signer.make("feedback", bob.id, bob.email)
+    assert (
+        read_feedback(store, settings, signer, theirs, "astro-ph/0601001", "more").subscriber == bob
+    )
+
+    forged = LinkSigner("another key").make("feedback", ada.id, ada.email)
+    other_purpose = signer.make("preferences", ada.id, ada.email)
+    for bad_token in (forged, other_purpose):
         with pytest.raises(BadToken):
-            read_link(
-                store,
-                settings,
-                signer,
-                "feedback",
-                signer.make("feedback", ada.id, ada.email, **data),
-            )
+            read_feedback(store, settings, signer, bad_token, "astro-ph/0601001", "more")
+    for paper_id, signal in [
+        ("2501.99999", "more"),  # not in the store
+        ("astro-ph", "more"),
+        ("", "more"),
+        (None, "more"),
+        ("astro-ph/0601001", "1"),
+        ("astro-ph/0601001", "More"),
+        ("astro-ph/0601001", ""),
+        ("astro-ph/0601001", None),
+    ]:
+        with pytest.raises(BadToken):
+            read_feedback(store, settings, signer, token, paper_id, signal)
 
 
 def test_expire_forgets_only_pending_sign_ups_past_the_expiry(store, settings, signer):

@@ -4,6 +4,7 @@ goes through the loopback SMTP server and editions are sent with send_edition.""
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import subprocess
@@ -13,11 +14,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import date
 from email.message import EmailMessage
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from newsletter.edition import send_edition
+from newsletter.delivery import send_edition
 from newsletter.models import Status
 from newsletter.settings import Settings
 from newsletter.subscribers import add_subscriber
@@ -92,6 +94,18 @@ def html_link(message: EmailMessage, purpose: str) -> str:
     return re.search(rf'href="(http://127\.0\.0\.1:\d+/{purpose}/[^"]+)"', html).group(1)
 
 
+def feedback_link(message: EmailMessage, paper_id: str, signal: str) -> str:
+    """The "more/less like this" link of one paper card in the HTML part."""
+    part = message.get_body(("html",)).get_content()
+    links = re.findall(r'href="(http://127\.0\.0\.1:\d+/feedback/[^"]+)"', part)
+    [link] = [
+        url
+        for url in map(html.unescape, links)
+        if parse_qs(urlsplit(url).query) == {"paper": [paper_id], "signal": [signal]}
+    ]
+    return link
+
+
 def assert_fits_a_phone_and_labels_every_field(page) -> None:
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
     fields = page.locator("input:not([type=hidden]), select, textarea")
@@ -158,3 +172,25 @@ def test_unsubscribe_from_the_footer_link_then_resubscribe(
     page.get_by_role("button", name="Resubscribe").click()
     assert page.get_by_role("heading", name="Welcome back").is_visible()
     assert store.get_subscriber(ada.id).status == Status.ACTIVE
+
+
+def test_less_like_this_from_an_edition_asks_then_records_the_signal(
+    site, page, store, settings, smtp_server
+):
+    store.save_paper(make_paper(1, id="astro-ph/0601001", title="Graph neural networks in the sky"))
+    store.save_paper(make_paper(2))
+    ada = add_subscriber(store, settings, "ada@example.org", interests=GNN)
+    send_edition(store, site.settings, TODAY)
+    [edition] = wait_for_mail(smtp_server, 1)
+
+    page.goto(feedback_link(edition, "astro-ph/0601001", "less"))
+    assert page.get_by_role("heading", name="Fewer papers like this?").is_visible()
+    assert "Graph neural networks in the sky" in page.locator("main").inner_text()
+    assert store.feedback() == {}  # a GET changes nothing
+    page.get_by_role("button", name="Yes, fewer like this").click()
+
+    assert page.get_by_role("heading", name="Thank you").is_visible()
+    assert store.feedback() == {ada.id: {"astro-ph/0601001": -1}}
+    page.goto(feedback_link(edition, "2501.00002", "more"))
+    page.get_by_role("button", name="Yes, more like this").click()
+    assert store.feedback() == {ada.id: {"astro-ph/0601001": -1, "2501.00002": 1}}
