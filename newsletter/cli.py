@@ -13,7 +13,8 @@ import click
 
 from . import demo as demo_module
 from .daily import run_daily
-from .edition import Outcome, SendReport, preview, send_edition
+from .delivery import Outcome, SendReport, send_edition
+from .edition import preview
 from .ingest import (
     FORMATS,
     IngestError,
@@ -24,9 +25,11 @@ from .ingest import (
     read_input,
     sample_papers_path,
 )
+from .locking import LockBusy, SendingLock
 from .models import Status
 from .settings import Settings, SettingsError, load_settings
 from .sources.registry import REMOTE_SOURCES, build_source, http_client
+from .status import status_report
 from .store import DuplicateSubscriber, Store, SubscriberNotFound
 from .subscribers import (
     InvalidSubscriber,
@@ -39,9 +42,11 @@ from .subscribers import (
 from .subscriptions import expire_pending
 from .transports import TransportError
 from .web import serve as serve_web
+from .worker import Worker
 
 #: Errors that are the user's to fix: shown as one clear line, without a traceback.
 USER_ERRORS = (
+    LockBusy,
     SettingsError,
     IngestError,
     InvalidSubscriber,
@@ -208,6 +213,7 @@ def run(ctx: click.Context, edition: Any, as_json: bool) -> None:
     A source that fails is reported and the edition still goes out with what the others
     brought.
     """
+    ctx.with_resource(SendingLock(_settings(ctx).db))
     report = run_daily(_store(ctx), _settings(ctx), _edition(edition))
     if as_json:
         _json(report.to_dict())
@@ -219,12 +225,48 @@ def run(ctx: click.Context, edition: Any, as_json: bool) -> None:
         for outcome in report.send.outcomes:
             _echo_outcome(outcome)
         click.echo(_send_summary(report.send))
-    if (
-        report.ingest.failed
-        or report.send.counts.get("failed")
-        or report.send.counts.get("rejected")
-    ):
+    if report.ingest.failed or not report.send.ok:
         ctx.exit(1)
+
+
+@cli.command()
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run the day: ingest at the configured times, send each subscriber's edition at their
+    local hour. Stops cleanly on SIGTERM or SIGINT."""
+    Worker(_settings(ctx)).run()
+
+
+@cli.command()
+@click.option("--date", "edition", type=DATE, help="Edition date, YYYY-MM-DD (default: today).")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.pass_context
+def status(ctx: click.Context, edition: Any, as_json: bool) -> None:
+    """The worker's last and next runs, and how far an edition is."""
+    report = status_report(_store(ctx), _settings(ctx), _edition(edition))
+    if as_json:
+        _json(report)
+        return
+    work = report["worker"]
+    click.echo(
+        f"Worker: {'running (' + work['running'] + ')' if work['running'] else 'not running'}"
+    )
+    for key in ("last_delivery", "last_ingest", "next_run"):
+        click.echo(f"  {key.replace('_', ' ')}: {work[key] or 'never'}")
+    current = report["edition"]
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(current["counts"].items())) or "nothing yet"
+    click.echo(f"Edition {current['date']}: {counts}")
+    for item in current["unknown"]:
+        click.echo(
+            f"  unknown after a crash (sent again, same Message-ID): {item.get('message_id')}"
+        )
+    for row in current["failed"]:
+        nxt = row["next_attempt_at"] or "gave up"
+        click.echo(
+            f"  failed {row['email']} ({row['attempts']} tries): {row['last_error']}; next: {nxt}"
+        )
+    subs = ", ".join(f"{n} {k}" for k, n in report["subscribers"].items() if n)
+    click.echo(f"Subscribers: {subs or 'none'}; papers: {report['papers']}")
 
 
 # -- subscribers ------------------------------------------------------------------------------
@@ -466,15 +508,24 @@ def send(
     """Send an edition to every active subscriber who has not had it yet."""
     settings = _settings(ctx)
     store = _store(ctx)
+    ctx.with_resource(SendingLock(settings.db))
     bar = None
-    show_bar = not as_json and sys.stderr.isatty()
+    tally: dict[str, int] = {}
     total = len(to) or store.count_subscribers(Status.ACTIVE)
-    if show_bar and total > 20:
-        bar = ctx.with_resource(click.progressbar(length=total, label="Sending", file=sys.stderr))
+    if not as_json and sys.stderr.isatty() and total > 20:
+        bar = ctx.with_resource(
+            click.progressbar(
+                length=total,
+                label="Sending",
+                file=sys.stderr,
+                item_show_func=lambda _: " · ".join(f"{n} {k}" for k, n in sorted(tally.items())),
+            )
+        )
 
     def progress(outcome: Outcome) -> None:
+        tally[outcome.status] = tally.get(outcome.status, 0) + 1
         if bar is not None:
-            bar.update(1)
+            bar.update(1, outcome)
         elif not as_json:
             _echo_outcome(outcome)
 
@@ -490,20 +541,28 @@ def send(
     )
     if as_json:
         _json(report.to_dict())
-        return
-    if bar is not None:
-        bar.render_finish()
-        for outcome in report.outcomes:
-            if outcome.status in ("failed", "rejected"):
-                _echo_outcome(outcome)
-    click.echo(_send_summary(report))
-    if report.counts.get("failed") or report.counts.get("rejected"):
+    else:
+        if bar is not None:
+            bar.render_finish()
+            for outcome in report.outcomes:
+                if outcome.status in ("failed", "rejected"):
+                    _echo_outcome(outcome)
+        click.echo(_send_summary(report))
+    if not report.ok:
         ctx.exit(1)
 
 
 def _send_summary(report: SendReport) -> str:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(report.counts.items()))
-    return f"Edition {report.edition} via {report.transport}: {counts or 'nobody to send to'}."
+    lines = [f"Edition {report.edition} via {report.transport}: {counts or 'nobody to send to'}."]
+    if report.unknown:
+        lines.append(
+            f"{len(report.unknown)} message(s) left unknown by a crashed run were sent again "
+            f"with the same Message-ID: {', '.join(report.unknown)}"
+        )
+    if report.stopped:
+        lines.append(f"Stopped early: {report.stopped}")
+    return "\n".join(lines)
 
 
 def _echo_outcome(outcome: Outcome) -> None:
@@ -579,6 +638,7 @@ def demo(ctx: click.Context) -> None:
     """Create a database, ingest the sample papers, add three sample subscribers and send
     today's edition into a file outbox. No network, no mail server."""
     settings = _settings(ctx)
+    ctx.with_resource(SendingLock(settings.db))
     result = demo_module.run_demo(settings)
     click.echo(f"Database: {settings.db.resolve()}")
     click.echo(f"Papers: {result.ingest} (from the bundled sample page)")

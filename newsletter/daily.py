@@ -9,7 +9,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 
-from .edition import SendReport, send_edition
+from .delivery import SendReport, send_edition
 from .ingest import IngestReport, IngestSummary, ingest_sources
 from .settings import Settings, SettingsError
 from .sources.registry import build_source, http_client

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from .edition import SendReport, send_edition
+from .delivery import SendReport, send_edition
 from .ingest import IngestReport, ingest_path, sample_papers_path
 from .settings import Settings
 from .store import DuplicateSubscriber, Store

@@ -1,14 +1,13 @@
-"""An edition: which papers each subscriber gets on a date, and sending it.
+"""An edition: which papers each subscriber gets on a date.
 
-This is the core API that the CLI (and later the web app and the worker) call:
-:func:`plan_edition` ranks, :func:`send_edition` renders, claims, sends and records.
+:func:`plan_edition` ranks (or reads back what the ledger recorded), :func:`preview` shows
+it; :mod:`newsletter.delivery` sends it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
@@ -16,13 +15,12 @@ import scipy.sparse as sp
 
 from . import semantic
 from .ledger import Delivery, History, Ledger
-from .models import Paper, Status, Subscriber
+from .models import Paper, Subscriber
 from .ranking import Pick, RankingParams, SemanticInputs, Signals, rank
 from .render import Renderer
-from .settings import DEFAULT_FROM, Settings, SettingsError
-from .store import Store, SubscriberNotFound
+from .settings import Settings
+from .store import Store
 from .tokens import link_signer
-from .transports import SendResult, Transport, TransportError, transport_from_url
 
 log = logging.getLogger(__name__)
 
@@ -153,183 +151,6 @@ def _recorded_picks(store: Store, delivery: Delivery) -> list[Pick]:
     return [
         Pick(papers[r["id"]], r["score"], r["reason"]) for r in delivery.picks if r["id"] in papers
     ]
-
-
-# -- sending ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    email: str
-    status: str  # sent | would-send | skipped | failed | rejected
-    detail: str
-    papers: int = 0
-    message_id: str | None = None
-
-
-@dataclass
-class SendReport:
-    edition: date
-    transport: str
-    dry_run: bool
-    outcomes: list[Outcome] = field(default_factory=list)
-
-    @property
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for outcome in self.outcomes:
-            counts[outcome.status] = counts.get(outcome.status, 0) + 1
-        return counts
-
-    def to_dict(self) -> dict:
-        return {
-            "edition": self.edition.isoformat(),
-            "transport": self.transport,
-            "dry_run": self.dry_run,
-            "counts": self.counts,
-            "outcomes": [asdict(o) for o in self.outcomes],
-        }
-
-
-def select_subscribers(
-    store: Store, emails: Sequence[str] | None
-) -> tuple[list[Subscriber], list[Outcome]]:
-    """Active subscribers (all, or those named); the named ones that cannot get mail are
-    reported as skipped."""
-    if not emails:
-        return store.list_subscribers(Status.ACTIVE), []
-    chosen, skipped = [], []
-    for email in dict.fromkeys(emails):
-        try:
-            subscriber = store.get_subscriber(email.strip())
-        except SubscriberNotFound:
-            skipped.append(Outcome(email, "skipped", "not a subscriber"))
-            continue
-        if subscriber.status != Status.ACTIVE:
-            skipped.append(
-                Outcome(subscriber.email, "skipped", f"subscription is {subscriber.status}")
-            )
-        else:
-            chosen.append(subscriber)
-    return chosen, skipped
-
-
-def check_real_send(settings: Settings) -> None:
-    if settings.from_address == DEFAULT_FROM or settings.sender_domain == "localhost":
-        raise SettingsError(
-            "NEWSLETTER_FROM is not set to a real address: mail servers reject mail from "
-            f"{settings.sender_email}. Set it, e.g. NEWSLETTER_FROM='Daily Papers <papers@example.org>'"
-        )
-
-
-def send_edition(
-    store: Store,
-    settings: Settings,
-    edition: date,
-    *,
-    to: Sequence[str] | None = None,
-    dry_run: bool = False,
-    limit: int | None = None,
-    force: bool = False,
-    transport: Transport | None = None,
-    on_progress: Callable[[Outcome], None] | None = None,
-) -> SendReport:
-    """Send ``edition`` to every active subscriber (or those in ``to``) who has not had it.
-
-    Each message is claimed in the ledger before it is handed to the transport and recorded
-    after, so running the same send twice sends nothing the second time. One subscriber's
-    failure is recorded and the run goes on; only a transport that cannot work at all stops
-    it (the messages not yet claimed stay for the next run).
-    """
-    transport = transport or transport_from_url(settings.transport, settings)
-    if transport.delivers_mail and not dry_run:
-        check_real_send(settings)
-    signer = link_signer(settings, store, real_send=transport.delivers_mail and not dry_run)
-    renderer = Renderer(settings, signer)
-    ledger = Ledger(store)
-    subscribers, skipped = select_subscribers(store, to)
-    report = SendReport(edition, transport.describe(), dry_run, outcomes=list(skipped))
-    plan = plan_edition(store, settings, edition, subscribers)
-    recorded = ledger.for_edition(edition)
-    sent_count = 0
-    opened = False
-
-    def note(outcome: Outcome) -> None:
-        report.outcomes.append(outcome)
-        if on_progress:
-            on_progress(outcome)
-
-    try:
-        for subscriber in subscribers:
-            picks = plan.get(subscriber.id, [])
-            existing = recorded.get(subscriber.id)
-            if existing and existing.status == "sent" and not force:
-                note(
-                    Outcome(
-                        subscriber.email,
-                        "skipped",
-                        f"already sent ({existing.message_id})",
-                        len(existing.paper_ids),
-                        existing.message_id,
-                    )
-                )
-                continue
-            if not picks:
-                log.info(
-                    "%s: no new paper above the minimum score; no email today", subscriber.email
-                )
-                store.log_event("edition.empty", subscriber.id, edition.isoformat())
-                note(Outcome(subscriber.email, "skipped", "no new paper relevant enough today"))
-                continue
-            if dry_run:
-                note(Outcome(subscriber.email, "would-send", _titles(picks), len(picks)))
-                continue
-            if limit is not None and sent_count >= limit:
-                note(Outcome(subscriber.email, "skipped", f"--limit {limit} reached", len(picks)))
-                continue
-            delivery, why = ledger.claim(edition, subscriber, picks, settings.sender_domain, force)
-            if delivery is None:
-                note(Outcome(subscriber.email, "skipped", why, len(picks)))
-                continue
-            try:
-                message = renderer.message(subscriber, picks, edition, delivery.message_id)
-            except Exception as exc:  # one broken paper must not stop the others
-                log.exception("%s: cannot render the email", subscriber.email)
-                ledger.record(delivery, _failure(f"cannot render: {exc}"))
-                note(Outcome(subscriber.email, "failed", f"cannot render: {exc}", len(picks)))
-                continue
-            if not opened:
-                try:
-                    transport.open()
-                except TransportError as exc:
-                    ledger.record(delivery, _failure(str(exc)))
-                    raise
-                opened = True
-            result = transport.send(message)
-            ledger.record(delivery, result)
-            sent_count += result.status == "sent"
-            detail = _titles(picks) if result.status == "sent" else (result.error or "")
-            note(Outcome(subscriber.email, result.status, detail, len(picks), delivery.message_id))
-    finally:
-        if opened:
-            transport.close()
-        store.log_event(
-            "edition.run", edition=edition.isoformat(), dry_run=dry_run, counts=report.counts
-        )
-    return report
-
-
-def _failure(error: str) -> SendResult:
-    return SendResult("failed", error=error)
-
-
-def _titles(picks: list[Pick]) -> str:
-    first = " ".join(picks[0].paper.title.split())
-    return (
-        first[:70]
-        + ("…" if len(first) > 70 else "")
-        + (f" (+{len(picks) - 1})" if len(picks) > 1 else "")
-    )
 
 
 def preview(

@@ -265,9 +265,14 @@ class Ledger:
         :data:`MAX_ATTEMPTS`."""
         now = datetime.now(UTC)
         status = DeliveryStatus(result.status)
+        if status == DeliveryStatus.FAILED and result.maybe_sent:
+            # The request may have reached the server (a lost answer): the same rule as a
+            # crash between handing over and recording applies.
+            status = DeliveryStatus.UNKNOWN
         next_attempt = None
         if status == DeliveryStatus.FAILED and delivery.attempts < MAX_ATTEMPTS:
             wait = RETRY_BASE * 2 ** (delivery.attempts - 1) * random.uniform(0.8, 1.2)
+            wait = max(wait, timedelta(seconds=result.retry_after or 0))
             next_attempt = to_utc_iso(now + wait)
         with self.store.transaction():
             self.store.conn.execute(

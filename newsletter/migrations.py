@@ -128,6 +128,7 @@ CREATE TABLE profile_embeddings (
 DELIVERY_RETRIES = """
 ALTER TABLE deliveries ADD COLUMN next_attempt_at TEXT;  -- a failed message's next try
 CREATE INDEX idx_deliveries_status ON deliveries (status, edition);
+CREATE INDEX idx_events_subscriber ON events (subscriber_id, kind, at);
 """
 
 MIGRATIONS: list[str] = [

@@ -21,7 +21,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DEFAULT_CONFIG_FILE = "newsletter.toml"
 DEFAULT_FROM = "Daily Papers <papers@localhost>"
-SECRET_FIELDS = frozenset({"secret_key", "old_secret_keys", "smtp_password"})
+#: Transports whose URL user part is an API token.
+RELAY_SCHEMES = frozenset({"postmark", "sendgrid", "resend"})
+SECRET_FIELDS = frozenset(
+    {"secret_key", "old_secret_keys", "smtp_password", "relay_token", "webhook_secret"}
+)
 
 
 class SettingsError(ValueError):
@@ -46,6 +50,11 @@ class Settings:
     secret_key: str = field(default="", repr=False)
     #: Earlier signing keys, still accepted for links already sent. Environment only.
     old_secret_keys: list[str] = field(default_factory=list, repr=False)
+    #: API token of a relay (postmark://, sendgrid://, resend://) when the transport URL
+    #: has none. Environment only.
+    relay_token: str = field(default="", repr=False)
+    #: Password the relay's bounce webhook sends (basic auth). Environment only.
+    webhook_secret: str = field(default="", repr=False)
     #: SMTP password, if it is not in the transport URL. Environment only.
     smtp_password: str = field(default="", repr=False)
     #: Papers per email for new subscribers.
@@ -92,6 +101,23 @@ class Settings:
     #: Seconds to wait for a source to connect or answer, and retries after a failure.
     fetch_timeout: float = 30.0
     fetch_retries: int = 4
+    #: Soft bounces within ``soft_bounce_window_days`` that suppress an address.
+    soft_bounce_limit: int = 3
+    soft_bounce_window_days: int = 30
+    #: Parallel connections to the mail server (SMTP): at most one message per connection
+    #: is in flight, so at most that many can be left unknown by a crash.
+    send_connections: int = 1
+    #: Send caps: messages per second and per hour (0: no cap).
+    max_per_second: float = 0.0
+    max_per_hour: int = 0
+    #: A run pauses itself when at least this share of its last ``storm_window`` messages
+    #: failed (the server or relay is refusing everything); the worker tries again later.
+    storm_window: int = 20
+    storm_failure_share: float = 0.8
+    #: The worker: minutes between two looks for due editions, and the times ("HH:MM", the
+    #: server's local time) at which it ingests from the enabled sources.
+    worker_tick_minutes: int = 5
+    ingest_times: list[str] = field(default_factory=lambda: ["05:00"])
     #: DKIM signing, off unless a selector and a key file are set. The key file holds the
     #: private key (PEM) and is a secret: keep it out of the repository and readable only
     #: by the newsletter's user; its path is not a secret and may sit in the TOML file.
@@ -123,6 +149,14 @@ class Settings:
             (self.arxiv_max_results >= 1, "arxiv_max_results must be at least 1"),
             (self.fetch_timeout > 0, "fetch_timeout must be positive"),
             (self.fetch_retries >= 0, "fetch_retries must not be negative"),
+            (1 <= self.send_connections <= 32, "send_connections must be 1-32"),
+            (self.max_per_second >= 0 and self.max_per_hour >= 0, "send caps must not be negative"),
+            (self.storm_window >= 1, "storm_window must be at least 1"),
+            (self.soft_bounce_limit >= 1, "soft_bounce_limit must be at least 1"),
+            (self.soft_bounce_window_days >= 1, "soft_bounce_window_days must be at least 1"),
+            (0 < self.storm_failure_share <= 1, "storm_failure_share must be in (0, 1]"),
+            (self.worker_tick_minutes >= 1, "worker_tick_minutes must be at least 1"),
+            (all(_is_hhmm(t) for t in self.ingest_times), "ingest_times must be HH:MM"),
             (
                 bool(self.dkim_selector) == bool(self.dkim_key_path),
                 "dkim_selector and dkim_key_path go together: set both to sign, or neither",
@@ -148,6 +182,11 @@ class Settings:
     @property
     def sender_domain(self) -> str:
         return self.sender_email.rpartition("@")[2] or "localhost"
+
+
+def _is_hhmm(value: str) -> bool:
+    hours, _, minutes = value.partition(":")
+    return hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60
 
 
 def _known_timezone(name: str) -> bool:
@@ -240,8 +279,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if secrets:
         names = ", ".join(env_name(s) for s in secrets)
         raise SettingsError(f"{path}: secrets belong in the environment, not a file; set {names}")
-    if urlsplit(str(section.get("transport", ""))).password:
+    transport = urlsplit(str(section.get("transport", "")))
+    if transport.password or (transport.scheme in RELAY_SCHEMES and transport.username):
         raise SettingsError(
-            f"{path}: the transport URL carries a password; set NEWSLETTER_SMTP_PASSWORD instead"
+            f"{path}: the transport URL carries a secret; set NEWSLETTER_SMTP_PASSWORD or "
+            "NEWSLETTER_RELAY_TOKEN (or the whole NEWSLETTER_TRANSPORT) in the environment"
         )
     return dict(section)

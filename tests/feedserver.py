@@ -1,14 +1,17 @@
-"""A real HTTP server on loopback for the feed tests: serves the recorded fixtures in
-``../shared/fixtures`` and can be scripted to fail (5xx, 429 with Retry-After, slow, cut)."""
+"""A real HTTP server on loopback for the feed and relay tests: serves the recorded fixtures
+in ``../shared/fixtures``, can be scripted to fail (5xx, 429 with Retry-After, slow, cut),
+and keeps every request, POST bodies included."""
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
@@ -26,6 +29,15 @@ class Reply:
 class Request:
     path: str
     headers: dict[str, str]
+    method: str = "GET"
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        """A request header, whatever the case of its name."""
+        return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
+
+    def json(self) -> Any:
+        return json.loads(self.body)
 
 
 class _Server(ThreadingHTTPServer):
@@ -62,9 +74,11 @@ class FeedServer:
         self.scripts[path] = list(replies)
         return self.url(path)
 
-    def reply_for(self, path: str, headers: dict[str, str]) -> Reply:
+    def reply_for(
+        self, path: str, headers: dict[str, str], method: str = "GET", body: bytes = b""
+    ) -> Reply:
         with self._lock:
-            self.requests.append(Request(path, headers))
+            self.requests.append(Request(path, headers, method, body))
             route = urlsplit(path).path
             if script := self.scripts.get(route):
                 return script.pop(0) if len(script) > 1 else script[0]
@@ -77,7 +91,13 @@ class FeedServer:
 def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            reply = server.reply_for(self.path, dict(self.headers))
+            self._answer(b"")
+
+        def do_POST(self) -> None:
+            self._answer(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+
+        def _answer(self, body: bytes) -> None:
+            reply = server.reply_for(self.path, dict(self.headers), self.command, body)
             time.sleep(reply.delay)
             self.send_response(reply.status)
             for name, value in reply.headers.items():

@@ -334,7 +334,7 @@ def test_paper_first_keyed_by_title_takes_its_arxiv_id_when_one_arrives(store, s
     delivery that already sent it must still know it was sent."""
     from datetime import date
 
-    from newsletter.edition import send_edition
+    from newsletter.delivery import send_edition
     from newsletter.ledger import Ledger
     from newsletter.subscribers import add_subscriber
 

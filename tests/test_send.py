@@ -8,7 +8,7 @@ from datetime import date
 
 import pytest
 
-from newsletter.edition import send_edition
+from newsletter.delivery import send_edition
 from newsletter.ingest import ingest_path
 from newsletter.ledger import Ledger
 from newsletter.sources.jsonl import paper_from_record

@@ -150,8 +150,17 @@ def test_transport_url_with_password_in_toml_is_refused(isolated: Path):
     with pytest.raises(SettingsError) as caught:
         load_settings(environ={})
 
-    assert "password" in str(caught.value)
+    assert "NEWSLETTER_SMTP_PASSWORD" in str(caught.value)
     assert "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize("scheme", ["postmark", "sendgrid", "resend"])
+def test_relay_token_in_toml_is_refused(isolated: Path, scheme: str):
+    _toml(isolated / "newsletter.toml", f'transport = "{scheme}://tok-3n-secret@"\n')
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ={})
+    assert "NEWSLETTER_RELAY_TOKEN" in str(caught.value)
+    assert "tok-3n-secret" not in str(caught.value)
 
 
 def test_transport_url_with_user_but_no_password_in_toml_is_accepted(isolated: Path):

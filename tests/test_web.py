@@ -4,6 +4,7 @@ preferences, and the security of links and forms."""
 
 from __future__ import annotations
 
+import html
 import random
 import re
 import threading
@@ -13,12 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from email.message import EmailMessage
+from urllib.parse import quote
 
 import httpx
 import pytest
 import uvicorn
 
-from newsletter.edition import send_edition
+from newsletter.delivery import send_edition
 from newsletter.models import Status
 from newsletter.settings import Settings
 from newsletter.subscribers import add_subscriber
@@ -31,6 +33,7 @@ from .conftest import SECRET, Mailbox, free_port, make_paper
 TODAY = date.today()
 GNN = "graph neural networks, spectral filters"
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)"')
 BAD_LINK = "This link does not work"
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
@@ -54,6 +57,11 @@ class Web:
 
     def path(self, purpose: str, subscriber, **data) -> str:
         return f"/{purpose}/{LinkSigner(SECRET).make(purpose, subscriber.id, subscriber.email, **data)}"
+
+    def feedback(self, subscriber, paper: str, signal: str) -> str:
+        """The feedback link of an email: the subscriber's one token, the paper and the
+        signal in the query."""
+        return f"{self.path('feedback', subscriber)}?paper={quote(paper, safe='')}&signal={signal}"
 
 
 @contextmanager
@@ -310,21 +318,62 @@ def test_unsubscribe_page_needs_its_button_and_then_offers_resubscribe(web, stor
 # -- feedback and preferences -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("signal", [1, -1])
-def test_feedback_link_asks_then_records_the_signal(web, store, two_readers, signal):
+@pytest.mark.parametrize(("signal", "recorded"), [("more", 1), ("less", -1)])
+def test_feedback_link_asks_then_records_the_signal(web, store, two_readers, signal, recorded):
     ada, _ = two_readers
-    path = web.path("feedback", ada, paper="2501.00002", signal=signal)
+    store.save_paper(make_paper(9, id="astro-ph/0601001", title="Paper number 9 on the sky"))
+    path = web.feedback(ada, "astro-ph/0601001", signal)
 
     page = web.client.get(path)
-    assert page.status_code == 200 and "Paper number 2" in page.text
-    assert store.feedback() == {}
+    assert page.status_code == 200 and "Paper number 9 on the sky" in page.text
+    assert web.client.get(path).status_code == 200
+    assert store.feedback() == {}  # a GET never records
 
-    token = CSRF_INPUT.search(page.text).group(1)
-    assert web.client.post(path, data={}).status_code == 403
-    done = web.client.post(path, data={"csrf_token": token})
+    action = html.unescape(FORM_ACTION.search(page.text).group(1))
+    assert action == path
+    assert web.client.post(action, data={}).status_code == 403
+    done = web.client.post(action, data={"csrf_token": CSRF_INPUT.search(page.text).group(1)})
 
     assert done.status_code == 200 and "Thank you" in done.text
-    assert store.feedback() == {ada.id: {"2501.00002": signal}}
+    assert store.feedback() == {ada.id: {"astro-ph/0601001": recorded}}
+
+
+def test_feedback_with_a_forged_token_an_unknown_paper_or_a_bad_signal_is_refused(
+    web, store, two_readers
+):
+    ada, _ = two_readers
+    token = LinkSigner(SECRET).make("feedback", ada.id, ada.email)
+    forged = LinkSigner("not our key").make("feedback", ada.id, ada.email)
+    refused = [
+        f"/feedback/{forged}?paper=2501.00001&signal=more",
+        f"/feedback/{token}?paper=2501.99999&signal=more",  # not in the store
+        f"/feedback/{token}?paper=&signal=more",
+        f"/feedback/{token}?signal=more",
+        f"/feedback/{token}?paper=2501.00001&signal=1",
+        f"/feedback/{token}?paper=2501.00001&signal=most",
+        f"/feedback/{token}?paper=2501.00001",
+        f"/feedback/{token}",
+    ]
+    csrf = web.csrf("/")
+    for path in refused:
+        looked = web.client.get(path)
+        posted = web.client.post(path, data={"csrf_token": csrf})
+        for answer in (looked, posted):
+            assert answer.status_code == 400 and BAD_LINK in answer.text, path
+            assert "ada@example.org" not in answer.text
+    assert store.feedback() == {}
+    assert web.client.get(web.feedback(ada, "2501.00001", "more")).status_code == 200
+
+
+def test_a_feedback_link_marks_only_for_the_subscriber_of_its_token(web, store, two_readers):
+    ada, bob = two_readers
+    path = web.feedback(bob, "2501.00001", "less")
+    forged_for_ada = f"{path}&subscriber={ada.id}&email={ada.email}"
+
+    answer = web.client.post(forged_for_ada, data={"csrf_token": web.csrf(path)})
+
+    assert answer.status_code == 200 and "Thank you" in answer.text
+    assert store.feedback() == {bob.id: {"2501.00001": -1}}
 
 
 def test_preferences_save_and_show_todays_picks_for_the_new_interests(web, store, two_readers):
@@ -422,20 +471,21 @@ def test_200_random_mutations_of_valid_tokens_are_all_refused(web, store, two_re
         "preferences": web.path("preferences", ada),
         "unsubscribe": web.path("unsubscribe", ada),
         "confirm": web.path("confirm", ada, issued=int(time.time())),
-        "feedback": web.path("feedback", ada, paper="2501.00001", signal=1),
+        "feedback": web.feedback(ada, "2501.00001", "more"),
     }
     for path in tokens.values():
         assert web.client.get(path).status_code == 200
 
     tried = 0
     for purpose, path in tokens.items():
+        token, _, query = path.rsplit("/", 1)[1].partition("?")
         mutations: set[str] = set()
-        for mutated in _mutations(path.rsplit("/", 1)[1], rng):
+        for mutated in _mutations(token, rng):
             mutations.add(mutated)
             if len(mutations) == 50:
                 break
         for mutated in mutations:
-            answer = web.client.get(f"/{purpose}/{mutated}")
+            answer = web.client.get(f"/{purpose}/{mutated}" + (f"?{query}" if query else ""))
             assert answer.status_code == 400, mutated
             assert BAD_LINK in answer.text and "ada@example.org" not in answer.text
             if purpose == "unsubscribe":
@@ -448,11 +498,12 @@ def test_200_random_mutations_of_valid_tokens_are_all_refused(web, store, two_re
 
 def test_a_token_works_only_for_the_purpose_it_was_made_for(web, store, two_readers):
     ada, _ = two_readers
-    data = {"confirm": {"issued": int(time.time())}, "feedback": {"paper": "x", "signal": 1}}
+    data = {"confirm": {"issued": int(time.time())}}
     for made_for in PURPOSES:
         token = web.path(made_for, ada, **data.get(made_for, {})).rsplit("/", 1)[1]
         for used_for in PURPOSES - {made_for}:
-            answer = web.client.get(f"/{used_for}/{token}")
+            query = "?paper=2501.00001&signal=more" if used_for == "feedback" else ""
+            answer = web.client.get(f"/{used_for}/{token}{query}")
             assert answer.status_code == 400 and BAD_LINK in answer.text, (made_for, used_for)
     assert (
         web.client.post(
@@ -511,3 +562,39 @@ def test_unknown_page_and_oversized_form_get_friendly_answers(web):
 
     assert missing.status_code == 404 and "Page not found" in missing.text
     assert huge.status_code == 413
+
+
+def test_postmark_bounce_webhook_suppresses_the_address_behind_basic_auth(
+    settings, smtp_server, store
+):
+    add_subscriber(store, settings, "gone@example.org", interests=GNN)
+    hooked = web_settings(settings, smtp_server, webhook_secret="hook-s3cret")
+    bounce = {
+        "RecordType": "Bounce",
+        "Type": "HardBounce",
+        "TypeCode": 1,
+        "ID": 4323372036854775807,
+        "Email": "gone@example.org",
+        "MessageID": "883953f4-6105-42a2-a16a-77a8eac79483",
+        "Description": "The server was unable to deliver your message",
+        "Details": "smtp;550 5.1.1",
+        "BouncedAt": "2026-11-29T16:00:00Z",
+        "Inactive": True,
+        "MessageStream": "broadcast",
+    }
+    with running(hooked) as url, httpx.Client(base_url=url) as client:
+        assert client.post("/webhooks/postmark", json=bounce).status_code == 401
+        assert (
+            client.post("/webhooks/postmark", json=bounce, auth=("hooks", "wrong")).status_code
+            == 401
+        )
+        assert store.get_subscriber("gone@example.org").status == Status.ACTIVE
+        bad = client.post("/webhooks/postmark", content=b"{not json", auth=("hooks", "hook-s3cret"))
+        assert bad.status_code == 400
+        ok = client.post("/webhooks/postmark", json=bounce, auth=("hooks", "hook-s3cret"))
+        assert ok.status_code == 200
+    assert store.get_subscriber("gone@example.org").status == Status.BOUNCED
+
+
+def test_webhooks_are_off_without_a_secret(web):
+    assert web.client.post("/webhooks/postmark", json={}).status_code == 404

@@ -6,6 +6,7 @@ Every transport answers each message with a :class:`SendResult` in the same term
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Literal, Protocol
@@ -13,18 +14,31 @@ from urllib.parse import urlsplit
 
 from ..settings import Settings, SettingsError
 
+#: Where a relay API token comes from when the transport URL carries none.
+RELAY_TOKEN_ENV = "NEWSLETTER_RELAY_TOKEN"
+
 
 @dataclass(frozen=True)
 class SendResult:
     #: ``sent``: accepted by the next hop. ``rejected``: refused for this recipient, do not
-    #: retry as is. ``failed``: not delivered for a reason that may pass (retry later).
+    #: retry as is (relays: only for the address itself, invalid or suppressed there; a
+    #: refusal of our request or account is ``failed``, so that no subscriber is suppressed
+    #: for our mistake). ``failed``: not delivered for a reason that may pass (retry later).
     status: Literal["sent", "rejected", "failed"]
     transport_id: str | None = None
     error: str | None = None
+    #: Seconds the server asked us to wait before the next attempt (rate limits), if any.
+    retry_after: float | None = None
+    #: True when the request may have reached the server before the failure (a read
+    #: timeout, a dropped answer): the message may have gone out, and a retry may duplicate
+    #: it unless the transport sends an idempotency key.
+    maybe_sent: bool = False
 
 
 class TransportError(RuntimeError):
-    """The transport as a whole cannot work (bad URL, server unreachable, refused login)."""
+    """The transport as a whole cannot work (bad URL, server unreachable, refused login).
+
+    Raised by ``send`` or ``send_many`` only when nothing in that call was accepted."""
 
 
 class Transport(Protocol):
@@ -40,8 +54,41 @@ class Transport(Protocol):
     def describe(self) -> str: ...
 
 
+class BatchTransport(Transport, Protocol):
+    """A transport with a batch endpoint: one request for up to ``batch_size`` messages."""
+
+    batch_size: int
+
+    def send_many(self, messages: Sequence[EmailMessage]) -> list[SendResult]: ...
+
+
+def send_many(transport: Transport, messages: Sequence[EmailMessage]) -> list[SendResult]:
+    """One result per message, in order, in as few requests as ``transport`` allows: its
+    batch endpoint in chunks of ``batch_size`` where it has one, else ``send`` one by one.
+
+    A :class:`TransportError` before anything was accepted is raised; after that, the
+    messages not yet sent are answered ``failed`` with its text, so that the results of
+    the ones that went out are not lost."""
+    batch = getattr(transport, "send_many", None)
+    size = getattr(transport, "batch_size", 1) if batch else 1
+    results: list[SendResult] = []
+    for start in range(0, len(messages), size):
+        chunk = messages[start : start + size]
+        try:
+            results.extend(batch(chunk) if batch else [transport.send(chunk[0])])
+        except TransportError as exc:
+            if not results:
+                raise
+            failure = SendResult("failed", error=str(exc))
+            results.extend(failure for _ in messages[len(results) :])
+            break
+    return results
+
+
 def transport_from_url(url: str, settings: Settings) -> Transport:
-    """``outbox:DIR``, ``smtp://[user[:pass]@]host[:port]`` or ``smtps://...``."""
+    """``outbox:DIR``, ``smtp://[user[:pass]@]host[:port]``, ``smtps://...``, or a relay API:
+    ``postmark://TOKEN@``, ``sendgrid://API_KEY@``, ``resend://API_KEY@`` (the token may
+    instead come from ``NEWSLETTER_RELAY_TOKEN``)."""
     scheme = urlsplit(url).scheme.lower()
     if scheme == "outbox":
         from .outbox import OutboxTransport
@@ -51,6 +98,20 @@ def transport_from_url(url: str, settings: Settings) -> Transport:
         from .smtp import SMTPTransport
 
         return SMTPTransport.from_url(url, password=settings.smtp_password)
+    token = settings.relay_token
+    if scheme == "postmark":
+        from .postmark import PostmarkTransport
+
+        return PostmarkTransport.from_url(url, token=token)
+    if scheme == "sendgrid":
+        from .sendgrid import SendGridTransport
+
+        return SendGridTransport.from_url(url, token=token)
+    if scheme == "resend":
+        from .resend import ResendTransport
+
+        return ResendTransport.from_url(url, token=token)
     raise SettingsError(
-        f"unknown transport {url!r}: use outbox:DIR, smtp://host:port or smtps://host:465"
+        f"unknown transport {url!r}: use outbox:DIR, smtp://host:port, smtps://host:465,"
+        " postmark://TOKEN@, sendgrid://API_KEY@ or resend://API_KEY@"
     )

@@ -10,12 +10,16 @@ except the RFC 8058 one-click unsubscribe, which mail providers POST with no coo
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
+import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from email.message import EmailMessage
 from typing import Any, TypeVar
 from zoneinfo import available_timezones
@@ -28,18 +32,20 @@ from starlette.datastructures import FormData, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..edition import check_real_send
+from ..bounces import WebhookError, apply_events, parse_postmark, parse_sendgrid
+from ..delivery import check_real_send
 from ..models import Status, Subscriber
 from ..ranking import Pick
-from ..render import paper_url, template_environment, templates_dir
+from ..render import feedback_url, paper_url, template_environment, templates_dir
 from ..settings import Settings
 from ..store import Store
 from ..subscriptions import (
     PREFERENCE_CHECKS,
+    Feedback,
     InvalidForm,
     brand,
     check_sign_up,
@@ -47,6 +53,7 @@ from ..subscriptions import (
     expire_pending,
     link_path,
     preview_picks,
+    read_feedback,
     read_link,
     recently_sent,
     resubscribe,
@@ -63,6 +70,21 @@ from .ratelimit import RateLimiter
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+WEBHOOK_PARSERS = {"postmark": parse_postmark, "sendgrid": parse_sendgrid}
+
+
+def _basic_auth_ok(header: str, secret: str) -> bool:
+    """Whether an ``Authorization: Basic`` header carries ``secret`` as its password."""
+    kind, _, encoded = header.partition(" ")
+    if kind.lower() != "basic":
+        return False
+    try:
+        _, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    return hmac.compare_digest(password.encode(), secret.encode())
+
+
 ONE_CLICK = [("List-Unsubscribe", "One-Click")]
 #: No form of ours comes near this; a larger body is refused (413) before it is read.
 MAX_BODY = 64 * 1024
@@ -171,6 +193,7 @@ class WebApp:
             Route("/unsubscribe/{token}", self.unsubscribe, methods=["GET", "POST"]),
             Route("/feedback/{token}", self.feedback, methods=["GET", "POST"]),
             Route("/site.css", self.stylesheet, methods=["GET"]),
+            Route("/webhooks/{provider}", self.webhook, methods=["POST"]),
         ]
 
     @asynccontextmanager
@@ -396,6 +419,37 @@ class WebApp:
             400 if errors else 200,
         )
 
+    # -- relay webhooks -------------------------------------------------------------------------
+
+    async def webhook(self, request: Request) -> Response:
+        """Bounces and complaints from the relay (``/webhooks/postmark`` or ``sendgrid``),
+        authenticated with HTTP basic auth whose password is ``NEWSLETTER_WEBHOOK_SECRET``
+        (put it in the webhook URL at the provider: https://hooks:SECRET@host/webhooks/...).
+        Disabled (404) while no secret is set."""
+        parse = WEBHOOK_PARSERS.get(request.path_params["provider"])
+        if parse is None or not self.settings.webhook_secret:
+            return Response("not found", status_code=404, media_type="text/plain")
+        if not _basic_auth_ok(
+            request.headers.get("authorization", ""), self.settings.webhook_secret
+        ):
+            return Response(
+                "unauthorized",
+                status_code=401,
+                media_type="text/plain",
+                headers={"WWW-Authenticate": 'Basic realm="webhooks"'},
+            )
+        try:
+            events = parse(json.loads(await request.body()))
+        except (WebhookError, ValueError) as exc:
+            return Response(f"bad payload: {exc}", status_code=400, media_type="text/plain")
+        window = timedelta(days=self.settings.soft_bounce_window_days)
+        done = await self.db(
+            lambda store: apply_events(
+                store, events, self.settings.soft_bounce_limit, soft_bounce_window=window
+            )
+        )
+        return JSONResponse({"applied": done})
+
     # -- unsubscribe --------------------------------------------------------------------------
 
     async def unsubscribe(self, request: Request) -> Response:
@@ -457,28 +511,31 @@ class WebApp:
     # -- feedback -----------------------------------------------------------------------------
 
     async def feedback(self, request: Request) -> Response:
-        """A "more like this" or "less like this" link of a paper card: GET asks, POST records."""
+        """A "more like this" or "less like this" link of a paper card,
+        ``/feedback/TOKEN?paper=ID&signal=more|less``: GET asks, POST records."""
         token = request.path_params["token"]
+        paper_id = request.query_params.get("paper")
+        signal = request.query_params.get("signal")
         posted = request.method == "POST"
         if posted:
             await self.form(request)
 
-        def work(store: Store) -> tuple[dict[str, Any], str, str]:
-            subscriber, data = self.read(store, "feedback", token)
+        def work(store: Store) -> tuple[Feedback, str]:
+            feedback = read_feedback(store, self.settings, self.signer, token, paper_id, signal)
             if posted:
-                store.set_feedback(subscriber.id, data["paper"], data["signal"])
-            paper = store.get_paper(data["paper"])
-            title = f"“{' '.join(paper.title.split())}”" if paper else "this one"
-            return data, title, link_path(self.signer, "preferences", subscriber)
+                store.set_feedback(feedback.subscriber.id, feedback.paper.id, feedback.value)
+            return feedback, link_path(self.signer, "preferences", feedback.subscriber)
 
-        data, title, preferences = await self.db(work)
-        more = data["signal"] > 0
+        feedback, preferences = await self.db(work)
+        more = feedback.value > 0
+        title = f"“{' '.join(feedback.paper.title.split())}”"
         if not posted:
             page = notice(
                 "More papers like this?" if more else "Fewer papers like this?",
                 f"Tell us you want {'more' if more else 'fewer'} papers like {title}.",
                 button=Button(
-                    "Yes, more like this" if more else "Yes, fewer like this", request.url.path
+                    "Yes, more like this" if more else "Yes, fewer like this",
+                    feedback_url(request.url.path, feedback.paper.id, feedback.signal),
                 ),
             )
         else:

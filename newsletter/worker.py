@@ -1,0 +1,122 @@
+"""The worker: runs the day with the ``schedule`` library.
+
+It ingests from the enabled sources at the configured times, and every few minutes sends
+each subscriber whose local delivery hour has come the edition of their local date (once;
+weekly readers on their day). Only one worker (or console send) runs against a database at
+a time. SIGTERM or SIGINT stops it between two messages: the message in flight is finished
+and recorded first.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import schedule
+
+from .daily import ingest_enabled_sources
+from .delivery import SendReport, send_edition
+from .ledger import Delivery, DeliveryStatus, Ledger
+from .locking import SendingLock
+from .models import Status, to_utc_iso, utcnow
+from .schedule_rules import due_now
+from .settings import Settings
+from .store import Store
+from .subscriptions import expire_pending
+
+log = logging.getLogger(__name__)
+
+
+def waiting(delivery: Delivery | None, now: str) -> bool:
+    """Whether a subscriber still waits for this edition: nothing recorded yet, a failure
+    whose next try has come, or a message a crash left unknown."""
+    if delivery is None or delivery.status == DeliveryStatus.UNKNOWN:
+        return True
+    return (
+        delivery.status == DeliveryStatus.FAILED
+        and delivery.next_attempt_at is not None
+        and delivery.next_attempt_at <= now
+    )
+
+
+class Worker:
+    def __init__(
+        self, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ):
+        self.settings = settings
+        self.clock = clock
+        self.stopping = threading.Event()
+
+    def deliver_due(self) -> list[SendReport]:
+        """Send every edition that is due now to the subscribers still waiting for it."""
+        now = self.clock()
+        reports = []
+        with Store(self.settings.db) as store:
+            ledger = Ledger(store)
+            groups = due_now(store.list_subscribers(Status.ACTIVE), now)
+            for edition, due in sorted(groups.items()):
+                recorded = ledger.for_edition(edition)
+                pending = [s for s in due if waiting(recorded.get(s.id), to_utc_iso(now))]
+                if pending and not self.stopping.is_set():
+                    report = send_edition(
+                        store,
+                        self.settings,
+                        edition,
+                        subscribers=pending,
+                        should_stop=self.stopping.is_set,
+                    )
+                    log.info("edition %s: %s", edition, report.counts)
+                    reports.append(report)
+            store.set_meta("worker.last_delivery", to_utc_iso(now))
+        return reports
+
+    def ingest(self) -> None:
+        with Store(self.settings.db) as store:
+            expire_pending(store, self.settings)
+            summary = ingest_enabled_sources(store, self.settings)
+            store.set_meta("worker.last_ingest", utcnow())
+        for name, report in summary.sources.items():
+            log.info("ingested %s: %s", name, report)
+
+    def stop(self, signum: int | None = None, frame: object = None) -> None:
+        log.info("stopping after the message in flight")
+        self.stopping.set()
+
+    def run(self) -> None:
+        """Run until SIGTERM or SIGINT, holding the sending lock all the while."""
+        with SendingLock(self.settings.db):
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+            jobs = schedule.Scheduler()
+            jobs.every(self.settings.worker_tick_minutes).minutes.do(self._safely, self.deliver_due)
+            for moment in self.settings.ingest_times:
+                jobs.every().day.at(moment).do(self._safely, self.ingest)
+            log.info(
+                "worker started: deliveries every %d min, ingest at %s (server time)",
+                self.settings.worker_tick_minutes,
+                ", ".join(self.settings.ingest_times),
+            )
+            self._safely(self.deliver_due)
+            while not self.stopping.is_set():
+                jobs.run_pending()
+                self._note_next(jobs)
+                self.stopping.wait(1)
+            log.info("worker stopped")
+
+    def _safely(self, job: Callable[[], object]) -> None:
+        """Run a job; an error is logged and the worker goes on (the next tick retries)."""
+        try:
+            job()
+        except Exception:
+            log.exception("%s failed; the worker goes on", getattr(job, "__name__", "job"))
+
+    def _note_next(self, jobs: schedule.Scheduler) -> None:
+        if jobs.next_run is None:
+            return
+        with Store(self.settings.db) as store:
+            stamp = jobs.next_run.astimezone(UTC).isoformat(timespec="seconds")
+            if store.get_meta("worker.next_run") != stamp:
+                store.set_meta("worker.next_run", stamp)
