@@ -369,7 +369,9 @@ class _Run:
             return False
         if not picks:
             log.info("%s: no new paper above the minimum score; no email today", subscriber.email)
-            self.store.log_event("edition.empty", subscriber.id, self.edition.isoformat())
+            if not self.store.has_event("edition.empty", subscriber.id, self.edition.isoformat()):
+                # Once per edition: the worker looks again at every tick.
+                self.store.log_event("edition.empty", subscriber.id, self.edition.isoformat())
             self.note(Outcome(subscriber.email, "skipped", "no new paper relevant enough today"))
             return False
         return True

@@ -372,6 +372,15 @@ class Store:
                 [utcnow(), kind, subscriber_id, edition, json.dumps(detail, default=str)],
             )
 
+    def has_event(self, kind: str, subscriber_id: int, edition: str) -> bool:
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM events WHERE subscriber_id = ? AND kind = ? AND edition = ? LIMIT 1",
+                [subscriber_id, kind, edition],
+            ).fetchone()
+            is not None
+        )
+
     def events(self, kind: str | None = None, limit: int = 100) -> list[dict]:
         where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
         rows = self.db.query(

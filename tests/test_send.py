@@ -207,6 +207,8 @@ def test_subscriber_with_nothing_relevant_gets_no_email(store, settings, tmp_pat
         store.events("edition.empty")[0]["subscriber_id"]
         == store.get_subscriber("bio@example.org").id
     )
+    send_edition(store, settings, TODAY)  # the worker looks again at every tick...
+    assert len(store.events("edition.empty")) == 1  # ...and the log says it once
 
 
 def test_papers_sent_yesterday_are_not_sent_again_today(store, settings, tmp_path):
