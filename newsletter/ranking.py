@@ -381,7 +381,9 @@ class _Ranker:
                 parts.append(f"by {followed[0]}, whom you follow")
             terms = _top_terms(self.model.terms, matched, k)
             if terms:
-                parts.append("matches your interests: " + ", ".join(terms))
+                words = _surface_words(subscriber.interests)
+                shown = [" ".join(words.get(t, t) for t in term.split()) for term in terms]
+                parts.append("matches your interests: " + ", ".join(shown))
             if liked_similar[k]:
                 parts.append(f"like “{liked_similar[k]}”, which you liked")
             shared = [c for c in paper.categories if c in subscriber.categories]
@@ -531,6 +533,16 @@ def _top_terms(terms: np.ndarray, contributions: sp.csr_matrix, row: int) -> lis
         if len(kept) == 3:
             break
     return kept
+
+
+def _surface_words(text: str) -> dict[str, str]:
+    """Analyzer token -> the word as the subscriber typed it (``schrodinger`` ->
+    ``Schrödinger``, ``network`` -> ``networks``), to name matched terms in reasons."""
+    words: dict[str, str] = {}
+    for word in re.findall(r"[^\W_]+", text):
+        for token in _TOKEN.findall(fold(word)):
+            words.setdefault(stem(token), word)
+    return words
 
 
 def _trending(papers: Sequence[Paper]) -> np.ndarray:
