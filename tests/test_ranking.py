@@ -311,3 +311,14 @@ def test_reason_names_the_liked_paper_a_pick_resembles(sample_papers):
     eligible = np.array([[p.id != liked.id for p in sample_papers]])
     picks = rank([sub], sample_papers, eligible, PARAMS, signals=Signals(liked={1: [liked]}))[1]
     assert any(f"like “{liked.title}”, which you liked" in p.reason for p in picks)
+
+
+def test_reasons_name_interest_words_as_the_subscriber_typed_them():
+    papers = [
+        Paper(
+            id="s", title=r"Schr\"odinger equations", abstract='Nonlinear Schr\\"odinger equations.'
+        )
+    ]
+    picks = rank([subscriber(1, "Schrödinger equations")], papers, np.ones((1, 1), bool), PARAMS)[1]
+    assert "Schrödinger" in picks[0].reason and "equations" in picks[0].reason
+    assert "schrodinger" not in picks[0].reason
