@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from .models import Status, to_utc_iso
+from .models import SUPPRESSED, Status, to_utc_iso
 from .store import Store, SubscriberNotFound
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,6 @@ EVENT_KINDS: dict[Kind, str] = {
     "complaint": "bounce.complaint",
     "unsubscribe": "bounce.unsubscribe",
 }
-SUPPRESSED = frozenset({Status.BOUNCED, Status.UNSUBSCRIBED})
 
 
 @dataclass(frozen=True)

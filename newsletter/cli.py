@@ -26,7 +26,7 @@ from .ingest import (
     sample_papers_path,
 )
 from .locking import LockBusy, SendingLock
-from .models import Status
+from .models import Shard, Status
 from .settings import Settings, SettingsError, load_settings
 from .sources.registry import REMOTE_SOURCES, build_source, http_client
 from .status import status_report
@@ -69,6 +69,21 @@ class Group(click.Group):
 
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard:
+    try:
+        return Shard.parse(value) if value else Shard()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+_shard_option = click.option(
+    "--shard",
+    metavar="I/N",
+    callback=_parse_shard,
+    help="Only shard I of N: the subscribers whose id is I modulo N (e.g. 0/2).",
+)
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -230,11 +245,16 @@ def run(ctx: click.Context, edition: Any, as_json: bool) -> None:
 
 
 @cli.command()
+@_shard_option
 @click.pass_context
-def worker(ctx: click.Context) -> None:
+def worker(ctx: click.Context, shard: Shard) -> None:
     """Run the day: ingest at the configured times, send each subscriber's edition at their
-    local hour. Stops cleanly on SIGTERM or SIGINT."""
-    Worker(_settings(ctx)).run()
+    local hour. Stops cleanly on SIGTERM or SIGINT.
+
+    With --shard I/N, this worker sends to the subscribers whose id is I modulo N, beside
+    the workers of the other shards (only shard 0 ingests).
+    """
+    Worker(_settings(ctx), shard=shard).run()
 
 
 @cli.command()
@@ -495,6 +515,7 @@ _SYMBOLS = {"sent": "✓", "would-send": "·", "skipped": "-", "failed": "✗", 
     "--force", is_flag=True, help="Send again to subscribers who already had this edition."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_shard_option
 @click.pass_context
 def send(
     ctx: click.Context,
@@ -504,14 +525,19 @@ def send(
     limit: int | None,
     force: bool,
     as_json: bool,
+    shard: Shard,
 ) -> None:
-    """Send an edition to every active subscriber who has not had it yet."""
+    """Send an edition to every active subscriber who has not had it yet.
+
+    With --shard I/N, only to the subscribers whose id is I modulo N: N such commands (or
+    workers), one per shard, send an edition side by side.
+    """
     settings = _settings(ctx)
     store = _store(ctx)
-    ctx.with_resource(SendingLock(settings.db))
+    ctx.with_resource(SendingLock(settings.db, shard))
     bar = None
     tally: dict[str, int] = {}
-    total = len(to) or store.count_subscribers(Status.ACTIVE)
+    total = len(to) or -(-store.count_subscribers(Status.ACTIVE) // shard.count)
     if not as_json and sys.stderr.isatty() and total > 20:
         bar = ctx.with_resource(
             click.progressbar(
@@ -538,6 +564,7 @@ def send(
         limit=limit,
         force=force,
         on_progress=progress,
+        shard=shard,
     )
     if as_json:
         _json(report.to_dict())

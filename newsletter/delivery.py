@@ -16,8 +16,9 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
@@ -25,8 +26,8 @@ from urllib.parse import urlsplit
 
 from .edition import Pick, plan_edition
 from .ledger import Delivery, DeliveryStatus, Ledger
-from .models import Status, Subscriber, to_utc_iso
-from .render import Renderer
+from .models import SUPPRESSED, Shard, Status, Subscriber, to_utc_iso, utcnow
+from .render import OutgoingEmail, Renderer
 from .settings import DEFAULT_FROM, Settings, SettingsError
 from .store import Store, SubscriberNotFound
 from .tokens import link_signer
@@ -34,9 +35,7 @@ from .transports import SendResult, Transport, TransportError, transport_from_ur
 
 log = logging.getLogger(__name__)
 
-#: Subscriber statuses that mean "never send to this address again" (until an operator
-#: reactivates it explicitly).
-SUPPRESSED = (Status.BOUNCED, Status.UNSUBSCRIBED)
+WHOLE_LIST = Shard()
 
 
 @dataclass
@@ -49,6 +48,37 @@ class Outcome:
 
 
 @dataclass
+class SendStats:
+    """Where the time of a run went, in seconds of wall time. ``rank`` is planning the
+    edition; ``deliver`` is the loop that sends it, within which ``render`` (the parts of
+    each email), ``compose`` (its MIME message), ``ledger`` (claims and records, one
+    transaction per message) and ``wait`` (for a free connection, while the transport
+    hands the previous message over) take turns: each email is rendered while the one
+    before it is on the wire. ``messages`` were handed to the transport."""
+
+    total: float = 0.0
+    rank: float = 0.0
+    deliver: float = 0.0
+    render: float = 0.0
+    compose: float = 0.0
+    ledger: float = 0.0
+    wait: float = 0.0
+    messages: int = 0
+
+    @contextmanager
+    def timing(self, step: str) -> Iterator[None]:
+        """Add the time the ``with`` block takes to ``step``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self, step, getattr(self, step) + time.perf_counter() - start)
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {k: v if isinstance(v, int) else round(v, 3) for k, v in asdict(self).items()}
+
+
+@dataclass
 class SendReport:
     edition: date
     transport: str
@@ -58,6 +88,7 @@ class SendReport:
     stopped: str | None = None
     #: Messages a crashed earlier run left unknown, found at the start of this one.
     unknown: list[str] = field(default_factory=list)
+    stats: SendStats = field(default_factory=SendStats)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -78,6 +109,7 @@ class SendReport:
             "counts": self.counts,
             "stopped": self.stopped,
             "unknown": self.unknown,
+            "stats": self.stats.to_dict(),
             "outcomes": [asdict(o) for o in self.outcomes],
         }
 
@@ -91,12 +123,12 @@ def check_real_send(settings: Settings) -> None:
 
 
 def select_subscribers(
-    store: Store, emails: Sequence[str] | None
+    store: Store, emails: Sequence[str] | None, shard: Shard = WHOLE_LIST
 ) -> tuple[list[Subscriber], list[Subscriber], list[Outcome]]:
     """(active subscribers to send to, suppressed ones named, outcomes for the others
-    named): all active subscribers, or those in ``emails``."""
+    named): all active subscribers of ``shard``, or those in ``emails``."""
     if not emails:
-        return store.list_subscribers(Status.ACTIVE), [], []
+        return [s for s in store.list_subscribers(Status.ACTIVE) if s.id in shard], [], []
     chosen, suppressed, skipped = [], [], []
     for email in dict.fromkeys(emails):
         try:
@@ -104,7 +136,10 @@ def select_subscribers(
         except SubscriberNotFound:
             skipped.append(Outcome(email, "skipped", "not a subscriber"))
             continue
-        if subscriber.status == Status.ACTIVE:
+        if subscriber.id not in shard:
+            own = Shard(subscriber.id % shard.count, shard.count)
+            skipped.append(Outcome(subscriber.email, "skipped", f"in shard {own}, not {shard}"))
+        elif subscriber.status == Status.ACTIVE:
             chosen.append(subscriber)
         elif subscriber.status in SUPPRESSED:
             suppressed.append(subscriber)
@@ -116,26 +151,33 @@ def select_subscribers(
 
 
 class _Throttle:
-    """The per-second and per-hour caps. ``ready()`` waits for the next slot, or says no
-    when the hour's budget is spent."""
+    """The per-second and per-hour caps: ``exhausted`` says when the hour's budget is
+    spent, ``pace`` waits for the next slot and spends one. Each of ``shards`` processes
+    keeps to its share of the caps (an hourly budget of at least one message)."""
 
-    def __init__(self, settings: Settings, sent_last_hour: int, sleep: Callable[[float], None]):
-        self.interval = 1 / settings.max_per_second if settings.max_per_second else 0.0
-        self.hourly = settings.max_per_hour
-        self.budget = settings.max_per_hour - sent_last_hour if settings.max_per_hour else None
+    def __init__(
+        self,
+        settings: Settings,
+        sent_last_hour: int,
+        sleep: Callable[[float], None],
+        shards: int = 1,
+    ):
+        self.interval = shards / settings.max_per_second if settings.max_per_second else 0.0
+        self.hourly = max(1, settings.max_per_hour // shards)
+        self.budget = self.hourly - sent_last_hour if settings.max_per_hour else None
         self.sleep = sleep
         self.last = 0.0
 
-    def ready(self) -> bool:
-        if self.budget is not None and self.budget <= 0:
-            return False
+    def exhausted(self) -> bool:
+        return self.budget is not None and self.budget <= 0
+
+    def pace(self) -> None:
         pause = self.last + self.interval - time.monotonic()
         if pause > 0:
             self.sleep(pause)
         self.last = time.monotonic()
         if self.budget is not None:
             self.budget -= 1
-        return True
 
 
 class _StormGuard:
@@ -208,16 +250,21 @@ def send_edition(
     on_progress: Callable[[Outcome], None] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
     sleep: Callable[[float], None] = time.sleep,
+    shard: Shard = WHOLE_LIST,
 ) -> SendReport:
     """Send ``edition`` to every active subscriber (or those in ``to``, or ``subscribers``)
-    who has not had it. The caller holds the sending lock (:mod:`newsletter.locking`).
+    of ``shard`` who has not had it. The caller holds the shard's sending lock
+    (:mod:`newsletter.locking`).
 
     Each message is claimed in the ledger before it is handed to the transport and recorded
-    after, so running the same send twice sends nothing the second time. One subscriber's
-    failure is recorded and the run goes on; a transport that cannot work at all (server
-    unreachable, login refused) stops it, and the messages not yet claimed stay for the
-    next run.
+    after, so running the same send twice sends nothing the second time; the answer to one
+    message and the claim of the next are one transaction, and each email is rendered while
+    the one before it is on the wire. One subscriber's failure is recorded and the run goes
+    on; a transport that cannot work at all (server unreachable, login refused) stops it,
+    and the messages not yet claimed stay for the next run. ``report.stats`` says where the
+    time went.
     """
+    started = time.perf_counter()
 
     def make() -> Transport:
         return transport_from_url(settings.transport, settings)
@@ -229,12 +276,13 @@ def send_edition(
     renderer = Renderer(settings, link_signer(settings, store, real_send=real))
     ledger = Ledger(store)
     if subscribers is None:
-        subscribers, suppressed, skipped = select_subscribers(store, to)
+        subscribers, suppressed, skipped = select_subscribers(store, to, shard)
     else:
-        suppressed, skipped = [], []
+        subscribers, suppressed, skipped = [s for s in subscribers if s.id in shard], [], []
     report = SendReport(edition, first.describe(), dry_run, outcomes=list(skipped))
+    stats = report.stats
     if not dry_run:
-        report.unknown = [d.email for d in ledger.mark_unknown()]
+        report.unknown = [d.email for d in ledger.mark_unknown(shard)]
         if report.unknown:
             log.warning(
                 "%d message(s) were left unknown by a run that stopped while sending; "
@@ -249,16 +297,20 @@ def send_edition(
                 edition, subscriber, settings.sender_domain, f"address {subscriber.status}"
             )
         run.note(Outcome(subscriber.email, "suppressed", f"the address is {subscriber.status}"))
-    plan = plan_edition(store, settings, edition, subscribers)
+    planned_at = utcnow()
+    with stats.timing("rank"):
+        plan = plan_edition(store, settings, edition, subscribers)
     recorded = ledger.for_edition(edition)
+    domain = settings.sender_domain
     hour_ago = to_utc_iso(datetime.now(UTC) - timedelta(hours=1))
-    throttle = _Throttle(settings, ledger.sent_since(hour_ago), sleep)
+    throttle = _Throttle(settings, ledger.sent_since(hour_ago, shard), sleep, shard.count)
     # Parallel connections for SMTP only: a relay's rate-limit state lives in its object.
     smtp = urlsplit(settings.transport).scheme in ("smtp", "smtps")
     count = settings.send_connections if transport is None and smtp else 1
     connections: _Connections | None = None
-    in_flight: dict[Future[SendResult], tuple[Delivery, Subscriber, int]] = {}
-    sent = 0
+    in_flight: InFlight = {}
+    attempted = 0
+    looping = time.perf_counter()
     try:
         for subscriber in subscribers:
             picks = plan.get(subscriber.id, [])
@@ -267,31 +319,59 @@ def send_edition(
             if dry_run:
                 run.note(Outcome(subscriber.email, "would-send", _titles(picks), len(picks)))
                 continue
-            if limit is not None and sent + len(in_flight) >= limit:
+            if limit is not None and attempted >= limit:
                 run.note(
                     Outcome(subscriber.email, "skipped", f"--limit {limit} reached", len(picks))
                 )
                 continue
-            report.stopped = _stop_reason(should_stop, run.storm, throttle)
+            # Rendered before it is claimed, while the message before it is on the wire.
+            existing = recorded.get(subscriber.id)
+            expected = Ledger.next_message_id(edition, subscriber.id, existing, domain)
+            message, error = run.compose(subscriber, picks, expected)
+            with stats.timing("wait"):
+                answered = _answered(in_flight, count)
+            with stats.timing("ledger"), store.transaction():
+                # One commit: the answers that came in, then the claim of this message.
+                fatal = run.finish_all(answered)
+                report.stopped = None if fatal else _stop_reason(should_stop, run.storm, throttle)
+                delivery, why = (
+                    (None, "")
+                    if fatal or report.stopped
+                    else ledger.claim(edition, subscriber, picks, domain, force, planned_at)
+                )
+                if delivery is not None and message is None:
+                    run.cannot_render(delivery, subscriber, picks, error)
+            if fatal:
+                raise fatal
             if report.stopped:
                 break
-            delivery, why = ledger.claim(edition, subscriber, picks, settings.sender_domain, force)
             if delivery is None:
                 run.note(Outcome(subscriber.email, "skipped", why, len(picks)))
                 continue
-            message = run.render(delivery, subscriber, picks)
+            attempted += 1
             if message is None:
                 continue
+            if delivery.message_id != expected:  # the row changed since the run began
+                run.renderer.seal(message, delivery.message_id)
+            throttle.pace()
             if connections is None:
                 connections = _Connections([first, *(make() for _ in range(count - 1))])
             in_flight[connections.submit(message)] = (delivery, subscriber, picks)
-            while len(in_flight) >= count:
-                sent += _collect(run, in_flight)
-        while in_flight:
-            sent += _collect(run, in_flight)
+            stats.messages += 1
+        with stats.timing("wait"):
+            answered = _answered(in_flight, 1)
+        with stats.timing("ledger"), store.transaction():
+            fatal = run.finish_all(answered)
+        if fatal:
+            raise fatal
     finally:
+        # Whatever stopped the run (a transport error, Ctrl-C), the answers of the messages
+        # still in flight are recorded: a message handed over must not stay 'sending'.
+        _drain(run, in_flight)
         if connections is not None:
             connections.close()
+        stats.deliver = time.perf_counter() - looping
+        stats.total = time.perf_counter() - started
         if report.stopped:
             log.warning("edition %s: run stopped early: %s", edition, report.stopped)
         store.log_event(
@@ -312,25 +392,38 @@ def _stop_reason(
         return "asked to stop; the rest goes in the next run"
     if reason := storm.tripped:
         return f"paused: {reason}; the rest goes in the next run"
-    if not throttle.ready():
+    if throttle.exhausted():
         return f"the hourly cap ({throttle.hourly} messages) is reached; the rest goes next hour"
     return None
 
 
-def _collect(run: _Run, in_flight: dict) -> int:
-    """Wait for at least one answer and record those that arrived; returns how many of
-    them were sent. A transport that cannot work at all is recorded and raised."""
-    done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-    sent = 0
-    for future in done:
+InFlight = dict[Future[SendResult], tuple[Delivery, Subscriber, list[Pick]]]
+
+
+Answered = list[tuple[Future[SendResult], tuple[Delivery, Subscriber, list[Pick]]]]
+
+
+def _answered(in_flight: InFlight, free: int) -> Answered:
+    """Wait until fewer than ``free`` messages are in flight (``free`` = 1: none); the
+    messages answered meanwhile, taken out of ``in_flight``."""
+    answered: Answered = []
+    while len(in_flight) >= free and in_flight:
+        done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+        answered += [(future, in_flight.pop(future)) for future in done]
+    return answered
+
+
+def _drain(run: _Run, in_flight: InFlight) -> None:
+    """Record every message still in flight once its send returns."""
+    for future in list(in_flight):
         delivery, subscriber, picks = in_flight.pop(future)
         try:
             result = future.result()
         except TransportError as exc:
-            run.finish(delivery, subscriber, picks, SendResult("failed", error=str(exc)))
-            raise
-        sent += run.finish(delivery, subscriber, picks, result)
-    return sent
+            result = SendResult("failed", error=str(exc))
+        except Exception as exc:  # it may have gone out before the error
+            result = SendResult("failed", error=f"{type(exc).__name__}: {exc}", maybe_sent=True)
+        run.finish(delivery, subscriber, picks, result)
 
 
 @dataclass
@@ -376,20 +469,42 @@ class _Run:
             return False
         return True
 
-    def render(
-        self, delivery: Delivery, subscriber: Subscriber, picks: list[Pick]
-    ) -> EmailMessage | None:
+    def compose(
+        self, subscriber: Subscriber, picks: list[Pick], msg_id: str
+    ) -> tuple[OutgoingEmail | None, Exception | None]:
+        """The email, sealed with the Message-ID its claim will give it, or the error that
+        kept it from being made."""
         try:
-            return self.renderer.message(subscriber, picks, self.edition, delivery.message_id)
+            with self.report.stats.timing("render"):
+                rendered = self.renderer.render(subscriber, picks, self.edition)
+            with self.report.stats.timing("compose"):
+                message = self.renderer.compose(subscriber, rendered, self.edition)
+                return self.renderer.seal(message, msg_id), None
         except Exception as exc:  # one broken paper must not stop the others
             log.exception("%s: cannot render the email", subscriber.email)
-            self.ledger.record(delivery, SendResult("failed", error=f"cannot render: {exc}"))
-            self.note(Outcome(subscriber.email, "failed", f"cannot render: {exc}", len(picks)))
-            return None
+            return None, exc
+
+    def cannot_render(
+        self, delivery: Delivery, subscriber: Subscriber, picks: list[Pick], error: Exception
+    ) -> None:
+        self.ledger.record(delivery, SendResult("failed", error=f"cannot render: {error}"))
+        self.note(Outcome(subscriber.email, "failed", f"cannot render: {error}", len(picks)))
+
+    def finish_all(self, answered: Answered) -> TransportError | None:
+        """Record the answers; a transport that cannot work at all is recorded as a failure
+        of its message and returned, for the caller to raise once they are committed."""
+        fatal = None
+        for future, (delivery, subscriber, picks) in answered:
+            try:
+                result = future.result()
+            except TransportError as exc:
+                result, fatal = SendResult("failed", error=str(exc)), exc
+            self.finish(delivery, subscriber, picks, result)
+        return fatal
 
     def finish(
         self, delivery: Delivery, subscriber: Subscriber, picks: list[Pick], result: SendResult
-    ) -> int:
+    ) -> None:
         """Record the answer; a permanent refusal suppresses the address."""
         self.ledger.record(delivery, result)
         self.storm.add(result.status != "sent")
@@ -399,7 +514,6 @@ class _Run:
             self.store.log_event("subscriber.suppressed", subscriber.id, reason=result.error)
             detail += "; address suppressed"
         self.note(Outcome(subscriber.email, result.status, detail, len(picks), delivery.message_id))
-        return int(result.status == "sent")
 
 
 def _titles(picks: list[Pick]) -> str:

@@ -29,10 +29,16 @@ CORPUS_LIMIT = 50_000
 
 
 def candidate_window(edition: date, settings: Settings) -> tuple[str, str]:
-    """[start, end) in ISO-8601 UTC: papers first seen in it may go into the edition."""
+    """[start, end) in ISO-8601 UTC: papers first seen in it may go into the edition. The
+    window runs until now (or the end of the edition's day, if later): a paper first seen
+    after midnight UTC but before a reader's local delivery hour (Los Angeles at 18:00 is
+    02:00 UTC the next day) belongs in that reader's edition, and the next one only takes
+    papers seen after this one was planned."""
     start = datetime.combine(edition - timedelta(days=settings.candidate_days), time(), UTC)
-    end = datetime.combine(edition + timedelta(days=1), time(), UTC)
-    end = max(end, datetime.now(UTC) + timedelta(seconds=1)) if edition >= date.today() else end
+    end = max(
+        datetime.combine(edition + timedelta(days=1), time(), UTC),
+        datetime.now(UTC) + timedelta(seconds=1),
+    )
     return start.isoformat(timespec="microseconds"), end.isoformat(timespec="microseconds")
 
 
@@ -55,9 +61,10 @@ def plan_edition(
     recorded = {} if rerank else ledger.for_edition(edition)
     plan = {s.id: _recorded_picks(store, recorded[s.id]) for s in subscribers if s.id in recorded}
     to_rank = [s for s in subscribers if s.id not in recorded]
-    papers = store.papers_seen_between(*candidate_window(edition, settings))
+    start, end = candidate_window(edition, settings)
+    papers = store.papers_seen_between(start, end)
     if to_rank and papers:
-        eligible = _eligibility(to_rank, papers, ledger.history(edition))
+        eligible = Eligibility(to_rank, papers, ledger.history(edition, start))
         signals = _signals(store, to_rank)
         plan.update(
             rank(
@@ -115,31 +122,39 @@ def _corpus(store: Store, papers: list[Paper]) -> list[Paper]:
     return store.recent_papers(CORPUS_LIMIT)
 
 
-def _eligibility(
-    subscribers: Sequence[Subscriber], papers: Sequence[Paper], history: dict[int, History]
-) -> sp.csr_matrix:
-    """(subscribers x papers): True where the paper is new to the subscriber: first seen
-    after their last edition and never sent to them."""
-    seen = np.array([_epoch(p.first_seen_at) for p in papers])
-    since = np.array(
-        [_epoch(history[s.id].last_edition_at) if s.id in history else -np.inf for s in subscribers]
-    )
-    eligible = sp.csr_matrix(seen[None, :] > since[:, None])
-    column = {p.id: i for i, p in enumerate(papers)}
-    sent = [
-        (row, column[pid])
-        for row, s in enumerate(subscribers)
-        if s.id in history
-        for pid in history[s.id].paper_ids
-        if pid in column
-    ]
-    if sent:
-        rows, cols = zip(*sent, strict=True)
-        already = sp.csr_matrix(
-            (np.ones(len(sent), dtype=bool), (rows, cols)), shape=eligible.shape
+class Eligibility:
+    """(subscribers x papers), read a block of subscribers at a time (``eligible[rows]``):
+    True where the paper is new to the subscriber, first seen after their last edition and
+    never sent to them. Only the pairs already sent are stored; the whole matrix, 100 MB of
+    booleans for 100,000 subscribers and 1,000 papers, never exists."""
+
+    def __init__(
+        self,
+        subscribers: Sequence[Subscriber],
+        papers: Sequence[Paper],
+        history: dict[int, History],
+    ):
+        self.seen = np.array([_epoch(p.first_seen_at) for p in papers])
+        self.since = np.array(
+            [
+                _epoch(history[s.id].last_edition_at) if s.id in history else -np.inf
+                for s in subscribers
+            ]
         )
-        eligible = eligible > already
-    return eligible
+        column = {p.id: i for i, p in enumerate(papers)}
+        rows, cols = [], []
+        for row, subscriber in enumerate(subscribers):
+            if subscriber.id in history:
+                for paper_id in history[subscriber.id].paper_ids:
+                    if paper_id in column:
+                        rows.append(row)
+                        cols.append(column[paper_id])
+        self.sent = sp.csr_matrix(
+            (np.ones(len(rows), dtype=bool), (rows, cols)), shape=(len(subscribers), len(papers))
+        )
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return (self.seen[None, :] > self.since[rows, None]) & ~self.sent[rows].toarray()
 
 
 def _epoch(stamp: str | None) -> float:

@@ -155,9 +155,11 @@ def ingest_sources(store: Store, sources: Sequence[Source], client: httpx.Client
     Each remembers the newest paper it brought, so the next run asks only for newer ones."""
     summary = IngestSummary()
     for source in sources:
-        key = f"source.{source.name}.newest"
+        key = f"source.{source.cursor}.newest"
         report = store_records(store, source.fetch(client, store.get_meta(key)), source.name)
-        if report.newest and report.newest > (store.get_meta(key) or ""):
+        # A run with a failed request may have missed older papers behind it: the mark
+        # moves only after a complete run, so the next one asks for them again.
+        if not report.failures and report.newest and report.newest > (store.get_meta(key) or ""):
             store.set_meta(key, report.newest)
         for failure in report.failures:
             log.error("%s failed: %s (the papers fetched before it are kept)", source.name, failure)

@@ -4,23 +4,24 @@ A message is *claimed* (status ``sending``, in a transaction) right before it is
 the transport and *recorded* right after: ``sent`` (with the server's or relay's id),
 ``failed`` (temporary: tried again later the same day, with back-off), ``rejected``
 (permanent for that recipient: not tried again) or ``suppressed`` (the address may no
-longer receive mail). Only one process sends at a time (see :mod:`newsletter.locking`), so
-a row still ``sending`` when a run starts was left by a run that died between handing the
-message over and recording the answer: its fate is *unknown*. The rule for those: they are
-recorded as such and sent again with the same Message-ID (and, on relays that take one,
-the same idempotency key), so a copy that did arrive is recognised as the same message by
-mailbox providers. At most one message per open connection can be in that state.
+longer receive mail). Only one process sends each shard of the list at a time (see
+:mod:`newsletter.locking`), so a row of its shard still ``sending`` when a run starts was
+left by a run that died between handing the message over and recording the answer: its fate
+is *unknown*. The rule for those: they are recorded as such and sent again with the same
+Message-ID (and, on relays that take one, the same idempotency key), so a copy that did
+arrive is recognised as the same message by mailbox providers. At most one message per open
+connection can be in that state.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
-from .models import Subscriber, to_utc_iso, utcnow
+from .models import Shard, Subscriber, to_utc_iso, utcnow
 from .ranking import Pick
 from .render import message_id
 from .store import Store
@@ -40,6 +41,7 @@ class DeliveryStatus(StrEnum):
 #: jitter): 5, 10, 20, 40 and 80 minutes, all within the day of the edition.
 MAX_ATTEMPTS = 6
 RETRY_BASE = timedelta(minutes=5)
+WHOLE_LIST = Shard()
 
 
 @dataclass(frozen=True)
@@ -102,63 +104,88 @@ class Ledger:
         )
         return dict(rows.fetchall())
 
-    def history(self, edition: date) -> dict[int, History]:
+    def history(self, edition: date, since: str) -> dict[int, History]:
         """Per subscriber: papers in any other edition that was sent or may have been, and
-        the time their latest earlier edition was claimed."""
+        the time their latest earlier edition was planned (``created_at``: a paper first
+        seen after that was no candidate for it, however late it was claimed), counting only
+        the messages
+        claimed from ``since`` (ISO-8601 UTC), the start of the candidate window: an earlier
+        message holds only papers first seen before it, which are no candidates anyway. So
+        the work stays that of a few editions however long the list has been sent."""
         papers: dict[int, set[str]] = {}
         last: dict[int, str] = {}
         rows = self.store.conn.execute(
-            "SELECT subscriber_id, edition, paper_ids, claimed_at FROM deliveries"
-            " WHERE edition != ? AND status IN (?, ?, ?)",
+            "SELECT subscriber_id, edition, paper_ids, created_at FROM deliveries"
+            " WHERE edition != ? AND status IN (?, ?, ?) AND claimed_at >= ?",
             [
                 edition.isoformat(),
                 DeliveryStatus.SENT,
                 DeliveryStatus.SENDING,
                 DeliveryStatus.UNKNOWN,
+                since,
             ],
         )
-        for subscriber_id, other, paper_ids, claimed_at in rows:
+        for subscriber_id, other, paper_ids, planned_at in rows:
             papers.setdefault(subscriber_id, set()).update(json.loads(paper_ids))
-            if (
-                other < edition.isoformat()
-                and claimed_at
-                and claimed_at > last.get(subscriber_id, "")
-            ):
-                last[subscriber_id] = claimed_at
+            if other < edition.isoformat() and planned_at > last.get(subscriber_id, ""):
+                last[subscriber_id] = planned_at
         return {
             sid: History(frozenset(papers.get(sid, ())), last.get(sid))
             for sid in papers.keys() | last.keys()
         }
 
     def claim(
-        self, edition: date, subscriber: Subscriber, picks: list[Pick], domain: str, force: bool
+        self,
+        edition: date,
+        subscriber: Subscriber,
+        picks: list[Pick],
+        domain: str,
+        force: bool,
+        planned_at: str | None = None,
     ) -> tuple[Delivery | None, str]:
         """Take the (edition, subscriber) message for sending. Returns the delivery, or None
-        and the reason it must not be sent now."""
+        and the reason it must not be sent now. The first claim of a message is one insert;
+        its ``created_at`` is when its papers were chosen (``planned_at``)."""
         now = utcnow()
         with self.store.transaction():
-            existing = self.get(edition, subscriber.id)
-            if existing is None:
-                send_count = 1
-                self.store.conn.execute(
-                    "INSERT INTO deliveries (edition, subscriber_id, email, status, message_id,"
-                    " paper_ids, picks, attempts, send_count, created_at, claimed_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)",
-                    [
-                        edition.isoformat(),
-                        subscriber.id,
-                        subscriber.email,
-                        DeliveryStatus.SENDING,
-                        message_id(edition, subscriber.id, send_count, domain),
-                        json.dumps([p.paper.id for p in picks]),
-                        json.dumps([_pick_record(p) for p in picks]),
-                        send_count,
-                        now,
-                        now,
-                        now,
-                    ],
-                )
-                return self.get(edition, subscriber.id), "claimed"
+            first = Delivery(
+                id=0,
+                edition=edition.isoformat(),
+                subscriber_id=subscriber.id,
+                email=subscriber.email,
+                status=DeliveryStatus.SENDING,
+                message_id=message_id(edition, subscriber.id, 1, domain),
+                paper_ids=[p.paper.id for p in picks],
+                picks=[_pick_record(p) for p in picks],
+                attempts=1,
+                send_count=1,
+                sent_at=None,
+                last_error=None,
+                claimed_at=now,
+            )
+            inserted = self.store.conn.execute(
+                "INSERT INTO deliveries (edition, subscriber_id, email, status, message_id,"
+                " paper_ids, picks, attempts, send_count, created_at, claimed_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (edition, subscriber_id) DO NOTHING",
+                [
+                    first.edition,
+                    first.subscriber_id,
+                    first.email,
+                    first.status,
+                    first.message_id,
+                    json.dumps(first.paper_ids),
+                    json.dumps(first.picks),
+                    first.attempts,
+                    first.send_count,
+                    planned_at or now,
+                    now,
+                    now,
+                ],
+            )
+            if inserted.rowcount == 1:
+                return replace(first, id=inserted.lastrowid), "claimed"
+            existing = self.get(edition, subscriber.id)  # the row the insert met
             blocked = {
                 DeliveryStatus.SENT: f"already sent ({existing.message_id}); --force sends again",
                 DeliveryStatus.SENDING: "being sent by another run",
@@ -180,11 +207,7 @@ class Ledger:
                         None,
                         f"failed ({existing.last_error}); next try after {existing.next_attempt_at[:16]}Z",
                     )
-            # A retry (after a failure, or of a message whose fate a crash left unknown)
-            # keeps its Message-ID; a forced resend of a message that went out gets a new
-            # one, so mail clients do not drop it as a copy.
-            resend = existing.status == DeliveryStatus.SENT
-            send_count = existing.send_count + (1 if resend else 0)
+            send_count = _send_count(existing)
             self.store.conn.execute(
                 "UPDATE deliveries SET status = ?, message_id = ?, attempts = attempts + 1,"
                 " send_count = ?, email = ?, claimed_at = ?, updated_at = ?,"
@@ -201,14 +224,25 @@ class Ledger:
             )
             return self.get(edition, subscriber.id), "claimed"
 
-    def mark_unknown(self) -> list[Delivery]:
-        """Rows left ``sending`` by a run that died: recorded as unknown (and logged), to be
-        sent again with the same Message-ID. Call only while holding the sending lock."""
+    @staticmethod
+    def next_message_id(
+        edition: date, subscriber_id: int, existing: Delivery | None, domain: str
+    ) -> str:
+        """The Message-ID that claiming the message (whose row is ``existing``, if it has
+        one) gives it, for a sender that makes the message before it may claim it."""
+        count = 1 if existing is None else _send_count(existing)
+        return message_id(edition, subscriber_id, count, domain)
+
+    def mark_unknown(self, shard: Shard = WHOLE_LIST) -> list[Delivery]:
+        """Rows of ``shard`` left ``sending`` by a run that died: recorded as unknown (and
+        logged), to be sent again with the same Message-ID. Call only while holding the
+        shard's sending lock: the other shards' rows may be in flight in their processes."""
         with self.store.transaction():
             rows = [
                 _delivery(r)
                 for r in self.store.db.query(
-                    "SELECT * FROM deliveries WHERE status = ?", [DeliveryStatus.SENDING]
+                    "SELECT * FROM deliveries WHERE status = ? AND subscriber_id % ? = ?",
+                    [DeliveryStatus.SENDING, shard.count, shard.index],
                 )
             ]
             for delivery in rows:
@@ -252,11 +286,12 @@ class Ledger:
                 ],
             )
 
-    def sent_since(self, moment: str) -> int:
-        """Messages sent since ``moment`` (ISO-8601 UTC), for the hourly cap."""
+    def sent_since(self, moment: str, shard: Shard = WHOLE_LIST) -> int:
+        """Messages to ``shard`` sent since ``moment`` (ISO-8601 UTC), for the hourly cap."""
         return self.store.conn.execute(
-            "SELECT count(*) FROM deliveries WHERE status = ? AND sent_at >= ?",
-            [DeliveryStatus.SENT, moment],
+            "SELECT count(*) FROM deliveries WHERE status = ? AND sent_at >= ?"
+            " AND subscriber_id % ? = ?",
+            [DeliveryStatus.SENT, moment, shard.count, shard.index],
         ).fetchone()[0]
 
     def record(self, delivery: Delivery, result: SendResult) -> None:
@@ -297,6 +332,13 @@ class Ledger:
                     message_id=delivery.message_id,
                     next_attempt_at=next_attempt,
                 )
+
+
+def _send_count(existing: Delivery) -> int:
+    """The send count of a message claimed again: a retry (after a failure, or of a
+    message whose fate a crash left unknown) keeps its Message-ID; a forced resend of a
+    message that went out gets a new one, so mail clients do not drop it as a copy."""
+    return existing.send_count + (1 if existing.status == DeliveryStatus.SENT else 0)
 
 
 def _pick_record(pick: Pick) -> dict:

@@ -21,6 +21,10 @@ class Status(StrEnum):
     BOUNCED = "bounced"
 
 
+#: Statuses that mean "never send to this address again" (until an operator reactivates it).
+SUPPRESSED = frozenset({Status.BOUNCED, Status.UNSUBSCRIBED})
+
+
 @dataclass
 class Paper:
     id: str
@@ -81,6 +85,40 @@ class Subscriber:
             "consent_at": self.consent_at,
             "consent_source": self.consent_source,
         }
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One of ``count`` parts of the list, for sending an edition from several processes:
+    the subscribers whose id is ``index`` modulo ``count``. An id never changes, so a
+    subscriber stays in their shard from one run to the next, and ids are given in turn, so
+    the shards are the same size. ``Shard()`` is the whole list."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"shard {self.index}/{self.count}: need 0 <= index < count")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"1/4"``: the second of four shards."""
+        index, _, count = text.partition("/")
+        try:
+            return cls(int(index), int(count))
+        except ValueError:
+            raise ValueError(f"{text!r} is not a shard: write INDEX/COUNT, e.g. 0/2") from None
+
+    @property
+    def whole(self) -> bool:
+        return self.count == 1
+
+    def __contains__(self, subscriber_id: int) -> bool:
+        return subscriber_id % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
 
 
 def utcnow() -> str:

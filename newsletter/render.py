@@ -14,15 +14,17 @@ its cards share one token, with the paper and the signal in the query.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import logging
 import re
+import secrets
 import textwrap
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import Policy
+from email.policy import SMTP, Policy
 from email.utils import format_datetime, formataddr, parseaddr
 from functools import cached_property
 from pathlib import Path
@@ -299,28 +301,115 @@ class Renderer:
     def message(
         self, subscriber: Subscriber, picks: list[Pick], edition: date, msg_id: str
     ) -> EmailMessage:
+        """The email, ready to send: :meth:`render`, :meth:`compose`, then :meth:`seal` with
+        its Message-ID."""
         rendered = self.render(subscriber, picks, edition)
-        message = EmailMessage()
-        message["Subject"] = rendered.subject
-        message["From"] = self.settings.from_address
-        message["To"] = Address(addr_spec=subscriber.email)
-        if self.settings.reply_to:
-            message["Reply-To"] = self.settings.reply_to
-        message["Date"] = format_datetime(datetime.now(UTC))
-        message["Message-ID"] = msg_id
-        domain = self.settings.sender_domain
-        message["List-Id"] = formataddr((self.brand, f"daily-papers.{domain}"))
-        mailto = f"mailto:{self.settings.sender_email}?subject=unsubscribe"
+        return self.seal(self.compose(subscriber, rendered, edition), msg_id)
+
+    def compose(
+        self, subscriber: Subscriber, rendered: RenderedEdition, edition: date
+    ) -> OutgoingEmail:
+        """The email of ``rendered`` without its Message-ID (nor the DKIM signature that
+        covers it), so that a sender can make the next email while the previous one is on
+        the wire, and claim it in the ledger, which names its Message-ID, only when a
+        connection is free.
+
+        The message is built field by field rather than through ``set_content``: the headers
+        that are the same for the whole run are parsed once, and each part is encoded
+        quoted-printable by :func:`binascii.b2a_qp` (C), which keeps every line 7-bit and
+        short: no relay has to re-encode the body (which would break a DKIM signature), and
+        no server needs 8BITMIME. The transports read it like any other ``EmailMessage``.
+        """
+        message = OutgoingEmail()
+        message.sender, message.recipient = self._sender, subscriber.email
+        message["Subject"] = rendered.subject  # RFC 2047 encoded words when not ASCII
+        for name, value in self._run_headers:
+            message.set_raw(name, value)
+        if subscriber.email.isascii():  # a normalized ASCII address is a header as it is
+            message.set_raw("To", subscriber.email)
+        else:
+            message["To"] = Address(addr_spec=subscriber.email)
+        message.set_raw("Date", format_datetime(datetime.now(UTC)))
+        mailto = f"mailto:{self._sender}?subject=unsubscribe"
         set_verbatim(message, "List-Unsubscribe", f"<{rendered.unsubscribe_url}>,\n <{mailto}>")
-        message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        message["X-Newsletter-Edition"] = edition.isoformat()
-        # Quoted-printable keeps every line 7-bit and short: no relay has to re-encode the
-        # body (which would break a DKIM signature), and no server needs 8BITMIME.
-        message.set_content(rendered.text, cte="quoted-printable")
-        message.add_alternative(rendered.html, subtype="html", cte="quoted-printable")
+        message.set_raw("X-Newsletter-Edition", edition.isoformat())
+        message.set_raw("MIME-Version", "1.0")
+        message.set_raw("Content-Type", self._alternative)
+        message.set_payload([self._part(rendered.text, "plain"), self._part(rendered.html, "html")])
+        return message
+
+    def seal(self, message: OutgoingEmail, msg_id: str) -> OutgoingEmail:
+        """Give ``message`` its Message-ID (in place of the one it had) and, with DKIM on,
+        sign it; then flatten it once, as SMTP sends it."""
+        del message["Message-ID"], message["DKIM-Signature"]
+        message.set_raw("Message-ID", msg_id)
         if self.dkim:
             set_verbatim(message, "DKIM-Signature", self.dkim.signature(message))
+        message.wire = message.as_bytes(policy=SMTP)
         return message
+
+    @cached_property
+    def _sender(self) -> str:
+        return self.settings.sender_email
+
+    @cached_property
+    def _run_headers(self) -> list[tuple[str, object]]:
+        """The headers every email of the run has, each parsed once (the address headers
+        stay header objects, whose ``addresses`` the relays read)."""
+        policy = EmailMessage().policy
+        headers: list[tuple[str, object]] = [
+            ("From", policy.header_factory("From", self.settings.from_address))
+        ]
+        if self.settings.reply_to:
+            headers.append(("Reply-To", policy.header_factory("Reply-To", self.settings.reply_to)))
+        list_id = formataddr((self.brand, f"daily-papers.{self.settings.sender_domain}"))
+        headers.append(("List-Id", policy.header_factory("List-Id", list_id)))
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        return headers
+
+    @cached_property
+    def _alternative(self) -> object:
+        """The multipart/alternative Content-Type, with one boundary for the run: quoted-
+        printable text never holds ``==``, so no part can contain it."""
+        boundary = f"==============={secrets.randbelow(10**19):019d}=="
+        value = f'multipart/alternative; boundary="{boundary}"'
+        return EmailMessage().policy.header_factory("Content-Type", value)
+
+    @cached_property
+    def _part_headers(self) -> dict[str, list[tuple[str, object]]]:
+        """The headers of the text and HTML parts, parsed once."""
+        factory = EmailMessage().policy.header_factory
+        return {
+            subtype: [
+                ("Content-Type", factory("Content-Type", f'text/{subtype}; charset="utf-8"')),
+                (
+                    "Content-Transfer-Encoding",
+                    factory("Content-Transfer-Encoding", "quoted-printable"),
+                ),
+            ]
+            for subtype in ("plain", "html")
+        }
+
+    def _part(self, text: str, subtype: str) -> EmailMessage:
+        """A text part, encoded quoted-printable; ends with a line break, as ``set_content``
+        makes it."""
+        part = EmailMessage()
+        for name, value in self._part_headers[subtype]:
+            part.set_raw(name, value)
+        body = text if text.endswith("\n") else text + "\n"
+        part.set_payload(binascii.b2a_qp(body.encode(), istext=True).decode("ascii"))
+        return part
+
+
+class OutgoingEmail(EmailMessage):
+    """An email as :class:`Renderer` makes it: any transport reads it as an
+    ``EmailMessage``; once sealed, it also carries its bytes as SMTP sends them (``wire``,
+    which the SMTP transport sends as they are: a sealed email is not to be changed) and
+    its envelope."""
+
+    wire: bytes = b""
+    sender: str = ""
+    recipient: str = ""
 
 
 class _VerbatimHeader(str):

@@ -8,17 +8,10 @@ included.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from .models import Status, Subscriber
-
-
-@dataclass(frozen=True)
-class Due:
-    subscriber: Subscriber
-    edition: date
 
 
 def local_now(subscriber: Subscriber, now: datetime) -> datetime:

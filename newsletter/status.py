@@ -13,12 +13,13 @@ from .store import Store
 
 
 def sender_running(settings: Settings) -> str | None:
-    """Who holds the sending lock ("pid N"), or None when nobody does."""
+    """Who holds the sending lock ("pid N", or "shard 0/2: pid N, ..." when shards run), or
+    None when nobody does."""
     lock = SendingLock(settings.db)
     try:
         lock.acquire()
-    except LockBusy:
-        return "pid " + (lock.path.read_text().strip() or "?")
+    except LockBusy as busy:
+        return busy.holders
     lock.release()
     return None
 

@@ -197,8 +197,10 @@ def start_subscription(
     *,
     ip: str | None,
     source: str = "web",
-) -> EmailMessage:
-    """Record a sign-up and return the email to send to its address.
+) -> EmailMessage | None:
+    """Record a sign-up and return the email to send to its address (None for a suppressed,
+    bounced, address: it is not mailed until an operator reactivates it; the page answers
+    the same).
 
     A new address becomes a pending subscriber (consent time and IP recorded) and gets a
     confirmation link. A sign-up that is still pending is replaced by the new one (profile,
@@ -214,6 +216,9 @@ def start_subscription(
         if subscriber is not None and subscriber.status == Status.PENDING:
             store.remove_subscriber(subscriber.id)
             subscriber = None
+        if subscriber is not None and subscriber.status == Status.BOUNCED:
+            store.log_event("subscription.suppressed", subscriber.id, source=source, ip=ip)
+            return None
         if subscriber is None:
             subscriber = add_subscriber(
                 store,
@@ -291,8 +296,8 @@ def send_message(store: Store, settings: Settings, message: EmailMessage) -> Sen
 def confirm_subscription(store: Store, subscriber: Subscriber, *, ip: str | None) -> Subscriber:
     """Activate a subscriber who followed their confirmation link (pending, or coming back
     after unsubscribing); one who is already subscribed stays as they are."""
-    if subscriber.status in SUBSCRIBED:
-        return subscriber
+    if subscriber.status in SUBSCRIBED or subscriber.status == Status.BOUNCED:
+        return subscriber  # a bounced address comes back only through an operator
     with store.transaction():
         subscriber = store.update_subscriber(subscriber.id, status=Status.ACTIVE)
         store.log_event("subscription.confirmed", subscriber.id, ip=ip)
@@ -317,8 +322,8 @@ def expire_pending(store: Store, settings: Settings, now: datetime | None = None
 
 def unsubscribe(store: Store, subscriber: Subscriber, *, via: str) -> Subscriber:
     """Stop all mail to a subscriber at once; ``via`` says how (``one-click``, ``page``)."""
-    if subscriber.status == Status.UNSUBSCRIBED:
-        return subscriber
+    if subscriber.status in (Status.UNSUBSCRIBED, Status.BOUNCED):
+        return subscriber  # no mail goes there already; a bounce stays a bounce
     with store.transaction():
         subscriber = store.update_subscriber(subscriber.id, status=Status.UNSUBSCRIBED)
         store.log_event("subscription.unsubscribed", subscriber.id, via=via)

@@ -21,7 +21,7 @@ from .daily import ingest_enabled_sources
 from .delivery import SendReport, send_edition
 from .ledger import Delivery, DeliveryStatus, Ledger
 from .locking import SendingLock
-from .models import Status, to_utc_iso, utcnow
+from .models import Shard, Status, to_utc_iso, utcnow
 from .schedule_rules import due_now
 from .settings import Settings
 from .store import Store
@@ -43,11 +43,19 @@ def waiting(delivery: Delivery | None, now: str) -> bool:
 
 
 class Worker:
+    """The worker of the whole list, or of one shard of it (``Shard(i, N)``: the subscribers
+    whose id is i modulo N), beside the workers of the other shards. Only the worker of the
+    first shard ingests: the others would fetch the same papers again."""
+
     def __init__(
-        self, settings: Settings, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        settings: Settings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        shard: Shard | None = None,
     ):
         self.settings = settings
         self.clock = clock
+        self.shard = shard or Shard()
         self.stopping = threading.Event()
 
     def deliver_due(self) -> list[SendReport]:
@@ -56,7 +64,10 @@ class Worker:
         reports = []
         with Store(self.settings.db) as store:
             ledger = Ledger(store)
-            groups = due_now(store.list_subscribers(Status.ACTIVE), now)
+            # Rows a dead run left 'sending' wait again (the worker holds the sending lock).
+            ledger.mark_unknown(self.shard)
+            active = [s for s in store.list_subscribers(Status.ACTIVE) if s.id in self.shard]
+            groups = due_now(active, now)
             for edition, due in sorted(groups.items()):
                 recorded = ledger.for_edition(edition)
                 pending = [s for s in due if waiting(recorded.get(s.id), to_utc_iso(now))]
@@ -67,6 +78,7 @@ class Worker:
                         edition,
                         subscribers=pending,
                         should_stop=self.stopping.is_set,
+                        shard=self.shard,
                     )
                     log.info("edition %s: %s", edition, report.counts)
                     reports.append(report)
@@ -87,17 +99,21 @@ class Worker:
 
     def run(self) -> None:
         """Run until SIGTERM or SIGINT, holding the sending lock all the while."""
-        with SendingLock(self.settings.db):
+        with SendingLock(self.settings.db, self.shard):
             signal.signal(signal.SIGTERM, self.stop)
             signal.signal(signal.SIGINT, self.stop)
             jobs = schedule.Scheduler()
             jobs.every(self.settings.worker_tick_minutes).minutes.do(self._safely, self.deliver_due)
-            for moment in self.settings.ingest_times:
-                jobs.every().day.at(moment).do(self._safely, self.ingest)
+            if self.shard.index == 0:
+                for moment in self.settings.ingest_times:
+                    jobs.every().day.at(moment).do(self._safely, self.ingest)
             log.info(
-                "worker started: deliveries every %d min, ingest at %s (server time)",
+                "worker started%s: deliveries every %d min, %s",
+                "" if self.shard.whole else f" for shard {self.shard}",
                 self.settings.worker_tick_minutes,
-                ", ".join(self.settings.ingest_times),
+                f"ingest at {', '.join(self.settings.ingest_times)} (server time)"
+                if self.shard.index == 0
+                else "ingest by the worker of shard 0",
             )
             self._safely(self.deliver_due)
             while not self.stopping.is_set():

@@ -360,3 +360,22 @@ def test_paper_first_keyed_by_title_takes_its_arxiv_id_when_one_arrives(store, s
     delivery = Ledger(store).get(date.today(), store.get_subscriber("gnn@example.org").id)
     assert delivery.paper_ids == ["2501.01234"]
     assert delivery.picks[0]["id"] == "2501.01234"
+
+
+def test_a_paper_without_id_arriving_after_its_arxiv_record_merges_into_it(store, tmp_path):
+    title = "Spectral graph neural networks with diffusion"
+    ingest_path(
+        store,
+        write_jsonl(
+            tmp_path / "a.jsonl", [{"id": "2501.01234", "title": title, "abstract": "GNNs."}]
+        ),
+    )
+    report = ingest_path(
+        store,
+        write_jsonl(
+            tmp_path / "b.jsonl", [{"title": title.lower(), "abstract": "GNNs.", "upvotes": 9}]
+        ),
+    )
+    assert (report.new, report.updated) == (0, 1)
+    assert store.count("papers") == 1
+    assert store.get_paper("2501.01234").upvotes == 9

@@ -276,3 +276,23 @@ def test_a_new_version_of_a_paper_already_sent_is_not_sent_again(run_cli, env, f
         run_cli("preview", "dl@example.org", "--date", tomorrow, "--format", "json").stdout
     )
     assert "2202.12139" not in [p["id"] for p in preview["papers"]]
+
+
+def test_a_failed_page_does_not_move_the_newest_mark_so_the_next_run_asks_again(
+    feed_server, store, client
+):
+    feed_server.script("/api/query", Reply(body=API_100), Reply(503))
+    source = ArxivAPISource(
+        ["cs.SE"],
+        base_url=feed_server.url("/api/query"),
+        page_size=100,
+        max_results=300,
+        delay=0,
+        retries=0,
+        sleep=lambda s: None,
+    )
+    first = ingest_sources(store, [source], client)
+    assert first.sources["arxiv"].failures and first.sources["arxiv"].new == 100
+    assert store.get_meta(f"source.{source.cursor}.newest") is None
+    other = ArxivAPISource(["math.AP"], base_url=feed_server.url("/api/query"))
+    assert other.cursor != source.cursor  # a one-off ingest of other categories has its own mark

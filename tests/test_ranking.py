@@ -322,3 +322,35 @@ def test_reasons_name_interest_words_as_the_subscriber_typed_them():
     picks = rank([subscriber(1, "Schrödinger equations")], papers, np.ones((1, 1), bool), PARAMS)[1]
     assert "Schrödinger" in picks[0].reason and "equations" in picks[0].reason
     assert "schrodinger" not in picks[0].reason
+
+
+def test_muted_terms_match_whole_words_only():
+    papers = [
+        Paper(
+            id="a",
+            title="Graph neural networks for HTML pages",
+            abstract="Graph neural networks read HTML.",
+        ),
+        Paper(
+            id="b", title="Graph neural networks in ML", abstract="Graph neural networks and ML."
+        ),
+    ]
+    sub = subscriber(1, "graph neural networks", muted_terms=["ML"])
+    picks = rank([sub], papers, np.ones((1, 2), bool), PARAMS)[1]
+    assert [p.paper.id for p in picks] == ["a"]
+
+
+def test_a_reader_with_only_categories_gets_the_papers_in_them():
+    papers = [topical(0, categories=["math.AP"]), topical(1, categories=["cs.LG"])]
+    sub = subscriber(1, "", categories=["math.AP"])
+    picks = rank([sub], papers, np.ones((1, 2), bool), PARAMS)[1]
+    assert [p.paper.id for p in picks] == ["g0"]
+
+
+def test_a_followed_authors_paper_below_every_threshold_has_a_finite_score():
+    outsider = Paper(
+        id="x", title="Tapestry dyes", abstract="Madder and woad.", authors=["Ada Lovelace"]
+    )
+    sub = subscriber(1, "graph neural networks", followed_authors=["Ada Lovelace"])
+    picks = rank([sub], [outsider], np.ones((1, 1), bool), PARAMS)[1]
+    assert [p.paper.id for p in picks] == ["x"] and np.isfinite(picks[0].score)

@@ -395,3 +395,17 @@ def test_recently_sent_lists_the_papers_of_the_last_editions(store, settings, pa
     assert [paper.id for _, paper in recent] == _ids(
         plan_edition(store, settings, TODAY, [ada])[ada.id]
     )
+
+
+def test_a_bounced_address_is_not_mailed_by_a_sign_up_and_cannot_confirm_itself_back(
+    store, settings, signer
+):
+    gone = add_subscriber(store, settings, "gone@example.org", interests=GNN)
+    store.update_subscriber(gone.id, status=Status.BOUNCED)
+    assert (
+        start_subscription(store, settings, signer, _sign_up("gone@example.org"), ip=None) is None
+    )
+    bounced = store.get_subscriber("gone@example.org")
+    assert confirm_subscription(store, bounced, ip=None).status == Status.BOUNCED
+    assert unsubscribe(store, bounced, via="page").status == Status.BOUNCED
+    assert store.get_subscriber("gone@example.org").status == Status.BOUNCED

@@ -142,3 +142,40 @@ def test_sigterm_stops_the_worker_cleanly(tmp_path):
     _, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 0, stderr[-2000:]
     assert "worker started" in stderr and "worker stopped" in stderr
+
+
+def test_worker_sends_again_a_message_a_crash_left_sending(store, settings):
+    """A crash on the last message of an edition must not leave it 'sending' forever."""
+    from newsletter.ingest import ingest_path
+
+    from .conftest import write_jsonl
+
+    paper = {
+        "id": "2501.00001",
+        "title": "Graph neural networks",
+        "abstract": "Graph neural networks.",
+    }
+    ingest_path(store, write_jsonl(settings.db.parent / "p.jsonl", [paper]))
+    store.add_subscriber(
+        "r@example.org",
+        status=Status.ACTIVE,
+        timezone="UTC",
+        delivery_hour=0,
+        max_papers=3,
+        interests="graph neural networks",
+        consent_source="test",
+    )
+    reader = store.get_subscriber("r@example.org")
+    now = datetime.now(UTC)
+    edition = now.date()
+    from newsletter.edition import plan_edition
+
+    picks = plan_edition(store, settings, edition, [reader])[reader.id]
+    delivery, _ = Ledger(store).claim(edition, reader, picks, "example.org", force=False)
+    assert delivery is not None  # claimed, then the process died before recording
+
+    Worker(settings, clock=lambda: now).deliver_due()
+
+    row = Ledger(store).get(edition, reader.id)
+    assert row.status == "sent" and row.message_id == delivery.message_id
+    assert store.events("delivery.unknown")[0]["subscriber_id"] == reader.id

@@ -50,6 +50,12 @@ class Source(Protocol):
     #: Name in settings, on the command line and in reports (``arxiv``, ``hf-daily``, ...).
     name: str
 
+    @property
+    def cursor(self) -> str:
+        """What the "newest paper seen" mark is kept under: the source and its query, so a
+        one-off ingest of other categories does not move the daily run's mark."""
+        ...
+
     def fetch(self, client: httpx.Client, since: str | None) -> FetchResult:
         """Papers published since ``since`` (ISO-8601 UTC; None: whatever the source has
         now). Sources without paging may ignore it: the store merges what it has seen."""

@@ -118,6 +118,10 @@ class ArxivAPISource:
     sleep: Callable[[float], None] = time.sleep
     name: str = SOURCE
 
+    @property
+    def cursor(self) -> str:
+        return f"{self.name}:{','.join(sorted(self.categories))}:{','.join(sorted(self.terms))}"
+
     def fetch(self, client: httpx.Client, since: str | None) -> FetchResult:
         for start in range(0, self.max_results, self.page_size):
             if start:

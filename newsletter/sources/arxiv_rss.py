@@ -92,6 +92,10 @@ class ArxivRSSSource:
     sleep: Callable[[float], None] = time.sleep
     name: str = SOURCE
 
+    @property
+    def cursor(self) -> str:
+        return f"{self.name}:{','.join(sorted(self.categories))}"
+
     def fetch(self, client: httpx.Client, since: str | None) -> FetchResult:
         for category in self.categories:
             url = f"{self.base_url.rstrip('/')}/{category}"

@@ -95,6 +95,10 @@ class HFDailySource:
     sleep: Callable[[float], None] = time.sleep
     name: str = SOURCE
 
+    @property
+    def cursor(self) -> str:
+        return self.name
+
     def fetch(self, client: httpx.Client, since: str | None) -> FetchResult:
         day = self.day or date.today()
         try:

@@ -112,6 +112,7 @@ def transport_from_url(url: str, settings: Settings) -> Transport:
 
         return ResendTransport.from_url(url, token=token)
     raise SettingsError(
-        f"unknown transport {url!r}: use outbox:DIR, smtp://host:port, smtps://host:465,"
+        f"unknown transport scheme {scheme!r}: use outbox:DIR, smtp://host:port, "
+        "smtps://host:465,"
         " postmark://TOKEN@, sendgrid://API_KEY@ or resend://API_KEY@"
     )

@@ -9,8 +9,10 @@ import logging
 import smtplib
 import ssl
 from email.message import EmailMessage
+from typing import TypeGuard
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ..render import OutgoingEmail
 from . import SendResult, TransportError
 
 log = logging.getLogger(__name__)
@@ -41,7 +43,7 @@ class SMTPTransport:
     def from_url(cls, url: str, password: str = "") -> SMTPTransport:
         parts = urlsplit(url)
         if not parts.hostname:
-            raise TransportError(f"SMTP transport URL {url!r} names no host")
+            raise TransportError(f"the {parts.scheme}:// transport URL names no host")
         implicit_tls = parts.scheme.lower() == "smtps"
         query = parse_qs(parts.query)
         return cls(
@@ -96,19 +98,36 @@ class SMTPTransport:
             self.connection = None
             try:
                 self.open()
+                return self._send_once(message)
             except TransportError as exc:
                 return SendResult("failed", error=str(exc))
-            return self._send_once(message)
+            except smtplib.SMTPServerDisconnected as exc:
+                # Dropped again, possibly after the data went: the message's fate is unknown.
+                return SendResult("failed", error=f"connection lost: {exc}", maybe_sent=True)
 
     def _send_once(self, message: EmailMessage) -> SendResult:
         assert self.connection is not None
         try:
-            refused = self.connection.send_message(message)
+            if _sealed(message):
+                # Flattened once already, by the sender, while the last one was on the wire.
+                refused = self.connection.sendmail(
+                    message.sender, [message.recipient], message.wire
+                )
+            else:
+                refused = self.connection.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             return _refusal(code, text)
+        except smtplib.SMTPSenderRefused as exc:
+            # Our From is refused: every message would fail the same way.
+            raise TransportError(
+                f"{self.describe()} refuses the sender {exc.sender!r}: {exc.smtp_code} "
+                f"{_text(exc.smtp_error)}"
+            ) from exc
         except smtplib.SMTPResponseException as exc:
-            return _refusal(exc.smtp_code, exc.smtp_error)
+            # A refusal of the message itself (content, size, policy), not of the address:
+            # never a reason to suppress the subscriber.
+            return SendResult("failed", error=f"{exc.smtp_code} {_text(exc.smtp_error)}")
         except smtplib.SMTPServerDisconnected:
             raise
         except (OSError, smtplib.SMTPException) as exc:
@@ -134,8 +153,21 @@ class SMTPTransport:
         self.close()
 
 
+def _sealed(message: EmailMessage) -> TypeGuard[OutgoingEmail]:
+    """Whether ``message`` carries its bytes, for an ASCII envelope (an internationalized
+    address needs SMTPUTF8 and headers in UTF-8, which send_message arranges)."""
+    return (
+        isinstance(message, OutgoingEmail)
+        and bool(message.wire)
+        and (message.sender + message.recipient).isascii()
+    )
+
+
+def _text(text: bytes | str) -> str:
+    return text.decode(errors="replace") if isinstance(text, bytes) else text
+
+
 def _refusal(code: int, text: bytes | str) -> SendResult:
-    """5xx is a permanent refusal of this recipient; anything else may pass."""
-    reason = text.decode(errors="replace") if isinstance(text, bytes) else text
+    """A refused recipient: 5xx is permanent for that address; anything else may pass."""
     status = "rejected" if 500 <= code < 600 else "failed"
-    return SendResult(status, error=f"{code} {reason}")
+    return SendResult(status, error=f"{code} {_text(text)}")

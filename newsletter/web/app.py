@@ -280,7 +280,8 @@ class WebApp:
         ip = client_ip(request)
         settings = self.settings
 
-        def work(store: Store) -> EmailMessage | None:
+        def work(store: Store) -> tuple[bool, EmailMessage | None]:
+            """(allowed, the email to send: none for a suppressed address)."""
             limiter = RateLimiter(store, settings.subscribe_limit_window)
             if not (
                 limiter.allow(f"subscribe-ip:{ip}", settings.subscribe_limit_per_ip)
@@ -289,11 +290,11 @@ class WebApp:
                     settings.subscribe_limit_per_address,
                 )
             ):
-                return None
-            return start_subscription(store, settings, self.signer, sign_up, ip=ip)
+                return False, None
+            return True, start_subscription(store, settings, self.signer, sign_up, ip=ip)
 
-        message = await self.db(work)
-        if message is None:
+        allowed, message = await self.db(work)
+        if not allowed:
             minutes = -(-settings.subscribe_limit_window // 60)
             page = notice(
                 "Too many sign-ups",
@@ -310,7 +311,7 @@ class WebApp:
             "confirm your subscription: nothing is sent to you until then.",
             "No email after a few minutes? Look in your spam folder, or sign up again.",
         )
-        task = BackgroundTask(self.in_store, send_message, settings, message)
+        task = BackgroundTask(self.in_store, send_message, settings, message) if message else None
         return self.render(request, page, background=task)
 
     async def confirm(self, request: Request) -> Response:

@@ -1,0 +1,558 @@
+"""A whole edition at scale, measured: rank, render, hand-off to a local SMTP sink.
+
+    python benchmarks/edition.py [--subscribers 2000] [--papers 300] [--shards 2]
+        [--connections 1] [--json]
+
+The workload, in a temporary database: ``--papers`` new papers (the bundled sample page
+and the recorded feeds of ``../shared/fixtures``, then variants of them with their own ids
+and titles, whose abstracts run from one sentence to two abstracts' worth), and
+``--subscribers`` active readers, each interested in one to three phrases of real paper
+titles, with varied timezones, delivery hours and papers per email; some with arXiv
+categories (a few as a filter), muted terms, a followed author or a "more like this".
+
+The edition is sent exactly as the worker sends it: ``Worker.deliver_due`` at a moment
+when every reader's local delivery hour has come on the same date (the whole list due at
+once), holding the sending lock, with the lexical model (``semantic="off"``), through SMTP
+to an aiosmtpd server on loopback that accepts and discards every message. That server
+runs in a process of its own, and so does the sender, so that the peak resident memory
+(``getrusage`` of the sending process, imports included) and the stage times are the
+sender's alone. The stages come from ``SendReport.stats``: ``rank`` is planning the
+edition; ``send`` is the delivery loop, within which every email is rendered (``render``:
+its HTML with the inlined stylesheet and its text part) and composed (``compose``: the MIME
+message) while the previous one is on the wire, and claimed and recorded in the ledger.
+
+Two baselines in the same run, on the same server: the raw throughput of the sink (one of
+the edition's emails, flattened once, sent again and again with plain ``smtplib``, over as
+many connections as the edition uses; the better of a run before and one after the
+edition), and premailer run on every full email (a sample of the edition's emails rendered
+from the template that is not inlined, then inlined by premailer, as the code did before
+inlining once per run). The product's rates are reported as ratios to these.
+
+``--shards N`` then sends the same edition again, from a fresh copy of the database, as N
+worker processes side by side (``--shard i/N``), and compares the wall time with one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import random
+import re
+import resource
+import shutil
+import smtplib
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
+from email.policy import SMTP
+from multiprocessing.connection import Connection
+from multiprocessing.context import SpawnContext
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP as Server
+from aiosmtpd.smtp import Envelope, Session
+
+from newsletter.delivery import SendStats
+from newsletter.edition import plan_edition
+from newsletter.ingest import parse_text, sample_papers_path
+from newsletter.locking import SendingLock
+from newsletter.models import Paper, Shard, Status, title_key, to_utc_iso
+from newsletter.ranking import STOP_WORDS
+from newsletter.render import HTML_TEMPLATE, TEXT_TEMPLATE, Renderer, inline_css
+from newsletter.settings import Settings
+from newsletter.store import Store
+from newsletter.tokens import LinkSigner
+from newsletter.worker import Worker
+
+FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+#: Readers' timezones: at 20:00 UTC every one of them has passed their delivery hour on the
+#: same local date, so one worker tick sends the whole list one edition.
+TIMEZONES = [
+    "Pacific/Honolulu",
+    "America/Los_Angeles",
+    "America/Denver",
+    "America/Chicago",
+    "America/New_York",
+    "America/Sao_Paulo",
+    "UTC",
+    "Europe/London",
+    "Europe/Berlin",
+    "Europe/Helsinki",
+    "Africa/Nairobi",
+]
+DELIVERY_HOURS = [6, 7, 7, 7, 8, 9]
+MAX_PAPERS = [3, 5, 5, 5, 5, 7, 10]
+SENDER = "Daily Papers <papers@example.org>"
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+# -- the workload -----------------------------------------------------------------------------
+
+
+def base_papers() -> list[Paper]:
+    """The bundled sample page and the recorded feeds (when ``../shared`` is there), one
+    paper per title."""
+    paths = [sample_papers_path()]
+    if FIXTURES.is_dir():
+        paths += sorted(p for p in FIXTURES.iterdir() if p.suffix in (".xml", ".json"))
+    papers: dict[str, Paper] = {}
+    for path in paths:
+        for record in parse_text(path.read_text(encoding="utf-8"), name=path.name):
+            if isinstance(record, Paper):
+                papers.setdefault(title_key(record.title), record)
+    return list(papers.values())
+
+
+def synthetic_papers(
+    base: list[Paper], count: int, now: datetime, rng: random.Random
+) -> list[Paper]:
+    """``count`` new papers: the base papers, then variants (the first part of one title
+    with the last part of another; the first sentences of one abstract with sentences of
+    another), each with its own id and title. Papers without authors or categories borrow
+    those of one that has them."""
+    donors = [p for p in base if p.authors and p.categories] or base
+    titles = {title_key(p.title) for p in base}
+    papers = []
+    for n in range(count):
+        paper, other = base[n % len(base)], rng.choice(base)
+        title, abstract = paper.title, paper.abstract
+        if n >= len(base):
+            while title_key(title) in titles:
+                title = f"{_title_head(paper.title)}: {_title_tail(rng.choice(base).title)}"
+            titles.add(title_key(title))
+            own, more = _SENTENCE.split(paper.abstract), _SENTENCE.split(other.abstract)
+            abstract = " ".join(own[: rng.randint(1, len(own))] + more[: rng.randint(0, len(more))])
+        donor = rng.choice(donors)
+        papers.append(
+            replace(
+                paper,
+                id=paper.id if n < len(base) else f"bench.{n:06d}",
+                title=title,
+                abstract=abstract,
+                authors=paper.authors or donor.authors,
+                categories=paper.categories or donor.categories,
+                upvotes=paper.upvotes or rng.choice([None, None, None, None, 3, 12, 40]),
+                published_at=to_utc_iso(now - timedelta(hours=rng.uniform(2, 72))),
+                first_seen_at=to_utc_iso(now - timedelta(minutes=rng.uniform(5, 600))),
+            )
+        )
+    return papers
+
+
+def _title_head(title: str) -> str:
+    return title.split(":")[0].strip()
+
+
+def _title_tail(title: str) -> str:
+    return title.split(":")[-1].strip()
+
+
+def interest_phrases(papers: list[Paper]) -> list[str]:
+    """Two- to four-word phrases of the papers' titles that begin and end with a content
+    word: "graph neural networks", "nonlinear Schrödinger equations", ..."""
+    phrases = set()
+    for paper in papers:
+        for part in re.split(r"[:,;()?]| - | via | for | of | with | in | and ", paper.title):
+            words = part.split()
+            for size in (2, 3, 4):
+                for start in range(len(words) - size + 1):
+                    chunk = words[start : start + size]
+                    if _content_word(chunk[0]) and _content_word(chunk[-1]):
+                        phrases.add(" ".join(chunk))
+    return sorted(phrases)
+
+
+def _content_word(word: str) -> bool:
+    return word.isalpha() and len(word) > 2 and word.lower() not in STOP_WORDS
+
+
+def add_subscribers(store: Store, count: int, papers: list[Paper], rng: random.Random) -> None:
+    """``count`` active readers, each interested in one to three title phrases; some with
+    categories (a few as a filter), muted terms, followed authors or a "more like this"."""
+    phrases = interest_phrases(papers)
+    categories = sorted({c for p in papers for c in p.categories})
+    authors = sorted({a for p in papers for a in p.authors})
+    with store.transaction():
+        for n in range(count):
+            subscriber = store.add_subscriber(
+                f"reader{n:06d}@example.org",
+                status=Status.ACTIVE,
+                timezone=rng.choice(TIMEZONES),
+                delivery_hour=rng.choice(DELIVERY_HOURS),
+                max_papers=rng.choice(MAX_PAPERS),
+                interests=", ".join(rng.sample(phrases, rng.randint(1, 3))),
+                categories=rng.sample(categories, rng.randint(1, 2)) if rng.random() < 0.3 else [],
+                muted_terms=["survey"] if rng.random() < 0.05 else [],
+                consent_source="benchmark",
+            )
+            changes: dict[str, object] = {}
+            if subscriber.categories and rng.random() < 0.1:
+                changes["categories_only"] = True
+            if authors and rng.random() < 0.02:
+                changes["followed_authors"] = [rng.choice(authors)]
+            if changes:
+                store.update_subscriber(subscriber.id, **changes)
+            if rng.random() < 0.01:
+                store.set_feedback(subscriber.id, rng.choice(papers).id, 1)
+
+
+def build_database(path: Path, subscribers: int, papers: int, seed: int) -> None:
+    rng = random.Random(seed)
+    with Store(path) as store:
+        with store.transaction():
+            new = synthetic_papers(base_papers(), papers, datetime.now(UTC), rng)
+            for paper in new:
+                store.save_paper(paper)
+        add_subscribers(store, subscribers, new, rng)
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+# -- the SMTP sink ----------------------------------------------------------------------------
+
+
+class _Counter:
+    """An aiosmtpd handler that accepts every message, counts it and forgets it."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.recipients: set[str] = set()
+
+    async def handle_DATA(self, server: Server, session: Session, envelope: Envelope) -> str:
+        self.messages += 1
+        self.recipients.update(envelope.rcpt_tos)
+        return "250 2.0.0 Ok: discarded"
+
+
+def _sink(port: int, control: Connection) -> None:
+    """The sink's process: serve until told to stop; on "count", answer (messages,
+    distinct recipients) since the last count."""
+    counter = _Counter()
+    controller = Controller(counter, hostname="127.0.0.1", port=port)
+    controller.start()
+    control.send("ready")
+    while (command := control.recv()) != "stop":
+        assert command == "count"
+        control.send((counter.messages, len(counter.recipients)))
+        counter.messages, counter.recipients = 0, set()
+    controller.stop()
+
+
+class Sink:
+    """The aiosmtpd sink, in a process of its own."""
+
+    def __init__(self, context: SpawnContext):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.control, theirs = context.Pipe()
+        self.process = context.Process(target=_sink, args=(self.port, theirs), daemon=True)
+        self.process.start()
+        if self.control.recv() != "ready":
+            raise RuntimeError("the SMTP sink did not start")
+
+    def count(self) -> tuple[int, int]:
+        """(messages, distinct recipients) received since the last count."""
+        self.control.send("count")
+        return self.control.recv()
+
+    def stop(self) -> None:
+        self.control.send("stop")
+        self.process.join(10)
+
+
+# -- the edition, in worker processes ---------------------------------------------------------
+
+
+@dataclass
+class ShardRun:
+    shard: str
+    started: float
+    finished: float
+    peak_rss_mb: float
+    stats: dict[str, float | int]
+    counts: dict[str, int]
+
+
+def _send_shard(
+    settings: Settings, shard: Shard, moment: datetime, start: Barrier, results: Queue
+) -> None:
+    """A worker process: the worker's delivery tick for ``shard``, under its lock."""
+    worker = Worker(settings, clock=lambda: moment, shard=shard)
+    with SendingLock(settings.db, shard):
+        start.wait()  # every process has imported everything and holds its lock
+        started = time.monotonic()
+        reports = worker.deliver_due()
+        finished = time.monotonic()
+    stats, counts = SendStats(), {}
+    for report in reports:
+        for name, value in report.stats.to_dict().items():
+            setattr(stats, name, getattr(stats, name) + value)
+        for status, n in report.counts.items():
+            counts[status] = counts.get(status, 0) + n
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    results.put(ShardRun(str(shard), started, finished, peak, stats.to_dict(), counts))
+
+
+def send_edition_in_processes(
+    context: SpawnContext, settings: Settings, shards: int, moment: datetime
+) -> list[ShardRun]:
+    """Start one worker process per shard, let them all go at once, wait for them."""
+    start, results = context.Barrier(shards + 1), context.Queue()
+    processes = [
+        context.Process(
+            target=_send_shard,
+            args=(settings, Shard(i, shards) if shards > 1 else Shard(), moment, start, results),
+        )
+        for i in range(shards)
+    ]
+    for process in processes:
+        process.start()
+    start.wait()
+    runs = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
+        if process.exitcode:
+            raise RuntimeError(f"a worker process failed (exit code {process.exitcode})")
+    return sorted(runs, key=lambda run: run.shard)
+
+
+# -- the baselines ----------------------------------------------------------------------------
+
+
+def raw_smtp_rate(port: int, message: bytes, count: int, connections: int) -> float:
+    """Messages per second that plain smtplib hands to the sink: one message, flattened
+    once, sent ``count`` times over ``connections`` connections."""
+
+    def send(n: int) -> None:
+        with smtplib.SMTP("127.0.0.1", port) as smtp:
+            for _ in range(n):
+                smtp.sendmail("papers@example.org", ["raw@example.org"], message)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(connections) as pool:
+        list(pool.map(send, [count // connections] * connections))
+    return count // connections * connections / (time.perf_counter() - start)
+
+
+def premailer_ms_per_email(settings: Settings, edition: date, count: int) -> float:
+    """Milliseconds per email to render a sample of the edition's emails (as they were
+    sent: read back from the ledger) from the template that is not inlined and to inline
+    each with premailer, as before inlining once per run; the text part too."""
+    renderer = Renderer(settings, LinkSigner(settings.secret_key))
+    with Store(settings.db) as store:
+        readers = store.list_subscribers(Status.ACTIVE)[:count]
+        plan = plan_edition(store, settings, edition, readers)
+    emails = [(s, plan[s.id]) for s in readers if plan.get(s.id)]
+    for _, picks in emails:  # the cards of the papers, made once per run both ways
+        for pick in picks:
+            renderer.card(pick.paper)
+    html, text = renderer.env.get_template(HTML_TEMPLATE), renderer.env.get_template(TEXT_TEMPLATE)
+    start = time.perf_counter()
+    for subscriber, picks in emails:
+        context = renderer.context(subscriber, picks, edition)
+        inline_css(html.render(context), renderer.css)
+        text.render(context)
+    return (time.perf_counter() - start) * 1000 / len(emails)
+
+
+def one_email(settings: Settings, edition: date) -> bytes:
+    """The first reader's email of the edition, flattened as SMTP sends it."""
+    renderer = Renderer(settings, LinkSigner(settings.secret_key))
+    with Store(settings.db) as store:
+        readers = store.list_subscribers(Status.ACTIVE)[:50]
+        plan = plan_edition(store, settings, edition, readers)
+    reader = next(s for s in readers if plan[s.id])
+    message = renderer.message(reader, plan[reader.id], edition, "<raw@example.org>")
+    return message.as_bytes(policy=SMTP)
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def fresh_copy(pristine: Path, db: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(pristine, db)
+
+
+def measure(args: argparse.Namespace, say: Callable[[str], None]) -> dict:
+    context = multiprocessing.get_context("spawn")
+    today = datetime.now(UTC).date()
+    moment = datetime.combine(today, clock_time(20), UTC)
+    with tempfile.TemporaryDirectory(prefix="edition-benchmark-") as tmp:
+        pristine, db = Path(tmp) / "pristine.db", Path(tmp) / "newsletter.db"
+        start = time.perf_counter()
+        build_database(pristine, args.subscribers, args.papers, args.seed)
+        say(f"workload: {time.perf_counter() - start:.1f} s to build")
+        sink = Sink(context)
+        try:
+            settings = Settings(
+                db=db,
+                transport=f"smtp://127.0.0.1:{sink.port}",
+                from_address=SENDER,
+                base_url="https://papers.example.org",
+                secret_key="benchmark-secret-key-0123456789",
+                semantic="off",
+                send_connections=args.connections,
+            )
+            fresh_copy(pristine, db)
+            message = one_email(settings, today)
+            raw = [raw_smtp_rate(sink.port, message, args.raw_messages, args.connections)]
+            sink.count()
+            say(f"raw smtplib to the sink: {raw[0]:.0f} messages/s ({len(message)} bytes)")
+            fresh_copy(pristine, db)
+            [run] = send_edition_in_processes(context, settings, 1, moment)
+            received = sink.count()
+            raw.append(raw_smtp_rate(sink.port, message, args.raw_messages, args.connections))
+            sink.count()
+            say(f"raw smtplib to the sink, after: {raw[1]:.0f} messages/s")
+            premailer = premailer_ms_per_email(settings, today, args.premailer_emails)
+            result = report(args, run, received, max(raw), premailer)
+            if args.shards > 1:
+                fresh_copy(pristine, db)
+                runs = send_edition_in_processes(context, settings, args.shards, moment)
+                result["shards"] = compare_shards(run, runs, sink.count())
+        finally:
+            sink.stop()
+    return result
+
+
+def report(
+    args: argparse.Namespace,
+    run: ShardRun,
+    received: tuple[int, int],
+    raw: float,
+    premailer: float,
+) -> dict:
+    stats = run.stats
+    messages = int(stats["messages"])
+    render_ms = stats["render"] * 1000 / max(messages, 1)
+    handoff = messages / stats["deliver"] if stats["deliver"] else 0.0
+    return {
+        "subscribers": args.subscribers,
+        "papers": args.papers,
+        "semantic": "off",
+        "connections": args.connections,
+        "stages": {
+            "rank": {
+                "seconds": stats["rank"],
+                "per_second": round(args.subscribers / stats["rank"]) if stats["rank"] else None,
+            },
+            "render": {
+                "seconds": stats["render"],
+                "per_second": round(messages / stats["render"]) if stats["render"] else None,
+                "ms_per_email": round(render_ms, 3),
+            },
+            "compose": {"seconds": stats["compose"]},
+            "ledger": {"seconds": stats["ledger"]},
+            "send": {
+                "seconds": stats["deliver"],
+                "per_second": round(handoff, 1),
+                "messages": messages,
+            },
+        },
+        "total_seconds": round(run.finished - run.started, 3),
+        "peak_rss_mb": round(run.peak_rss_mb, 1),
+        "counts": run.counts,
+        "sink": {"messages": received[0], "recipients": received[1]},
+        "baselines": {
+            "raw_smtp_per_second": round(raw, 1),
+            "premailer_ms_per_email": round(premailer, 3),
+        },
+        "ratios": {
+            "handoff_vs_raw": round(handoff / raw, 3),
+            "render_speedup_vs_premailer": round(premailer / render_ms, 1) if render_ms else None,
+        },
+    }
+
+
+def compare_shards(one: ShardRun, runs: list[ShardRun], received: tuple[int, int]) -> dict:
+    wall = max(r.finished for r in runs) - min(r.started for r in runs)
+    single = one.finished - one.started
+    return {
+        "count": len(runs),
+        "total_seconds": round(wall, 3),
+        "one_shard_seconds": round(single, 3),
+        "speedup": round(single / wall, 2),
+        "sink": {"messages": received[0], "recipients": received[1]},
+        "runs": [
+            {
+                "shard": r.shard,
+                "seconds": round(r.finished - r.started, 3),
+                "rank_seconds": r.stats["rank"],
+                "send_seconds": r.stats["deliver"],
+                "messages": r.stats["messages"],
+                "peak_rss_mb": round(r.peak_rss_mb, 1),
+            }
+            for r in runs
+        ],
+    }
+
+
+def table(result: dict) -> str:
+    stages, base, ratios = result["stages"], result["baselines"], result["ratios"]
+    rows = [
+        f"edition: {result['subscribers']:,} subscribers x {result['papers']:,} papers "
+        f"(lexical ranking, semantic off; {result['connections']} SMTP connection(s))",
+        f"{'stage':<10}{'seconds':>9}  rate",
+        f"{'rank':<10}{stages['rank']['seconds']:>9.1f}  {stages['rank']['per_second']:,} subscribers/s",
+        f"{'render':<10}{stages['render']['seconds']:>9.1f}  {stages['render']['per_second']:,} emails/s "
+        f"({stages['render']['ms_per_email']:.2f} ms/email; premailer on each email: "
+        f"{base['premailer_ms_per_email']:.2f} ms, {ratios['render_speedup_vs_premailer']}x slower)",
+        f"{'compose':<10}{stages['compose']['seconds']:>9.1f}  (MIME; within send)",
+        f"{'ledger':<10}{stages['ledger']['seconds']:>9.1f}  (claims and records; within send)",
+        f"{'send':<10}{stages['send']['seconds']:>9.1f}  {stages['send']['per_second']:,.0f} messages/s "
+        f"(raw smtplib to the same sink: {base['raw_smtp_per_second']:,.0f}/s, "
+        f"{ratios['handoff_vs_raw']:.0%})",
+        f"{'total':<10}{result['total_seconds']:>9.1f}  the worker's tick, start to end",
+        f"peak RSS of the sending process: {result['peak_rss_mb']:.0f} MB",
+        f"sent: {result['counts']}; the sink received {result['sink']['messages']:,} messages "
+        f"for {result['sink']['recipients']:,} addresses",
+    ]
+    if shards := result.get("shards"):
+        rows.append(
+            f"{shards['count']} shards side by side: {shards['total_seconds']:.1f} s against "
+            f"{shards['one_shard_seconds']:.1f} s for one ({shards['speedup']}x); the sink "
+            f"received {shards['sink']['messages']:,} messages for "
+            f"{shards['sink']['recipients']:,} addresses"
+        )
+        for run in shards["runs"]:
+            rows.append(
+                f"  shard {run['shard']}: {run['seconds']:.1f} s (rank {run['rank_seconds']:.1f} s,"
+                f" send {run['send_seconds']:.1f} s), {run['messages']:,} messages, "
+                f"peak RSS {run['peak_rss_mb']:.0f} MB"
+            )
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=2000)
+    parser.add_argument("--papers", type=int, default=300)
+    parser.add_argument("--shards", type=int, default=1, help="also send as N shards")
+    parser.add_argument("--connections", type=int, default=1, help="SMTP connections")
+    parser.add_argument("--raw-messages", type=int, default=2000)
+    parser.add_argument("--premailer-emails", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    result = measure(args, say)
+    print(json.dumps(result, indent=2) if args.json else table(result))
+
+
+if __name__ == "__main__":
+    main()
