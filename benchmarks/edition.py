@@ -15,14 +15,16 @@ when every reader's local delivery hour has come on the same date (the whole lis
 once), holding the sending lock, with the lexical model (``semantic="off"``), through SMTP
 to an aiosmtpd server on loopback that accepts and discards every message. That server
 runs in a process of its own, and so does the sender, so that the peak resident memory
-(``getrusage`` of the sending process, imports included) and the stage times are the
-sender's alone. The stages come from ``SendReport.stats``: ``rank`` is planning the
+(``getrusage`` of the sending process, imports included; its SMTP courier, forked from it,
+shares its memory and is not counted again) and the stage times are the sender's alone.
+The stages come from ``SendReport.stats``: ``rank`` is planning the
 edition; ``send`` is the delivery loop, within which every email is rendered (``render``:
 its HTML with the inlined stylesheet and its text part) and composed (``compose``: the MIME
 message) while the previous one is on the wire, and claimed and recorded in the ledger.
 
-Two baselines in the same run, on the same server: the raw throughput of the sink (one of
-the edition's emails, flattened once, sent again and again with plain ``smtplib``, over as
+Two baselines in the same run, on the same server: the raw throughput of the sink (an
+email of the edition of median size, flattened once, sent again and again with plain
+``smtplib``, over as
 many connections as the edition uses; the better of a run before and one after the
 edition), and premailer run on every full email (a sample of the edition's emails rendered
 from the template that is not inlined, then inlined by premailer, as the code did before
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import queue
 import random
 import re
 import resource
@@ -317,12 +320,20 @@ def send_edition_in_processes(
     ]
     for process in processes:
         process.start()
-    start.wait()
-    runs = [results.get() for _ in processes]
-    for process in processes:
-        process.join()
-        if process.exitcode:
-            raise RuntimeError(f"a worker process failed (exit code {process.exitcode})")
+    runs: list[ShardRun] = []
+    try:
+        start.wait(timeout=120)  # raises if a worker process failed before the start
+        while len(runs) < shards:
+            try:
+                runs.append(results.get(timeout=1))
+            except queue.Empty:
+                if any(p.exitcode for p in processes):
+                    raise RuntimeError("a worker process failed; its error is above") from None
+    finally:
+        for process in processes:
+            if len(runs) < shards:  # failed: the others would wait for it forever
+                process.terminate()
+            process.join()
     return sorted(runs, key=lambda run: run.shard)
 
 
@@ -365,15 +376,19 @@ def premailer_ms_per_email(settings: Settings, edition: date, count: int) -> flo
     return (time.perf_counter() - start) * 1000 / len(emails)
 
 
-def one_email(settings: Settings, edition: date) -> bytes:
-    """The first reader's email of the edition, flattened as SMTP sends it."""
+def median_email(settings: Settings, edition: date) -> bytes:
+    """An email of the edition of median size (of the first hundred readers'), flattened
+    as SMTP sends it."""
     renderer = Renderer(settings, LinkSigner(settings.secret_key))
     with Store(settings.db) as store:
-        readers = store.list_subscribers(Status.ACTIVE)[:50]
+        readers = store.list_subscribers(Status.ACTIVE)[:100]
         plan = plan_edition(store, settings, edition, readers)
-    reader = next(s for s in readers if plan[s.id])
-    message = renderer.message(reader, plan[reader.id], edition, "<raw@example.org>")
-    return message.as_bytes(policy=SMTP)
+    emails = [
+        renderer.message(s, plan[s.id], edition, "<raw@example.org>").as_bytes(policy=SMTP)
+        for s in readers
+        if plan[s.id]
+    ]
+    return sorted(emails, key=len)[len(emails) // 2]
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -406,7 +421,7 @@ def measure(args: argparse.Namespace, say: Callable[[str], None]) -> dict:
                 send_connections=args.connections,
             )
             fresh_copy(pristine, db)
-            message = one_email(settings, today)
+            message = median_email(settings, today)
             raw = [raw_smtp_rate(sink.port, message, args.raw_messages, args.connections)]
             sink.count()
             say(f"raw smtplib to the sink: {raw[0]:.0f} messages/s ({len(message)} bytes)")
@@ -454,7 +469,11 @@ def report(
                 "ms_per_email": round(render_ms, 3),
             },
             "compose": {"seconds": stats["compose"]},
-            "ledger": {"seconds": stats["ledger"]},
+            "ledger": {
+                "seconds": stats["ledger"],
+                # One transaction per message: the answer to the last, the claim of this one.
+                "per_second": round(messages / stats["ledger"]) if stats["ledger"] else None,
+            },
             "send": {
                 "seconds": stats["deliver"],
                 "per_second": round(handoff, 1),
@@ -491,6 +510,7 @@ def compare_shards(one: ShardRun, runs: list[ShardRun], received: tuple[int, int
                 "seconds": round(r.finished - r.started, 3),
                 "rank_seconds": r.stats["rank"],
                 "send_seconds": r.stats["deliver"],
+                "ledger_seconds": r.stats["ledger"],
                 "messages": r.stats["messages"],
                 "peak_rss_mb": round(r.peak_rss_mb, 1),
             }
@@ -510,7 +530,8 @@ def table(result: dict) -> str:
         f"({stages['render']['ms_per_email']:.2f} ms/email; premailer on each email: "
         f"{base['premailer_ms_per_email']:.2f} ms, {ratios['render_speedup_vs_premailer']}x slower)",
         f"{'compose':<10}{stages['compose']['seconds']:>9.1f}  (MIME; within send)",
-        f"{'ledger':<10}{stages['ledger']['seconds']:>9.1f}  (claims and records; within send)",
+        f"{'ledger':<10}{stages['ledger']['seconds']:>9.1f}  {stages['ledger']['per_second']:,} "
+        "transactions/s (a claim and a record each; within send)",
         f"{'send':<10}{stages['send']['seconds']:>9.1f}  {stages['send']['per_second']:,.0f} messages/s "
         f"(raw smtplib to the same sink: {base['raw_smtp_per_second']:,.0f}/s, "
         f"{ratios['handoff_vs_raw']:.0%})",

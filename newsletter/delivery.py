@@ -32,6 +32,7 @@ from .settings import DEFAULT_FROM, Settings, SettingsError
 from .store import Store, SubscriberNotFound
 from .tokens import link_signer
 from .transports import SendResult, Transport, TransportError, transport_from_url
+from .transports.courier import Courier
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,28 @@ class _Connections:
         self.pool = ThreadPoolExecutor(max_workers=len(transports), thread_name_prefix="send")
 
     def submit(self, message: EmailMessage) -> Future[SendResult]:
+        """Send ``message`` on a free connection (the caller never has more in flight than
+        there are connections). An open courier is handed the message at once, here: a
+        thread of the pool would first have to wait for the interpreter lock, which this
+        thread holds while it renders the next email."""
+        transport = self.idle.get_nowait()
+        if isinstance(transport, Courier) and id(transport) in self.opened:
+            try:
+                transport.post(message)
+            except OSError as exc:  # the courier is gone: so is its connection
+                self.idle.put(transport)
+                failed: Future[SendResult] = Future()
+                failed.set_exception(TransportError(f"the SMTP courier process died: {exc}"))
+                return failed
+            return self.pool.submit(self._answer, transport)
+        self.idle.put(transport)
         return self.pool.submit(self._send, message)
+
+    def _answer(self, courier: Courier) -> SendResult:
+        try:
+            return courier.answer()
+        finally:
+            self.idle.put(courier)
 
     def _send(self, message: EmailMessage) -> SendResult:
         transport = self.idle.get()
@@ -232,7 +254,8 @@ class _Connections:
     def close(self) -> None:
         self.pool.shutdown(wait=True)
         for transport in self.all:
-            if id(transport) in self.opened:
+            # A courier ends with its process, opened or not.
+            if id(transport) in self.opened or isinstance(transport, Courier):
                 transport.close()
 
 
@@ -305,8 +328,10 @@ def send_edition(
     hour_ago = to_utc_iso(datetime.now(UTC) - timedelta(hours=1))
     throttle = _Throttle(settings, ledger.sent_since(hour_ago, shard), sleep, shard.count)
     # Parallel connections for SMTP only: a relay's rate-limit state lives in its object.
-    smtp = urlsplit(settings.transport).scheme in ("smtp", "smtps")
-    count = settings.send_connections if transport is None and smtp else 1
+    # Each SMTP connection is held by a courier process, which talks to the server while
+    # this one renders the next email.
+    smtp = transport is None and urlsplit(settings.transport).scheme in ("smtp", "smtps")
+    count = settings.send_connections if smtp else 1
     connections: _Connections | None = None
     in_flight: InFlight = {}
     attempted = 0
@@ -355,7 +380,8 @@ def send_edition(
                 run.renderer.seal(message, delivery.message_id)
             throttle.pace()
             if connections is None:
-                connections = _Connections([first, *(make() for _ in range(count - 1))])
+                transports = [first, *(make() for _ in range(count - 1))]
+                connections = _Connections([Courier(t) for t in transports] if smtp else transports)
             in_flight[connections.submit(message)] = (delivery, subscriber, picks)
             stats.messages += 1
         with stats.timing("wait"):

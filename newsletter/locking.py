@@ -10,7 +10,8 @@ side, but shards of different counts overlap (subscriber 3 is in shard 1/2 and i
 0/3), and the whole list overlaps every shard: so every sender also holds a shared lock on
 ``newsletter.db.lock.of-N`` for its count N (1 for the whole list), taken before it checks
 that no file of another count is held, which makes two senders of different counts always
-see each other."""
+see each other. Senders make these checks one at a time, under ``newsletter.db.lock.guard``
+(held for an instant)."""
 
 from __future__ import annotations
 
@@ -49,9 +50,11 @@ class SendingLock:
 
     def acquire(self) -> None:
         try:
-            count_fd = self._open(self._count_file(self.shard.count))
-            # Blocking: only another sender's check holds it exclusively, for an instant.
-            fcntl.flock(count_fd, fcntl.LOCK_SH)
+            # Senders check one another one at a time: a check tries each lock for an
+            # instant, and two checks at once would each take the other's for a sender.
+            guard = self._open(Path(f"{self.db_path}.lock.guard"))
+            fcntl.flock(guard, fcntl.LOCK_EX)
+            fcntl.flock(self._open(self._count_file(self.shard.count)), fcntl.LOCK_SH)
             prefix = f"{self.db_path.name}.lock.of-"
             counts = {
                 int(count)
@@ -81,6 +84,7 @@ class SendingLock:
                 ) from None
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            fcntl.flock(guard, fcntl.LOCK_UN)
         except BaseException:
             self.release()
             raise

@@ -252,6 +252,7 @@ class _Ranker:
         self.semantic = semantic
         self.model = LexicalModel(corpus)
         self.paper_vectors = self.model.papers(papers)
+        self.terms: list[str] = self.model.terms.tolist()
         #: Transposed once (terms x papers): each block multiplies by it twice.
         self.paper_terms = self.paper_vectors.T.tocsr()
         #: Paper-to-paper cosine, for diversity: once for every block.
@@ -406,7 +407,7 @@ class _Ranker:
         if len(rows) == 0:
             return []
         matched = _top_terms(
-            self.model.terms, self.queries[rows].multiply(self.paper_vectors[cols]).tocsr()
+            self.terms, self.queries[rows].multiply(self.paper_vectors[cols]).tocsr()
         )
         liked_similar = self._liked_resemblance(rows, cols)
         reasons = []
@@ -424,13 +425,14 @@ class _Ranker:
                 if row not in surface:
                     surface[row] = _surface_words(subscriber.interests)
                 words = surface[row]
-                shown = [" ".join(words.get(t, t) for t in term.split()) for term in terms]
+                shown = [" ".join([words.get(t, t) for t in term.split()]) for term in terms]
                 parts.append("matches your interests: " + ", ".join(shown))
             if liked_similar[k]:
                 parts.append(f"like “{liked_similar[k]}”, which you liked")
-            shared = [c for c in paper.categories if c in subscriber.categories]
-            if shared:
-                parts.append(f"in {shared[0]}, one of your categories")
+            if subscriber.categories:
+                shared = [c for c in paper.categories if c in subscriber.categories]
+                if shared:
+                    parts.append(f"in {shared[0]}, one of your categories")
             if (paper.upvotes or 0) >= self.params.trending_reason_from:
                 parts.append(f"trending: {paper.upvotes} upvotes")
             reasons.append("; ".join(parts) or "close in topic to your interests")
@@ -589,7 +591,7 @@ def _diverse_top(
     return chosen
 
 
-def _top_terms(terms: np.ndarray, contributions: sp.csr_matrix) -> list[list[str]]:
+def _top_terms(terms: list[str], contributions: sp.csr_matrix) -> list[list[str]]:
     """For each row, up to three of the terms that contributed most, without repeating a
     word (all rows sorted in one go)."""
     row_of = np.repeat(np.arange(contributions.shape[0]), np.diff(contributions.indptr))
@@ -599,8 +601,8 @@ def _top_terms(terms: np.ndarray, contributions: sp.csr_matrix) -> list[list[str
     for lo, hi in itertools.pairwise(bounds):
         kept: list[str] = []
         for index in ranked[lo:hi]:
-            term = str(terms[index])
-            if any(term in other or other in term for other in kept):
+            term = terms[index]
+            if kept and any(term in other or other in term for other in kept):
                 continue
             kept.append(term)
             if len(kept) == 3:

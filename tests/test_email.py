@@ -459,3 +459,26 @@ def test_bad_dkim_key_stops_the_send_before_any_message_is_claimed(
         send_edition(store, settings, TODAY)
     assert Ledger(store).counts(TODAY) == {}
     assert not Path(tmp_path / "outbox").exists()
+
+
+@pytest.mark.parametrize("dkim_on", [False, True], ids=["plain", "dkim"])
+def test_the_bytes_an_email_is_sent_as_are_what_the_email_package_writes(
+    settings, dkim_settings, dkim_on
+):
+    """The SMTP transport sends the bytes the renderer laid out itself (``wire``): byte
+    for byte what the email package flattens, also with non-ASCII names and subjects, a
+    Reply-To, a DKIM signature, and after a second seal with another Message-ID."""
+    settings = replace(
+        dkim_settings if dkim_on else settings,
+        from_address="Tägliche Papers <papers@example.org>",
+        reply_to="Éditeur <editor@example.org>",
+    )
+    renderer = Renderer(settings, LinkSigner(SECRET))
+    non_ascii = [Paper(**record) for record in NON_ASCII_PAPERS]
+    for papers in (sample_papers(), sample_papers()[:1], non_ascii):
+        message = renderer.message(sample_subscriber(), picks_of(papers), EDITION, "<a@x.org>")
+        assert message.wire == message.as_bytes(policy=email.policy.SMTP)
+        renderer.seal(message, "<b@x.org>")
+        assert message.wire == message.as_bytes(policy=email.policy.SMTP)
+        assert message.wire.count(b"Message-ID:") == 1 and b"<b@x.org>" in message.wire
+        assert message.wire.isascii()

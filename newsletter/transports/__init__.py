@@ -41,6 +41,18 @@ class TransportError(RuntimeError):
     Raised by ``send`` or ``send_many`` only when nothing in that call was accepted."""
 
 
+class OutgoingEmail(EmailMessage):
+    """An email as ``newsletter.render.Renderer`` makes it: any transport reads it as an
+    ``EmailMessage``; once sealed, it also carries its Message-ID, its envelope and its
+    bytes as SMTP sends them (``wire``), which the SMTP transport sends as they are: a
+    sealed email is not to be changed."""
+
+    wire: bytes = b""
+    message_id: str = ""
+    sender: str = ""
+    recipient: str = ""
+
+
 class Transport(Protocol):
     #: False for transports that only write files: a send through them is not a real send.
     delivers_mail: bool

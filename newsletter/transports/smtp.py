@@ -12,8 +12,7 @@ from email.message import EmailMessage
 from typing import TypeGuard
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..render import OutgoingEmail
-from . import SendResult, TransportError
+from . import OutgoingEmail, SendResult, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +134,8 @@ class SMTPTransport:
         if refused:
             code, text = next(iter(refused.values()))
             return _refusal(code, text)
-        return SendResult("sent", transport_id=message.get("Message-ID"))
+        sent_id = message.message_id if _sealed(message) else message.get("Message-ID")
+        return SendResult("sent", transport_id=sent_id)
 
     def close(self) -> None:
         if self.connection is not None:
