@@ -351,7 +351,7 @@ def send_edition(
                 continue
             # Rendered before it is claimed, while the message before it is on the wire.
             existing = recorded.get(subscriber.id)
-            expected = Ledger.next_message_id(edition, subscriber.id, existing, domain)
+            expected = Ledger.next_message_id(edition, subscriber, existing, domain)
             message, error = run.compose(subscriber, picks, expected)
             with stats.timing("wait"):
                 answered = _answered(in_flight, count)

@@ -154,7 +154,7 @@ class Ledger:
                 subscriber_id=subscriber.id,
                 email=subscriber.email,
                 status=DeliveryStatus.SENDING,
-                message_id=message_id(edition, subscriber.id, 1, domain),
+                message_id=message_id(edition, subscriber.id, subscriber.email, 1, domain),
                 paper_ids=[p.paper.id for p in picks],
                 picks=[_pick_record(p) for p in picks],
                 attempts=1,
@@ -214,7 +214,7 @@ class Ledger:
                 " next_attempt_at = NULL WHERE id = ?",
                 [
                     DeliveryStatus.SENDING,
-                    message_id(edition, subscriber.id, send_count, domain),
+                    message_id(edition, subscriber.id, subscriber.email, send_count, domain),
                     send_count,
                     subscriber.email,
                     now,
@@ -226,12 +226,12 @@ class Ledger:
 
     @staticmethod
     def next_message_id(
-        edition: date, subscriber_id: int, existing: Delivery | None, domain: str
+        edition: date, subscriber: Subscriber, existing: Delivery | None, domain: str
     ) -> str:
         """The Message-ID that claiming the message (whose row is ``existing``, if it has
         one) gives it, for a sender that makes the message before it may claim it."""
         count = 1 if existing is None else _send_count(existing)
-        return message_id(edition, subscriber_id, count, domain)
+        return message_id(edition, subscriber.id, subscriber.email, count, domain)
 
     def mark_unknown(self, shard: Shard = WHOLE_LIST) -> list[Delivery]:
         """Rows of ``shard`` left ``sending`` by a run that died: recorded as unknown (and
@@ -279,7 +279,7 @@ class Ledger:
                     subscriber.id,
                     subscriber.email,
                     DeliveryStatus.SUPPRESSED,
-                    message_id(edition, subscriber.id, 1, domain),
+                    message_id(edition, subscriber.id, subscriber.email, 1, domain),
                     now,
                     now,
                     reason,

@@ -157,10 +157,13 @@ def feedback_url(link: str, paper_id: str, signal: str) -> str:
     return f"{link}?{urlencode({'paper': paper_id, 'signal': signal})}"
 
 
-def message_id(edition: date, subscriber_id: int, send_count: int, domain: str) -> str:
+def message_id(edition: date, subscriber_id: int, email: str, send_count: int, domain: str) -> str:
     """Deterministic per (edition, subscriber, send): a retry of the same send has the same
-    Message-ID, a forced resend a new one."""
-    digest = hashlib.sha256(f"{edition}:{subscriber_id}:{send_count}".encode()).hexdigest()[:20]
+    Message-ID, a forced resend a new one. The address is in it too: SQLite may give a
+    removed subscriber's row id to a new one, who must not inherit their Message-IDs (nor,
+    on Resend, their idempotency keys)."""
+    key = f"{edition}:{subscriber_id}:{email.casefold()}:{send_count}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     return f"<{edition.isoformat()}.{digest}@{domain}>"
 
 

@@ -242,3 +242,17 @@ def test_outbox_writes_one_eml_and_html_per_message(store, settings, tmp_path):
     assert emls == ["gnn@example.org", "pde@example.org"]
     assert len(list(folder.glob("*.html"))) == 2
     assert not list(folder.glob(".tmp-*"))  # written atomically, no leftovers
+
+
+def test_a_new_subscriber_who_gets_a_removed_ones_row_id_gets_new_message_ids(
+    store, settings, tmp_path
+):
+    ingest_path(store, write_jsonl(tmp_path / "p.jsonl", PAPERS))
+    first = add_subscriber(store, settings, "old@example.org", interests="graph neural networks")
+    send_edition(store, settings, TODAY)
+    old_id = Ledger(store).get(TODAY, first.id).message_id
+    store.remove_subscriber(first.id)
+    second = add_subscriber(store, settings, "new@example.org", interests="graph neural networks")
+    assert second.id == first.id  # SQLite reuses the highest row id
+    send_edition(store, settings, TODAY)
+    assert Ledger(store).get(TODAY, second.id).message_id != old_id
