@@ -306,13 +306,6 @@ def send_edition(
     stats = report.stats
     if not dry_run:
         report.unknown = [d.email for d in ledger.mark_unknown(shard)]
-        if report.unknown:
-            log.warning(
-                "%d message(s) were left unknown by a run that stopped while sending; "
-                "sending them again with the same Message-ID: %s",
-                len(report.unknown),
-                ", ".join(report.unknown),
-            )
     run = _Run(store, settings, edition, report, ledger, renderer, force, on_progress)
     for subscriber in suppressed:
         if not dry_run:

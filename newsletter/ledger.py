@@ -16,6 +16,7 @@ connection can be in that state.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -26,6 +27,8 @@ from .ranking import Pick
 from .render import message_id
 from .store import Store
 from .transports import SendResult
+
+log = logging.getLogger(__name__)
 
 
 class DeliveryStatus(StrEnum):
@@ -257,6 +260,13 @@ class Ledger:
                     message_id=delivery.message_id,
                     claimed_at=delivery.claimed_at,
                 )
+        if rows:
+            log.warning(
+                "%d message(s) were left unknown by a run that stopped while sending; "
+                "they go again with the same Message-ID: %s",
+                len(rows),
+                ", ".join(d.email for d in rows),
+            )
         return rows
 
     def unknown(self, edition: date | None = None) -> list[dict]:

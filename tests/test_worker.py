@@ -144,7 +144,7 @@ def test_sigterm_stops_the_worker_cleanly(tmp_path):
     assert "worker started" in stderr and "worker stopped" in stderr
 
 
-def test_worker_sends_again_a_message_a_crash_left_sending(store, settings):
+def test_worker_sends_again_a_message_a_crash_left_sending(store, settings, caplog):
     """A crash on the last message of an edition must not leave it 'sending' forever."""
     from newsletter.ingest import ingest_path
 
@@ -176,6 +176,7 @@ def test_worker_sends_again_a_message_a_crash_left_sending(store, settings):
 
     Worker(settings, clock=lambda: now).deliver_due()
 
+    assert "1 message(s) were left unknown" in caplog.text and "r@example.org" in caplog.text
     row = Ledger(store).get(edition, reader.id)
     assert row.status == "sent" and row.message_id == delivery.message_id
     assert store.events("delivery.unknown")[0]["subscriber_id"] == reader.id
