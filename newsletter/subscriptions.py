@@ -23,11 +23,12 @@ from typing import Any
 
 import premailer
 
+from .dkim import DkimSigner
 from .edition import plan_edition
 from .ledger import Ledger
 from .models import Paper, Status, Subscriber, to_utc_iso
 from .ranking import Pick
-from .render import FEEDBACK_SIGNALS, template_environment
+from .render import FEEDBACK_SIGNALS, set_verbatim, template_environment
 from .settings import Settings
 from .store import Store, SubscriberNotFound
 from .subscribers import (
@@ -273,6 +274,8 @@ def confirmation_message(
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies
     message.set_content(env.get_template("email/confirm.txt").render(context))
     message.add_alternative(html, subtype="html")
+    if dkim := DkimSigner.from_settings(settings):  # signed like the editions, for DMARC
+        set_verbatim(message, "DKIM-Signature", dkim.signature(message))
     return message
 
 

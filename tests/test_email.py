@@ -482,3 +482,18 @@ def test_the_bytes_an_email_is_sent_as_are_what_the_email_package_writes(
         assert message.wire == message.as_bytes(policy=email.policy.SMTP)
         assert message.wire.count(b"Message-ID:") == 1 and b"<b@x.org>" in message.wire
         assert message.wire.isascii()
+
+
+def test_confirmation_emails_are_dkim_signed_too(store, dkim_settings, dkim_key):
+    from email.policy import SMTP
+
+    from newsletter.subscriptions import confirmation_message
+    from newsletter.tokens import LinkSigner
+
+    reader = add_subscriber(
+        store, dkim_settings, "new@example.org", interests="graphs", status=Status.PENDING
+    )
+    message = confirmation_message(dkim_settings, LinkSigner("k" * 32), reader)
+    raw = message.as_bytes(policy=SMTP)
+    assert b"DKIM-Signature:" in raw
+    assert dkim.verify(raw, dnsfunc=dns_with(dkim_key))
