@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from . import demo as demo_module
+from . import semantic
 from .daily import run_daily
 from .delivery import Outcome, SendReport, send_edition
 from .edition import preview
@@ -205,6 +206,7 @@ def ingest(
         ]
         with http_client(settings) as client:
             summary = ingest_sources(_store(ctx), chosen, client)
+    summary.embedded = semantic.embed_new_papers(_store(ctx), settings)
     if as_json:
         _json(summary.to_dict())
     else:
@@ -214,6 +216,8 @@ def ingest(
             for failure in report.failures:
                 click.echo(f"failed: {failure}", err=True)
             click.echo(f"Ingested {name}: {report}")
+        if summary.embedded:
+            click.echo(f"Embedded {summary.embedded} paper(s) for the semantic model")
     if summary.failed:
         ctx.exit(1)
 

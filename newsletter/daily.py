@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 
+from . import semantic
 from .delivery import SendReport, send_edition
 from .ingest import IngestReport, IngestSummary, ingest_sources
 from .settings import Settings, SettingsError
@@ -41,6 +42,7 @@ def ingest_enabled_sources(store: Store, settings: Settings) -> IngestSummary:
     if sources:
         with http_client(settings) as client:
             summary.sources.update(ingest_sources(store, sources, client).sources)
+    summary.embedded = semantic.embed_new_papers(store, settings)
     return summary
 
 

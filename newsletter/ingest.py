@@ -72,6 +72,8 @@ class IngestSummary:
     """Several sources' reports, with their totals."""
 
     sources: dict[str, IngestReport] = field(default_factory=dict)
+    #: Papers embedded for the semantic model afterwards (``semantic.embed_new_papers``).
+    embedded: int = 0
 
     def to_dict(self) -> dict:
         totals = IngestReport()
@@ -80,7 +82,11 @@ class IngestSummary:
                 setattr(totals, name, getattr(totals, name) + getattr(report, name))
             totals.errors += report.errors
             totals.failures += report.failures
-        return {**totals.to_dict(), "sources": {k: v.to_dict() for k, v in self.sources.items()}}
+        return {
+            **totals.to_dict(),
+            "embedded": self.embedded,
+            "sources": {k: v.to_dict() for k, v in self.sources.items()},
+        }
 
     @property
     def failed(self) -> bool:

@@ -8,7 +8,7 @@ How a paper is chosen for a subscriber:
    then expanded with the vocabulary of the papers that match them best (pseudo-relevance
    feedback, as RM3 does), and moved towards the papers the subscriber liked and away from
    those they disliked (Rocchio). With the semantic extra, sentence-embedding similarity is
-   blended in.
+   blended in, measured from the corpus's average passage and expanded the same way.
 2. **Signals.** A bonus for the subscriber's arXiv categories, the trending signal (upvotes,
    log-scaled) and recency, with weights in the settings.
 3. **Rules.** Papers below the minimum relevance, mentioning a muted term, outside the
@@ -41,6 +41,7 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from .models import Paper, Subscriber
+from .semantic import PaperVectors, center
 from .settings import Settings
 
 #: Words that say nothing about a research interest, as people write interests.
@@ -117,7 +118,8 @@ class RankingParams:
 
     #: Minimum lexical relevance (cosine) for a paper to be sent at all.
     min_score: float = 0.04
-    #: Minimum semantic similarity that also makes a paper relevant (semantic extra only).
+    #: Minimum plain embedding cosine that also makes a paper relevant; for a reader with
+    #: such clear matches, the same bar on the field-relative similarity (semantic extra).
     semantic_min_score: float = 0.35
     #: Share of the semantic model in relevance (0: lexical only).
     semantic_weight: float = 0.6
@@ -162,20 +164,19 @@ class BlockRows(Protocol):
     def __getitem__(self, rows: np.ndarray) -> np.ndarray: ...
 
 
-class PassageVectors(Protocol):
-    def best_passage(self, queries: np.ndarray) -> np.ndarray: ...
-
-
 @dataclass
 class SemanticInputs:
     """Sentence embeddings (L2-normalized) from :mod:`newsletter.semantic`."""
 
     #: The candidates' passages, in the order of ``papers``.
-    papers: PassageVectors
+    papers: PaperVectors
     #: The subscribers' interests, in order.
     profiles: np.ndarray
     #: One vector per liked or disliked paper, by id.
     feedback: Mapping[str, np.ndarray]
+    #: The corpus's average passage, which similarities are measured from (default: the
+    #: candidates'); like IDF, it needs more papers than a thin day has.
+    center: np.ndarray | None = None
 
 
 class LexicalModel:
@@ -281,11 +282,29 @@ class _Ranker:
         self.feedback_vectors = (
             self.model.papers(self.feedback_papers) if self.feedback_papers else None
         )
+        if semantic is not None:
+            self._prepare_semantic(semantic)
         # A paper marked "less like this" is never shown to that subscriber again.
         self.disliked_papers = _shared_labels(
             [[p.id for p in signals.disliked.get(s.id, [])] for s in subscribers],
             [[p.id] for p in papers],
         ).astype(bool)
+
+    def _prepare_semantic(self, semantic: SemanticInputs) -> None:
+        """The passages and feedback papers as they are (for the threshold) and measured
+        from the corpus's average passage (for ranking)."""
+        mean = semantic.papers.mean() if semantic.center is None else semantic.center
+        self.center = mean
+        self.passages = semantic.papers.centered(mean)
+        self.passage_centroids = self.passages.centroids()
+        dim = semantic.profiles.shape[1]
+        plain = np.zeros((len(self.feedback_papers), dim), np.float32)
+        for k, paper in enumerate(self.feedback_papers):
+            if paper.id in semantic.feedback:
+                plain[k] = semantic.feedback[paper.id]
+        known = np.linalg.norm(plain, axis=1, keepdims=True) > 0
+        self.feedback_embeddings = plain
+        self.centered_feedback = np.where(known, center(plain, mean), 0)
 
     def _feedback_matrices(self) -> tuple[sp.csr_matrix, sp.csr_matrix, list[Paper]]:
         """(subscribers x feedback papers) averaging matrices for liked and disliked papers."""
@@ -320,9 +339,13 @@ class _Ranker:
         relevant |= self.categories_alone[rows, None] & (self.categories[rows].toarray() > 0)
         relevance = lexical
         if self.semantic is not None and p.semantic_weight > 0:
-            similarity = self._semantic_similarity(rows)
-            relevant |= similarity >= p.semantic_min_score
-            relevance = _blend(lexical, similarity, p.semantic_weight)
+            similarity, semantic = self._semantic_relevance(rows)
+            # Plain cosine says whether a paper is on the reader's subject at all; for a
+            # reader with such clear matches, the ranking's similarity also admits papers.
+            clear = similarity >= p.semantic_min_score
+            in_field = clear.any(axis=1, keepdims=True)
+            relevant |= clear | (in_field & (semantic >= p.semantic_min_score))
+            relevance = _blend(lexical, semantic, p.semantic_weight)
         in_category = self.categories[rows].toarray() > 0
         scores = relevance + p.category_boost * in_category + self.boosts[None, :]
         allowed = (
@@ -352,7 +375,7 @@ class _Ranker:
             first = (query @ self.paper_terms).toarray()
             first[first < p.min_score] = 0  # only real matches are evidence
             centroid = _feedback_centroid(first, self.paper_vectors, p.expansion_papers)
-            centroid = normalize(_prune_rows(centroid, p.expansion_terms))
+            centroid = normalize(_prune_rows(sp.csr_matrix(centroid), p.expansion_terms))
             # Expand only as far as the evidence goes: one matching paper is not a topic.
             evidence = np.minimum(1, (first > 0).sum(axis=1) / p.expansion_papers)
             weight = (p.expansion_weight * evidence).astype(np.float32)
@@ -363,22 +386,41 @@ class _Ranker:
             query = query + p.like_weight * liked - p.dislike_weight * disliked
         return sp.csr_matrix(query)
 
-    def _semantic_similarity(self, rows: np.ndarray) -> np.ndarray:
+    def _semantic_relevance(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The plain cosine of interests (with feedback) and papers, which the threshold
+        reads; and the relevance that ranks: the same, measured from the corpus's average
+        passage and expanded with the best matches, as the lexical query is."""
+        p = self.params
         profiles = self.semantic.profiles[rows]
-        if self.feedback_papers:
-            dim = profiles.shape[1]
-            vectors = np.vstack(
-                [
-                    self.semantic.feedback.get(paper.id, np.zeros(dim, np.float32))
-                    for paper in self.feedback_papers
-                ]
+        similarity = self.semantic.papers.best_passage(
+            normalize(self._semantic_feedback(rows, profiles, self.feedback_embeddings))
+        )
+        query = normalize(
+            self._semantic_feedback(rows, center(profiles, self.center), self.centered_feedback)
+        )
+        if p.expansion_weight > 0 and p.expansion_papers > 0:
+            first = self.passages.best_passage(query)
+            centroid = normalize(
+                _feedback_centroid(first, self.passage_centroids, p.expansion_papers)
             )
-            profiles = (
-                profiles
-                + self.params.like_weight * normalize(self.liked[rows] @ vectors)
-                - self.params.dislike_weight * normalize(self.disliked[rows] @ vectors)
+            evidence = np.minimum(
+                1, (similarity >= p.semantic_min_score).sum(axis=1) / p.expansion_papers
             )
-        return self.semantic.papers.best_passage(normalize(profiles))
+            weight = (p.expansion_weight * evidence)[:, None]
+            query = normalize((1 - weight) * query + weight * centroid)
+        return similarity, self.passages.best_passage(query)
+
+    def _semantic_feedback(
+        self, rows: np.ndarray, profiles: np.ndarray, feedback: np.ndarray
+    ) -> np.ndarray:
+        """Profiles moved towards liked and away from disliked papers (Rocchio)."""
+        if not self.feedback_papers:
+            return profiles
+        return (
+            profiles
+            + self.params.like_weight * normalize(self.liked[rows] @ feedback)
+            - self.params.dislike_weight * normalize(self.disliked[rows] @ feedback)
+        )
 
     def _picks(
         self,
@@ -457,16 +499,20 @@ class _Ranker:
 def _blend(lexical: np.ndarray, semantic: np.ndarray, weight: float) -> np.ndarray:
     """Lexical and semantic relevance on one scale: both standardized per subscriber,
     mixed, and mapped back onto the lexical scale (so weights and bonuses keep their
-    meaning)."""
+    meaning), or onto the semantic one for a subscriber no paper matches in words."""
 
     def standard(x: np.ndarray) -> np.ndarray:
         return (x - x.mean(axis=1, keepdims=True)) / (x.std(axis=1, keepdims=True) + 1e-9)
 
     mixed = (1 - weight) * standard(lexical) + weight * standard(semantic)
-    return lexical.mean(axis=1, keepdims=True) + lexical.std(axis=1, keepdims=True) * mixed
+    worded = lexical.std(axis=1, keepdims=True) > 0
+    scale = np.where(worded, lexical, semantic)
+    return scale.mean(axis=1, keepdims=True) + scale.std(axis=1, keepdims=True) * mixed
 
 
-def _feedback_centroid(scores: np.ndarray, vectors: sp.csr_matrix, count: int) -> sp.csr_matrix:
+def _feedback_centroid(
+    scores: np.ndarray, vectors: sp.csr_matrix | np.ndarray, count: int
+) -> sp.csr_matrix | np.ndarray:
     """Per row, the average of the best-scoring papers' vectors, weighted by a softmax of
     their scores relative to the best one."""
     count = min(count, scores.shape[1])
@@ -480,7 +526,7 @@ def _feedback_centroid(scores: np.ndarray, vectors: sp.csr_matrix, count: int) -
     weights = np.divide(weights, sums, out=np.zeros_like(weights), where=sums > 0)
     rows = np.repeat(np.arange(scores.shape[0]), count)
     selection = sp.csr_matrix((weights.ravel(), (rows, top.ravel())), shape=scores.shape)
-    return (selection @ vectors).tocsr()
+    return selection @ vectors
 
 
 def _prune_rows(matrix: sp.csr_matrix, keep: int) -> sp.csr_matrix:

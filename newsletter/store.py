@@ -361,6 +361,25 @@ class Store:
         )
         return {k: (digest, vector) for k, digest, vector in rows if k in wanted}
 
+    def papers_without_embedding(self, model: str) -> list[Paper]:
+        """Papers with no embedding from ``model`` yet, newest first."""
+        rows = self.db.query(
+            "SELECT papers.* FROM papers LEFT JOIN paper_embeddings e"
+            " ON e.paper_id = papers.id AND e.model = ?"
+            " WHERE e.paper_id IS NULL ORDER BY papers.first_seen_at DESC",
+            [model],
+        )
+        return [_paper_from_row(r) for r in rows]
+
+    def recent_paper_embeddings(self, model: str, limit: int) -> list[bytes]:
+        """The stored embeddings (passage vectors) of the ``limit`` newest papers."""
+        rows = self.conn.execute(
+            "SELECT e.vector FROM paper_embeddings e JOIN papers ON papers.id = e.paper_id"
+            " WHERE e.model = ? ORDER BY papers.first_seen_at DESC LIMIT ?",
+            [model, limit],
+        )
+        return [vector for (vector,) in rows]
+
     def save_embeddings(
         self, table: str, key: str, model: str, rows: Iterable[tuple[str | int, str, bytes]]
     ) -> None:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from newsletter.models import Paper, Status, Subscriber
-from newsletter.ranking import RankingParams, analyze, rank, stem
+from newsletter.ranking import RankingParams, SemanticInputs, analyze, rank, stem
+from newsletter.semantic import PaperVectors
 
 from .conftest import SHARED
 
@@ -354,3 +355,43 @@ def test_a_followed_authors_paper_below_every_threshold_has_a_finite_score():
     sub = subscriber(1, "graph neural networks", followed_authors=["Ada Lovelace"])
     picks = rank([sub], [outsider], np.ones((1, 1), bool), PARAMS)[1]
     assert [p.paper.id for p in picks] == ["x"] and np.isfinite(picks[0].score)
+
+
+def _unit(vector) -> np.ndarray:
+    vector = np.asarray(vector, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def test_semantic_similarity_is_measured_from_what_all_papers_share():
+    """Embeddings of one field all lean the same way: a paper that only shares that lean
+    must not outrank one on the reader's own topic, though its plain cosine is higher. The
+    texts share no word with the interests, so only the embeddings decide."""
+    axis = np.eye(8, dtype=np.float32)
+    field = [_unit(axis[0] + 0.5 * axis[k]) for k in (4, 5, 6, 7)]
+    generic = _unit(axis[0] + 0.2 * axis[2])
+    on_topic = _unit(0.3 * axis[0] + 0.6 * axis[1] + axis[3])
+    vectors = np.vstack([*field, generic, on_topic])
+    profile = _unit(axis[0] + axis[1])
+    assert profile @ generic > profile @ on_topic  # what plain cosine would rank first
+    papers = [
+        Paper(id=f"f{i}", title=f"Field paper {word}", abstract=f"About {word} only.")
+        for i, word in enumerate(["alpha", "beta", "gamma", "delta"])
+    ] + [
+        Paper(id="generic", title="Generic survey", abstract="Broad overview."),
+        Paper(id="on-topic", title="Specific study", abstract="Narrow result."),
+    ]
+    reader = subscriber(1, "quasar lensing", max_papers=1)
+    params = RankingParams(min_score=0.04, semantic_min_score=0.35)
+
+    def first_pick(center: np.ndarray | None) -> str:
+        semantic = SemanticInputs(
+            papers=PaperVectors(vectors, np.arange(len(papers))),
+            profiles=profile[None, :],
+            feedback={},
+            center=center,
+        )
+        eligible = np.ones((1, len(papers)), dtype=bool)
+        return rank([reader], papers, eligible, params, semantic=semantic)[1][0].paper.id
+
+    assert first_pick(center=None) == "on-topic"  # measured from the papers' mean
+    assert first_pick(center=np.zeros(8, dtype=np.float32)) == "generic"  # plain cosine

@@ -4,6 +4,7 @@ Under .ci/run the extra is installed, so these tests run there (a missing extra 
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -12,11 +13,13 @@ import pytest
 from newsletter import semantic
 from newsletter.edition import plan_edition
 from newsletter.ingest import ingest_path
-from newsletter.models import Paper
+from newsletter.models import Paper, Status, Subscriber
+from newsletter.ranking import RankingParams, SemanticInputs, rank
 from newsletter.settings import Settings
+from newsletter.store import Store
 from newsletter.subscribers import add_subscriber, update_subscriber
 
-from .conftest import REQUIRE_TOOLS, write_jsonl
+from .conftest import REQUIRE_TOOLS, SHARED, write_jsonl
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -110,3 +113,129 @@ def test_semantic_model_finds_a_paper_without_a_shared_word(store, settings, on,
 def test_the_extra_is_optional():
     assert importlib.util.find_spec("newsletter.semantic") is not None
     assert semantic.embedder(Settings(semantic="off")) is None
+
+
+def test_ingest_embeds_the_new_papers_once(run_cli, tmp_path):
+    papers = [
+        {"id": f"2501.0001{i}", "title": f"Topic {i}", "abstract": f"An abstract on topic {i}."}
+        for i in range(3)
+    ]
+    path = write_jsonl(tmp_path / "p.jsonl", papers)
+    env = {"NEWSLETTER_SEMANTIC": "on"}
+    first = json.loads(run_cli("ingest", "--json", str(path), env=env).output)
+    again = json.loads(run_cli("ingest", "--json", str(path), env=env).output)
+    assert (first["new"], first["embedded"]) == (3, 3)
+    assert (again["unchanged"], again["embedded"]) == (3, 0)
+    with Store(tmp_path / "newsletter.db") as store:
+        assert store.count("paper_embeddings") == 3
+
+
+def test_similarities_are_measured_from_the_recent_corpus_not_a_thin_day(store, on, tmp_path):
+    papers = [
+        {"id": f"2501.0002{i}", "title": f"Subject {i}", "abstract": f"Work on subject {i}."}
+        for i in range(4)
+    ]
+    ingest_path(store, write_jsonl(tmp_path / "p.jsonl", papers))
+    model = semantic.embedder(on)
+    everything = semantic.paper_vectors(store, model, store.recent_papers(10))
+    thin_day = semantic.paper_vectors(store, model, [store.get_paper("2501.00020")])
+    mean = semantic.corpus_mean(store, model, thin_day)
+    assert np.allclose(mean, everything.mean(), atol=1e-6)
+    assert not np.allclose(mean, thin_day.mean(), atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def development_set():
+    rows = [json.loads(line) for line in (SHARED / "eval" / "papers.jsonl").open()]
+    papers = [Paper(id=r["id"], title=r["title"], abstract=r["abstract"]) for r in rows]
+    profiles = json.loads((SHARED / "eval" / "profiles-dev.json").read_text())
+    model = semantic.embedder(Settings(semantic="on"))
+    return papers, profiles, model, semantic.embed_papers(model, papers)
+
+
+def _hybrid_picks(
+    development_set, interests: list[str], count: int, hybrid: bool = True
+) -> list[list[str]]:
+    papers, _, model, vectors = development_set
+    readers = [
+        Subscriber(
+            id=i,
+            email=f"r{i}@example.org",
+            status=Status.ACTIVE,
+            timezone="UTC",
+            delivery_hour=7,
+            max_papers=count,
+            interests=text,
+        )
+        for i, text in enumerate(interests)
+    ]
+    inputs = SemanticInputs(papers=vectors, profiles=model.embed(interests), feedback={})
+    inputs = inputs if hybrid else None
+    eligible = np.ones((len(readers), len(papers)), dtype=bool)
+    picks = rank(readers, papers, eligible, RankingParams(), semantic=inputs)
+    return [[pick.paper.id for pick in picks[r.id]] for r in readers]
+
+
+def test_hybrid_ranking_quality_on_the_development_set(development_set):
+    """The first five against the human judgments, with the semantic model blended in."""
+    profiles = development_set[1]
+    picks = _hybrid_picks(development_set, [p["interests"] for p in profiles], 5)
+    relevant = [
+        sum(1 for pid in chosen if profile["judgments"].get(pid, 0) > 0) / 5
+        for chosen, profile in zip(picks, profiles, strict=True)
+    ]
+    assert np.mean(relevant) >= 0.9
+
+
+def test_a_reader_with_clear_matches_also_gets_close_papers_below_the_plain_threshold(
+    development_set,
+):
+    """Plain cosine under ``semantic_min_score`` does not exclude an on-topic paper for a
+    reader whom some papers clearly match; a reader whom none does still gets nothing."""
+    papers, _, model, vectors = development_set
+    interests = [
+        "nonlinear PDE analysis: well-posedness, regularity, reaction-diffusion problems",
+        "medieval tapestry conservation",
+    ]
+    cosines = vectors.best_passage(model.embed(interests))[0]
+    plain = dict(zip([p.id for p in papers], cosines, strict=True))
+    pde, tapestry = _hybrid_picks(development_set, interests, 10)
+    worded = _hybrid_picks(development_set, interests[:1], len(papers), hybrid=False)[0]
+    # Picked on the centered, expanded similarity alone: no word match, plain cosine under.
+    assert [pid for pid in pde if plain[pid] < 0.35 and pid not in worded]
+    assert tapestry == []
+
+
+def test_liking_a_paper_lifts_its_nearest_neighbours_in_the_semantic_model(development_set):
+    from newsletter.ranking import Signals
+
+    papers, _, model, vectors = development_set
+    liked = next(p for p in papers if "Schrödinger" in p.title)
+    at = [p.id for p in papers].index(liked.id)
+    centroids = vectors.centroids()
+    closest = np.argsort(-(centroids @ centroids[at]))
+    neighbours = {papers[i].id for i in closest[1:6]}
+    reader = Subscriber(
+        id=1,
+        email="r@example.org",
+        status=Status.ACTIVE,
+        timezone="UTC",
+        delivery_hour=7,
+        max_papers=len(papers),
+        interests="neural networks",
+    )
+    inputs = SemanticInputs(
+        papers=vectors,
+        profiles=model.embed([reader.interests]),
+        feedback={liked.id: centroids[at]},
+    )
+    eligible = np.array([[p.id != liked.id for p in papers]])
+    only_semantic = RankingParams(semantic_weight=1.0)  # the order is the semantic model's
+
+    def positions(signals: Signals) -> list[int]:
+        picks = rank([reader], papers, eligible, only_semantic, signals=signals, semantic=inputs)[1]
+        order = [pick.paper.id for pick in picks]
+        return [order.index(pid) if pid in order else len(papers) for pid in neighbours]
+
+    before, after = positions(Signals()), positions(Signals(liked={1: [liked]}))
+    assert np.mean(after) < np.mean(before) - 30
