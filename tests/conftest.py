@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 from click.testing import CliRunner, Result
 
 from newsletter.cli import cli
-from newsletter.models import Paper
+from newsletter.models import Paper, Status, Subscriber
 from newsletter.settings import Settings
 from newsletter.store import Store
 
@@ -94,6 +94,21 @@ def make_paper(n: int = 1, **fields) -> Paper:
     }
     values.update(fields)
     return Paper(**values)
+
+
+def make_subscriber(n: int = 1, **fields) -> Subscriber:
+    """An active reader held in memory, not stored: for the ranking and the renderer."""
+    values = {
+        "id": n,
+        "email": f"reader{n}@example.org",
+        "status": Status.ACTIVE,
+        "timezone": "UTC",
+        "delivery_hour": 7,
+        "max_papers": 10,
+        "interests": "graph neural networks",
+    }
+    values.update(fields)
+    return Subscriber(**values)
 
 
 def write_jsonl(path: Path, records: list) -> Path:

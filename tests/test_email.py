@@ -31,7 +31,7 @@ from newsletter.settings import Settings, SettingsError
 from newsletter.subscribers import add_subscriber
 from newsletter.tokens import LinkSigner, email_digest
 
-from .conftest import SECRET, make_paper, write_jsonl
+from .conftest import SECRET, make_paper, make_subscriber, write_jsonl
 
 EDITION = date(2026, 3, 2)
 TODAY = date.today()
@@ -79,16 +79,11 @@ def sample_papers() -> list[Paper]:
 
 def sample_subscriber(**fields) -> Subscriber:
     values = {
-        "id": 7,
         "email": "ada@example.org",
-        "status": Status.ACTIVE,
-        "timezone": "UTC",
-        "delivery_hour": 7,
         "max_papers": 25,
         "interests": "nonlinear PDE, Schrödinger equations, dimension reduction",
     }
-    values.update(fields)
-    return Subscriber(**values)
+    return make_subscriber(7, **{**values, **fields})
 
 
 def picks_of(papers: list[Paper], reason: str = "matches your interests: nonlinear") -> list[Pick]:

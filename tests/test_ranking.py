@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from newsletter.models import Paper, Status, Subscriber
+from newsletter.models import Paper, Subscriber
 from newsletter.ranking import RankingParams, SemanticInputs, analyze, rank, stem
 from newsletter.semantic import PaperVectors
 
-from .conftest import SHARED
+from .conftest import SHARED, make_subscriber
 
 PARAMS = RankingParams(min_score=0.04, category_boost=0.1)
 
@@ -33,17 +33,7 @@ def topical(i: int, **fields) -> Paper:
 
 
 def subscriber(n: int, interests: str, **fields) -> Subscriber:
-    values = dict(
-        id=n,
-        email=f"s{n}@example.org",
-        status=Status.ACTIVE,
-        timezone="UTC",
-        delivery_hour=7,
-        max_papers=3,
-        interests=interests,
-    )
-    values.update(fields)
-    return Subscriber(**values)
+    return make_subscriber(n, interests=interests, **{"max_papers": 3, **fields})
 
 
 @pytest.fixture(scope="module")

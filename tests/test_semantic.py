@@ -13,13 +13,13 @@ import pytest
 from newsletter import semantic
 from newsletter.edition import plan_edition
 from newsletter.ingest import ingest_path
-from newsletter.models import Paper, Status, Subscriber
+from newsletter.models import Paper
 from newsletter.ranking import RankingParams, SemanticInputs, rank
 from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.subscribers import add_subscriber, update_subscriber
 
-from .conftest import REQUIRE_TOOLS, SHARED, write_jsonl
+from .conftest import REQUIRE_TOOLS, SHARED, make_subscriber, write_jsonl
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -158,16 +158,7 @@ def _hybrid_picks(
 ) -> list[list[str]]:
     papers, _, model, vectors = development_set
     readers = [
-        Subscriber(
-            id=i,
-            email=f"r{i}@example.org",
-            status=Status.ACTIVE,
-            timezone="UTC",
-            delivery_hour=7,
-            max_papers=count,
-            interests=text,
-        )
-        for i, text in enumerate(interests)
+        make_subscriber(i, max_papers=count, interests=text) for i, text in enumerate(interests)
     ]
     inputs = SemanticInputs(papers=vectors, profiles=model.embed(interests), feedback={})
     inputs = inputs if hybrid else None
@@ -215,15 +206,7 @@ def test_liking_a_paper_lifts_its_nearest_neighbours_in_the_semantic_model(devel
     centroids = vectors.centroids()
     closest = np.argsort(-(centroids @ centroids[at]))
     neighbours = {papers[i].id for i in closest[1:6]}
-    reader = Subscriber(
-        id=1,
-        email="r@example.org",
-        status=Status.ACTIVE,
-        timezone="UTC",
-        delivery_hour=7,
-        max_papers=len(papers),
-        interests="neural networks",
-    )
+    reader = make_subscriber(1, max_papers=len(papers), interests="neural networks")
     inputs = SemanticInputs(
         papers=vectors,
         profiles=model.embed([reader.interests]),

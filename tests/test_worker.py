@@ -17,22 +17,14 @@ from newsletter.models import Paper, Status, Subscriber, utcnow
 from newsletter.schedule_rules import due_edition
 from newsletter.worker import Worker
 
+from .conftest import make_subscriber
+
 ZONES = ["America/Los_Angeles", "UTC", "Asia/Kolkata", "Pacific/Auckland"]  # -8/-7, 0, +5:30, +13
 START = datetime(2027, 3, 12, 0, 0, tzinfo=UTC)  # Los Angeles moves to DST on 2027-03-14
 
 
 def _subscriber(i: int, zone: str, **fields) -> Subscriber:
-    values = dict(
-        id=i,
-        email=f"r{i}@example.org",
-        status=Status.ACTIVE,
-        timezone=zone,
-        delivery_hour=7,
-        max_papers=3,
-        interests="graph neural networks",
-    )
-    values.update(fields)
-    return Subscriber(**values)
+    return make_subscriber(i, timezone=zone, **{"max_papers": 3, **fields})
 
 
 def test_each_subscriber_is_due_at_their_own_hour_once_a_day_across_dst():
