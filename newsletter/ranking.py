@@ -295,6 +295,8 @@ class _Ranker:
         from the corpus's average passage (for ranking)."""
         mean = semantic.papers.mean() if semantic.center is None else semantic.center
         self.center = mean
+        # An empty interests text embeds to somewhere: it must count as no interest at all.
+        self.described = np.array([bool(s.interests.strip()) for s in self.subscribers])
         self.passages = semantic.papers.centered(mean)
         self.passage_centroids = self.passages.centroids()
         dim = semantic.profiles.shape[1]
@@ -391,13 +393,13 @@ class _Ranker:
         reads; and the relevance that ranks: the same, measured from the corpus's average
         passage and expanded with the best matches, as the lexical query is."""
         p = self.params
-        profiles = self.semantic.profiles[rows]
+        described = self.described[rows, None]
+        profiles = np.where(described, self.semantic.profiles[rows], 0)
         similarity = self.semantic.papers.best_passage(
             normalize(self._semantic_feedback(rows, profiles, self.feedback_embeddings))
         )
-        query = normalize(
-            self._semantic_feedback(rows, center(profiles, self.center), self.centered_feedback)
-        )
+        centered = np.where(described, center(profiles, self.center), 0)
+        query = normalize(self._semantic_feedback(rows, centered, self.centered_feedback))
         if p.expansion_weight > 0 and p.expansion_papers > 0:
             first = self.passages.best_passage(query)
             centroid = normalize(

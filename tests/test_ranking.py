@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -336,6 +337,29 @@ def test_a_reader_with_only_categories_gets_the_papers_in_them():
     sub = subscriber(1, "", categories=["math.AP"])
     picks = rank([sub], papers, np.ones((1, 2), bool), PARAMS)[1]
     assert [p.paper.id for p in picks] == ["g0"]
+
+
+def test_a_reader_with_only_categories_gets_them_by_trending_with_the_semantic_model_too():
+    """No interests text means no semantic relevance: the empty text's embedding must not
+    pick or order anything."""
+    papers = [
+        topical(i, categories=["math.AP"], upvotes=upvotes)
+        for i, upvotes in enumerate([3, 250, 40])
+    ]
+    papers.append(topical(3, categories=["cs.LG"]))
+    empty_text = _unit(np.r_[1.0, np.zeros(7)])
+    vectors = np.vstack([empty_text, _unit(np.ones(8)), empty_text, empty_text])
+    semantic = SemanticInputs(
+        papers=PaperVectors(vectors.astype(np.float32), np.arange(4)),
+        profiles=empty_text[None, :],
+        feedback={},
+    )
+    sub = subscriber(1, "", categories=["math.AP"])
+    eligible = np.ones((1, 4), bool)
+    params = dataclasses.replace(PARAMS, max_category_share=1.0)
+    lexical = rank([sub], papers, eligible, params)[1]
+    hybrid = rank([sub], papers, eligible, params, semantic=semantic)[1]
+    assert [p.paper.id for p in hybrid] == [p.paper.id for p in lexical] == ["g1", "g2", "g0"]
 
 
 def test_a_followed_authors_paper_below_every_threshold_has_a_finite_score():
