@@ -346,6 +346,9 @@ class _Ranker:
             # reader with such clear matches, the ranking's similarity also admits papers.
             clear = similarity >= p.semantic_min_score
             in_field = clear.any(axis=1, keepdims=True)
+            # A word in common is not enough where the paper is no closer to the interests
+            # than the average paper ("dark matter" and "learning dynamics matters").
+            relevant &= (semantic > 0) | ~self.described[rows, None]
             relevant |= clear | (in_field & (semantic >= p.semantic_min_score))
             relevance = _blend(lexical, semantic, p.semantic_weight)
         in_category = self.categories[rows].toarray() > 0

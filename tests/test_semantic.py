@@ -222,3 +222,15 @@ def test_liking_a_paper_lifts_its_nearest_neighbours_in_the_semantic_model(devel
 
     before, after = positions(Signals()), positions(Signals(liked={1: [liked]}))
     assert np.mean(after) < np.mean(before) - 30
+
+
+def test_a_word_in_common_is_not_enough_where_the_embeddings_disagree(development_set):
+    """ "matter" in "dark matter halos" and in "learning dynamics matters" is one word the
+    lexical model matches; the semantic model finds that paper no closer than the average."""
+    papers = development_set[0]
+    wordy = next(p.id for p in papers if p.title.startswith("Sample Relationship"))
+    interests = ["galaxy formation and dark matter halos"]
+    lexical = _hybrid_picks(development_set, interests, len(papers), hybrid=False)[0]
+    hybrid = _hybrid_picks(development_set, interests, len(papers))[0]
+    assert wordy in lexical
+    assert wordy not in hybrid
