@@ -9,7 +9,10 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
@@ -109,6 +112,32 @@ def make_subscriber(n: int = 1, **fields) -> Subscriber:
     }
     values.update(fields)
     return Subscriber(**values)
+
+
+@contextmanager
+def lock_held_elsewhere(db: Path, shard: str = "") -> Iterator[subprocess.Popen]:
+    """Another process holding the sending lock of ``db`` (of ``shard``, "I/N", if given)
+    until the block ends, when it is killed with SIGKILL, as a crash would end it."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from newsletter.locking import "
+            "SendingLock; from newsletter.models import Shard; SendingLock(Path(sys.argv[1]), "
+            "Shard.parse(sys.argv[2]) if sys.argv[2] else Shard()).acquire(); "
+            "print('held', flush=True); time.sleep(60)",
+            str(db),
+            shard,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def write_jsonl(path: Path, records: list) -> Path:

@@ -20,7 +20,7 @@ from newsletter.locking import LockBusy, SendingLock
 from newsletter.models import Status
 from newsletter.subscribers import add_subscriber
 
-from .conftest import Mailbox, _Collector, free_port, write_jsonl
+from .conftest import Mailbox, _Collector, free_port, lock_held_elsewhere, write_jsonl
 
 TODAY = date.today()
 PAPER = {
@@ -173,24 +173,8 @@ def test_parallel_connections_deliver_everything_once(store, settings, tmp_path,
 
 def test_only_one_process_sends_and_a_dead_one_does_not_leave_the_lock_stuck(tmp_path):
     db = tmp_path / "newsletter.db"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from newsletter.locking import SendingLock;"
-            "SendingLock(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)",
-            str(db),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(LockBusy, match=f"pid {holder.pid}"):
-            SendingLock(db).acquire()
-    finally:
-        os.kill(holder.pid, 9)
-        holder.wait()
+    with lock_held_elsewhere(db) as holder, pytest.raises(LockBusy, match=f"pid {holder.pid}"):
+        SendingLock(db).acquire()
     with SendingLock(db):  # the OS released the dead process's lock
         pass
 

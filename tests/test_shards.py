@@ -19,7 +19,7 @@ from newsletter.locking import LockBusy, SendingLock
 from newsletter.models import Shard, Status
 from newsletter.worker import Worker
 
-from .conftest import write_jsonl
+from .conftest import lock_held_elsewhere, write_jsonl
 
 TODAY = date.today()
 PAPER = {"id": "2501.00001", "title": "Graph neural networks", "abstract": "Graph neural networks."}
@@ -89,20 +89,7 @@ def test_two_shard_processes_at_once_send_everyone_exactly_once(
 
 def test_a_second_copy_of_a_shard_is_refused_but_the_other_shard_may_run(tmp_path):
     db = tmp_path / "newsletter.db"
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from newsletter.locking import "
-            "SendingLock; from newsletter.models import Shard; SendingLock(Path(sys.argv[1]), "
-            "Shard(0, 2)).acquire(); print('held', flush=True); time.sleep(60)",
-            str(db),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held_elsewhere(db, "0/2") as holder:
         with pytest.raises(LockBusy, match=f"pid {holder.pid}.*shard 0/2"):
             SendingLock(db, Shard(0, 2)).acquire()
         with SendingLock(db, Shard(1, 2)):  # the other half runs beside it
@@ -111,9 +98,6 @@ def test_a_second_copy_of_a_shard_is_refused_but_the_other_shard_may_run(tmp_pat
         for overlapping in (Shard(), Shard(0, 3)):
             with pytest.raises(LockBusy, match=f"shard 0/2: pid {holder.pid}"):
                 SendingLock(db, overlapping).acquire()
-    finally:
-        holder.kill()
-        holder.wait()
     with SendingLock(db, Shard(0, 2)):  # the OS released the dead process's locks
         pass
 
