@@ -208,26 +208,14 @@ def _apply(store: Store, event: BounceEvent, limit: int, window: timedelta) -> s
         return f"soft bounce {count} of {limit}"
 
 
-# The two queries below read one subscriber's events, which Store has no method for yet.
-
-
 def _recorded(store: Store, subscriber_id: int, event: BounceEvent) -> bool:
     """Whether this very event (same relay, same event id) was applied already."""
-    row = store.conn.execute(
-        "SELECT 1 FROM events WHERE subscriber_id = ? AND kind IN (?, ?, ?, ?)"
-        " AND json_extract(detail, '$.provider') = ? AND json_extract(detail, '$.event_id') = ?"
-        " LIMIT 1",
-        [subscriber_id, *EVENT_KINDS.values(), event.provider, event.event_id],
-    ).fetchone()
-    return row is not None
+    return store.has_subscriber_event(
+        subscriber_id, EVENT_KINDS.values(), provider=event.provider, event_id=event.event_id
+    )
 
 
 def _soft_bounces(store: Store, subscriber_id: int, window: timedelta) -> int:
     """Soft bounces since ``window`` ago or the last (re)activation, whichever is later."""
     since = to_utc_iso(datetime.now(UTC) - window)
-    return store.conn.execute(
-        "SELECT count(*) FROM events WHERE subscriber_id = ? AND kind = ? AND at >= ?"
-        " AND at > coalesce((SELECT max(at) FROM events WHERE subscriber_id = ?"
-        " AND kind = 'subscriber.status' AND json_extract(detail, '$.new') = ?), '')",
-        [subscriber_id, EVENT_KINDS["soft_bounce"], since, subscriber_id, str(Status.ACTIVE)],
-    ).fetchone()[0]
+    return store.count_events_since_active(subscriber_id, EVENT_KINDS["soft_bounce"], since)

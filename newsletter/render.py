@@ -30,7 +30,7 @@ from datetime import UTC, date, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP, Policy
-from email.utils import format_datetime, formataddr, parseaddr
+from email.utils import format_datetime, formataddr
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import urlencode
@@ -249,23 +249,18 @@ class Renderer:
     def text_template(self) -> jinja2.Template:
         return self.env.get_template(TEXT_TEMPLATE)
 
-    @cached_property
-    def brand(self) -> str:
-        return parseaddr(self.settings.from_address)[0] or "Daily Papers"
-
     def card(self, paper: Paper) -> Card:
         if (card := self._cards.get(paper.id)) is None:
             card = self._cards[paper.id] = Card.of(paper)
         return card
 
     def link(self, purpose: str, subscriber: Subscriber) -> str:
-        token = self.signer.make(purpose, subscriber.id, subscriber.email)
-        return f"{self.settings.base_url.rstrip('/')}/{purpose}/{token}"
+        return self.signer.url(self.settings.base_url, purpose, subscriber)
 
     def subject(self, edition: date, picks: list[Pick]) -> str:
         label = f"{edition:%b} {edition.day}"
         if not picks:
-            return f"{self.brand} · {label}"
+            return f"{self.settings.brand} · {label}"
         top = self.card(picks[0].paper).title
         more = f" (+{len(picks) - 1} more)" if len(picks) > 1 else ""
         return trim_words(f"{label}: {top}", SUBJECT_CHARS - len(more)) + more
@@ -285,7 +280,7 @@ class Renderer:
         count = f"{len(items)} new paper{'s' if len(items) != 1 else ''} for you today"
         return {
             "subject": self.subject(edition, picks),
-            "brand": self.brand,
+            "brand": self.settings.brand,
             "edition_label": f"{edition:%A}, {edition:%B} {edition.day}, {edition.year}",
             "preheader": trim_words(
                 "; ".join([count, *(item.card.title for item in items[:3])]), PREHEADER_CHARS
@@ -403,7 +398,7 @@ class Renderer:
         ]
         if self.settings.reply_to:
             headers.append(("Reply-To", policy.header_factory("Reply-To", self.settings.reply_to)))
-        list_id = formataddr((self.brand, f"daily-papers.{self.settings.sender_domain}"))
+        list_id = formataddr((self.settings.brand, f"daily-papers.{self.settings.sender_domain}"))
         headers.append(("List-Id", policy.header_factory("List-Id", list_id)))
         headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         return headers

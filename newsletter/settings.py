@@ -13,6 +13,7 @@ import os
 import tomllib
 import typing
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -175,9 +176,12 @@ class Settings:
 
     @property
     def sender_email(self) -> str:
-        from email.utils import parseaddr
-
         return parseaddr(self.from_address)[1]
+
+    @property
+    def brand(self) -> str:
+        """The newsletter's name, as emails and pages show it: the sender's display name."""
+        return parseaddr(self.from_address)[0] or "Daily Papers"
 
     @property
     def sender_domain(self) -> str:

@@ -413,6 +413,30 @@ class Store:
             is not None
         )
 
+    def has_subscriber_event(self, subscriber_id: int, kinds: Iterable[str], **detail: Any) -> bool:
+        """Whether the subscriber has an event of one of ``kinds`` with these ``detail``
+        values."""
+        kinds = list(kinds)
+        if not all(key.isidentifier() for key in detail):
+            raise ValueError(f"not a detail key: {list(detail)}")
+        matches = "".join(f" AND json_extract(detail, '$.{key}') = ?" for key in detail)
+        row = self.conn.execute(
+            f"SELECT 1 FROM events WHERE subscriber_id = ?"
+            f" AND kind IN ({', '.join('?' * len(kinds))}){matches} LIMIT 1",
+            [subscriber_id, *kinds, *detail.values()],
+        ).fetchone()
+        return row is not None
+
+    def count_events_since_active(self, subscriber_id: int, kind: str, since: str) -> int:
+        """The subscriber's events of ``kind`` since ``since`` (ISO-8601 UTC) and since the
+        subscriber was last made active, whichever is later."""
+        return self.conn.execute(
+            "SELECT count(*) FROM events WHERE subscriber_id = ? AND kind = ? AND at >= ?"
+            " AND at > coalesce((SELECT max(at) FROM events WHERE subscriber_id = ?"
+            " AND kind = 'subscriber.status' AND json_extract(detail, '$.new') = ?), '')",
+            [subscriber_id, kind, since, subscriber_id, str(Status.ACTIVE)],
+        ).fetchone()[0]
+
     def events(self, kind: str | None = None, limit: int = 100) -> list[dict]:
         where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
         rows = self.db.query(

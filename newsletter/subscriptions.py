@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, make_msgid
 from typing import Any
 
 import premailer
@@ -78,21 +78,6 @@ def _check_fields(
     if errors:
         raise InvalidForm(errors)
     return valid
-
-
-def brand(settings: Settings) -> str:
-    return parseaddr(settings.from_address)[0] or "Daily Papers"
-
-
-def link_path(signer: LinkSigner, purpose: str, subscriber: Subscriber, **data: Any) -> str:
-    """The path of a signed link, ``/PURPOSE/TOKEN``: the routes of the web app."""
-    return f"/{purpose}/{signer.make(purpose, subscriber.id, subscriber.email, **data)}"
-
-
-def link_url(
-    settings: Settings, signer: LinkSigner, purpose: str, subscriber: Subscriber, **data: Any
-) -> str:
-    return settings.base_url.rstrip("/") + link_path(signer, purpose, subscriber, **data)
 
 
 # -- reading links ----------------------------------------------------------------------------
@@ -240,14 +225,14 @@ def confirmation_message(
 ) -> EmailMessage:
     """The email that answers a sign-up: a confirmation link, or for an address that is
     already subscribed, its preferences link."""
-    name = brand(settings)
+    name = settings.brand
     already = subscriber.status in SUBSCRIBED
     if already:
         subject = f"You already receive {name}"
-        url = link_url(settings, signer, "preferences", subscriber)
+        url = signer.url(settings.base_url, "preferences", subscriber)
     else:
         subject = f"Confirm your subscription to {name}"
-        url = link_url(settings, signer, "confirm", subscriber, issued=int(time.time()))
+        url = signer.url(settings.base_url, "confirm", subscriber, issued=int(time.time()))
     context = {
         "subject": subject,
         "brand": name,

@@ -19,6 +19,7 @@ from typing import Any
 from itsdangerous import BadData, URLSafeSerializer
 from itsdangerous.encoding import base64_decode, base64_encode
 
+from .models import Subscriber
 from .settings import Settings, SettingsError
 
 PURPOSES = frozenset({"unsubscribe", "preferences", "confirm", "feedback"})
@@ -57,6 +58,14 @@ class LinkSigner:
         if purpose not in PURPOSES:
             raise ValueError(f"unknown link purpose {purpose!r}")
         return URLSafeSerializer(self._keys, salt=f"newsletter.{purpose}")
+
+    def path(self, purpose: str, subscriber: Subscriber, **data: Any) -> str:
+        """The path of a signed link, ``/PURPOSE/TOKEN``: the routes of the web app."""
+        return f"/{purpose}/{self.make(purpose, subscriber.id, subscriber.email, **data)}"
+
+    def url(self, base_url: str, purpose: str, subscriber: Subscriber, **data: Any) -> str:
+        """The whole link, under the site's ``base_url``."""
+        return base_url.rstrip("/") + self.path(purpose, subscriber, **data)
 
     def make(self, purpose: str, subscriber_id: int, email: str, **data: Any) -> str:
         payload: list[Any] = [subscriber_id, email_digest(email)]

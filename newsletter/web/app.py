@@ -47,11 +47,9 @@ from ..subscriptions import (
     PREFERENCE_CHECKS,
     Feedback,
     InvalidForm,
-    brand,
     check_sign_up,
     confirm_subscription,
     expire_pending,
-    link_path,
     preview_picks,
     read_feedback,
     read_link,
@@ -178,7 +176,7 @@ class WebApp:
             else [secrets.token_urlsafe(32)]
         )
         self.csrf = CSRF(keys)
-        self.brand = brand(settings)
+        self.brand = settings.brand
         self.env = template_environment()
         self.css = (templates_dir() / "web" / "site.css").read_text(encoding="utf-8")
         self.timezones = sorted(available_timezones())
@@ -334,7 +332,7 @@ class WebApp:
         def work(store: Store) -> tuple[Subscriber, str]:
             subscriber, _ = self.read(store, "confirm", token)
             subscriber = confirm_subscription(store, subscriber, ip=ip)
-            return subscriber, link_path(self.signer, "preferences", subscriber)
+            return subscriber, self.signer.path("preferences", subscriber)
 
         subscriber, preferences = await self.db(work)
         return self.render(
@@ -412,7 +410,7 @@ class WebApp:
                     {"edition": edition, "title": " ".join(p.title.split()), "url": paper_url(p)}
                     for edition, p in recently_sent(store, subscriber)
                 ],
-                "unsubscribe": link_path(self.signer, "unsubscribe", subscriber),
+                "unsubscribe": self.signer.path("unsubscribe", subscriber),
                 "weekday_options": [(str(i), day) for i, day in enumerate(WEEKDAYS)],
                 "hour_options": [(str(h), f"{h:02d}:00") for h in range(24)],
                 "timezone_options": [(tz, tz) for tz in self.timezones],
@@ -487,7 +485,7 @@ class WebApp:
                 subscriber = unsubscribe(store, subscriber, via=via)
             else:
                 subscriber = resubscribe(store, subscriber)
-            return subscriber, link_path(self.signer, "preferences", subscriber)
+            return subscriber, self.signer.path("preferences", subscriber)
 
         subscriber, preferences = await self.db(work)
         if action == "unsubscribe":
@@ -525,7 +523,7 @@ class WebApp:
             feedback = read_feedback(store, self.settings, self.signer, token, paper_id, signal)
             if posted:
                 store.set_feedback(feedback.subscriber.id, feedback.paper.id, feedback.value)
-            return feedback, link_path(self.signer, "preferences", feedback.subscriber)
+            return feedback, self.signer.path("preferences", feedback.subscriber)
 
         feedback, preferences = await self.db(work)
         more = feedback.value > 0
