@@ -20,6 +20,8 @@ from .models import Paper, Status, Subscriber, title_key, utcnow
 log = logging.getLogger(__name__)
 
 SaveOutcome = Literal["new", "updated", "unchanged"]
+#: Keys per ``IN (...)`` query: under SQLite's smallest limit on bound parameters (999).
+KEYS_PER_QUERY = 900
 
 
 class SubscriberNotFound(LookupError):
@@ -161,12 +163,11 @@ class Store:
     def papers_by_ids(self, ids: Iterable[str]) -> list[Paper]:
         """Papers in the order of ``ids``; ids not in the store are left out."""
         ids = list(ids)
-        if not ids:
-            return []
-        marks = ",".join("?" * len(ids))
-        rows = {
-            r["id"]: r for r in self.db.query(f"SELECT * FROM papers WHERE id IN ({marks})", ids)
-        }
+        rows: dict[str, dict] = {}
+        for start in range(0, len(ids), KEYS_PER_QUERY):
+            chunk = ids[start : start + KEYS_PER_QUERY]
+            query = f"SELECT * FROM papers WHERE id IN ({','.join('?' * len(chunk))})"
+            rows.update((r["id"], r) for r in self.db.query(query, chunk))
         return [_paper_from_row(rows[i]) for i in ids if i in rows]
 
     def papers_seen_between(self, start: str, end: str) -> list[Paper]:
@@ -355,11 +356,17 @@ class Store:
         """{key: (text digest, vector bytes)} of the stored embeddings of ``keys``."""
         if self._EMBEDDING_TABLES.get(table) != key:
             raise ValueError(f"no embeddings table {table}.{key}")
-        wanted = set(keys)
-        rows = self.conn.execute(
-            f"SELECT {key}, text_hash, vector FROM {table} WHERE model = ?", [model]
-        )
-        return {k: (digest, vector) for k, digest, vector in rows if k in wanted}
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str | int, tuple[str, bytes]] = {}
+        for start in range(0, len(wanted), KEYS_PER_QUERY):
+            chunk = wanted[start : start + KEYS_PER_QUERY]
+            rows = self.conn.execute(
+                f"SELECT {key}, text_hash, vector FROM {table}"
+                f" WHERE model = ? AND {key} IN ({', '.join('?' * len(chunk))})",
+                [model, *chunk],
+            )
+            found.update((k, (digest, vector)) for k, digest, vector in rows)
+        return found
 
     def papers_without_embedding(self, model: str) -> list[Paper]:
         """Papers with no embedding from ``model`` yet, newest first."""

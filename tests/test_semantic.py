@@ -234,3 +234,19 @@ def test_a_word_in_common_is_not_enough_where_the_embeddings_disagree(developmen
     hybrid = _hybrid_picks(development_set, interests, len(papers))[0]
     assert wordy in lexical
     assert wordy not in hybrid
+
+
+def test_stored_embeddings_are_read_by_key_however_many(store, tmp_path):
+    papers = [
+        {"id": f"2502.{n:05d}", "title": f"Paper {n}", "abstract": f"Abstract {n}."}
+        for n in range(2000)
+    ]
+    ingest_path(store, write_jsonl(tmp_path / "p.jsonl", papers))
+    rows = [(p["id"], f"h{n}", np.full(4, n, np.float32).tobytes()) for n, p in enumerate(papers)]
+    store.save_embeddings("paper_embeddings", "paper_id", "m", rows)
+    wanted = [p["id"] for p in papers[::2]] + ["2502.99999"]
+    found = store.embeddings("paper_embeddings", "paper_id", "m", wanted)
+    assert sorted(found) == sorted(wanted[:-1])
+    assert found["2502.01998"] == ("h1998", np.full(4, 1998, np.float32).tobytes())
+    assert store.embeddings("paper_embeddings", "paper_id", "other model", wanted) == {}
+    assert [p.id for p in store.papers_by_ids(wanted)] == wanted[:-1]
