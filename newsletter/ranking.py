@@ -600,7 +600,7 @@ def _diverse_top(
         return [[] for _ in range(scores.shape[0])]
     ranked = np.where(forced, FOLLOWED, scores)
     width = min(scores.shape[1], 3 * count + int(forced.sum(axis=1).max(initial=0)))
-    candidates = np.argsort(-ranked, axis=1, kind="stable")[:, :width]
+    candidates = _top_columns(ranked, width)
     value = np.take_along_axis(ranked, candidates, axis=1)
     is_forced = np.take_along_axis(forced, candidates, axis=1)
     usable = np.isfinite(value) | is_forced
@@ -640,6 +640,16 @@ def _diverse_top(
             redundancy[ok], similarity[position[picked[ok]][:, None], position[candidates[ok]]]
         )
     return chosen
+
+
+def _top_columns(values: np.ndarray, width: int) -> np.ndarray:
+    """Each row's ``width`` highest columns, best first and ties in column order, without
+    sorting the whole row."""
+    if width >= values.shape[1]:
+        return np.argsort(-values, axis=1, kind="stable")
+    top = np.argpartition(-values, width - 1, axis=1)[:, :width]
+    order = np.lexsort((top, -np.take_along_axis(values, top, axis=1)), axis=1)
+    return np.take_along_axis(top, order, axis=1)
 
 
 def _top_terms(terms: list[str], contributions: sp.csr_matrix) -> list[list[str]]:
