@@ -21,7 +21,6 @@ from playwright.sync_api import sync_playwright
 from newsletter.demo import run_demo
 from newsletter.settings import Settings
 from newsletter.store import Store
-from newsletter.subscriptions import link_path
 from newsletter.tokens import link_signer
 from newsletter.web import create_app
 
@@ -43,8 +42,8 @@ def main() -> None:
         with Store(settings.db) as store:
             signer = link_signer(settings, store, real_send=False)
             alan = store.get_subscriber("alan@example.org")
-            preferences = link_path(signer, "preferences", alan)
-            unsubscribe = link_path(signer, "unsubscribe", alan)
+            preferences = signer.path("preferences", alan)
+            unsubscribe = signer.path("unsubscribe", alan)
         server = uvicorn.Server(
             uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
         )

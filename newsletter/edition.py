@@ -108,12 +108,11 @@ def _semantic_inputs(
         p.id: p for group in (signals.liked, signals.disliked) for ps in group.values() for p in ps
     }
     feedback_vectors = semantic.paper_vectors(store, model, list(feedback.values())).centroids()
-    candidates = semantic.paper_vectors(store, model, papers)
     return SemanticInputs(
-        papers=candidates,
+        papers=semantic.paper_vectors(store, model, papers),
         profiles=semantic.profile_vectors(store, model, subscribers),
         feedback=dict(zip(feedback, feedback_vectors, strict=True)),
-        center=semantic.corpus_mean(store, model, candidates),
+        center=semantic.corpus_center(store, model),
     )
 
 

@@ -174,8 +174,8 @@ class SemanticInputs:
     profiles: np.ndarray
     #: One vector per liked or disliked paper, by id.
     feedback: Mapping[str, np.ndarray]
-    #: The corpus's average passage, which similarities are measured from (default: the
-    #: candidates'); like IDF, it needs more papers than a thin day has.
+    #: The corpus's average passage, which similarities are measured from (default: see
+    #: ``PaperVectors.reference_point``); like IDF, it needs more papers than a thin day has.
     center: np.ndarray | None = None
 
 
@@ -293,7 +293,7 @@ class _Ranker:
     def _prepare_semantic(self, semantic: SemanticInputs) -> None:
         """The passages and feedback papers as they are (for the threshold) and measured
         from the corpus's average passage (for ranking)."""
-        mean = semantic.papers.mean() if semantic.center is None else semantic.center
+        mean = semantic.papers.reference_point() if semantic.center is None else semantic.center
         self.center = mean
         # An empty interests text embeds to somewhere: it must count as no interest at all.
         self.described = np.array([bool(s.interests.strip()) for s in self.subscribers])
@@ -411,7 +411,7 @@ class _Ranker:
             evidence = np.minimum(
                 1, (similarity >= p.semantic_min_score).sum(axis=1) / p.expansion_papers
             )
-            weight = (p.expansion_weight * evidence)[:, None]
+            weight = (p.expansion_weight * evidence).astype(np.float32)[:, None]
             query = normalize((1 - weight) * query + weight * centroid)
         return similarity, self.passages.best_passage(query)
 
@@ -643,11 +643,17 @@ def _diverse_top(
 
 
 def _top_columns(values: np.ndarray, width: int) -> np.ndarray:
-    """Each row's ``width`` highest columns, best first and ties in column order, without
-    sorting the whole row."""
+    """Each row's ``width`` highest columns, best first and ties in column order (as a
+    stable sort gives them), without sorting the whole row."""
     if width >= values.shape[1]:
         return np.argsort(-values, axis=1, kind="stable")
-    top = np.argpartition(-values, width - 1, axis=1)[:, :width]
+    kth = -np.partition(-values, width - 1, axis=1)[:, width - 1 : width]
+    above = values > kth
+    tied = values == kth
+    # Of the columns tied with the last one in, the first ones in column order.
+    room = width - above.sum(axis=1, keepdims=True)
+    keep = above | (tied & (np.cumsum(tied, axis=1) <= room))
+    top = np.nonzero(keep)[1].reshape(values.shape[0], width)
     order = np.lexsort((top, -np.take_along_axis(values, top, axis=1)), axis=1)
     return np.take_along_axis(top, order, axis=1)
 

@@ -34,6 +34,9 @@ EMBED_BATCH_PAPERS = 512
 #: Papers whose average passage similarities are measured from (see :func:`center`):
 #: enough that one thin day does not decide what "average" is.
 CENTER_PAPERS = 2_000
+#: Fewer papers than this say too little about what a field's papers share: similarities
+#: are then plain cosines, measured from the origin.
+MIN_CENTER_PAPERS = 100
 
 
 def installed() -> bool:
@@ -77,9 +80,14 @@ def _load() -> Embedder:
     return Embedder()
 
 
+def wanted(settings: Settings) -> bool:
+    """Whether the settings ask for the model (``semantic``: auto, on, off)."""
+    return settings.semantic == "on" or (settings.semantic == "auto" and installed())
+
+
 def embedder(settings: Settings) -> Embedder | None:
-    """The model, if the settings want it (``semantic``: auto, on, off) and it is installed."""
-    if settings.semantic == "off" or (settings.semantic == "auto" and not installed()):
+    """The model, if the settings want it and it is installed."""
+    if not wanted(settings):
         return None
     if not installed():
         raise SettingsError(
@@ -126,9 +134,10 @@ class PaperVectors:
         starts = np.flatnonzero(np.r_[True, self.owner[1:] != self.owner[:-1]])
         return np.maximum.reduceat(similarity, starts, axis=1)
 
-    def mean(self) -> np.ndarray:
-        """The average passage: what all these papers have in common."""
-        return self.vectors.mean(axis=0)
+    def reference_point(self) -> np.ndarray:
+        """Where similarities to these papers are measured from (see :func:`center`): their
+        average passage, or the origin for fewer than ``MIN_CENTER_PAPERS`` papers."""
+        return _reference_point(self.vectors, len(np.unique(self.owner)))
 
     def centered(self, mean: np.ndarray) -> PaperVectors:
         """The passages measured from ``mean`` (see :func:`center`)."""
@@ -189,26 +198,37 @@ def _stack(per_paper: list[np.ndarray]) -> PaperVectors:
 
 
 def embed_new_papers(store: Store, settings: Settings) -> int:
-    """Embed the papers that have no embedding yet (after an ingest), so that sending does
-    not wait for the model; how many. Nothing without the semantic extra."""
-    model = embedder(settings)
-    if model is None:
+    """Embed the newest papers that have no embedding yet (after an ingest), so that
+    sending does not wait for the model; how many. At most ``CENTER_PAPERS`` of them: older
+    ones are no longer candidates (one ranked anyway is embedded then). Nothing without
+    the semantic extra, and the model is loaded only when there is something to embed."""
+    if not wanted(settings):
         return 0
-    papers = store.papers_without_embedding(model.name)
+    papers = store.papers_without_embedding(MODEL_NAME, CENTER_PAPERS)
+    if not papers:
+        return 0
+    model = embedder(settings)
     for start in range(0, len(papers), EMBED_BATCH_PAPERS):
         paper_vectors(store, model, papers[start : start + EMBED_BATCH_PAPERS])
     return len(papers)
 
 
-def corpus_mean(store: Store, model: Embedder, vectors: PaperVectors) -> np.ndarray:
-    """The average passage of the newest papers with stored embeddings (today's candidates
-    among them, as :func:`paper_vectors` stores them); of ``vectors`` if none are stored."""
+def corpus_center(store: Store, model: Embedder) -> np.ndarray:
+    """Where similarities are measured from: the average passage of the newest
+    ``CENTER_PAPERS`` papers with stored embeddings (today's candidates among them, as
+    :func:`paper_vectors` stores them), or the origin while there are too few."""
     stored = store.recent_paper_embeddings(model.name, CENTER_PAPERS)
-    if not stored:
-        return vectors.mean()
-    return np.vstack(
-        [np.frombuffer(v, dtype=np.float32).reshape(-1, model.dimension) for v in stored]
-    ).mean(axis=0)
+    vectors = [np.frombuffer(v, dtype=np.float32).reshape(-1, model.dimension) for v in stored]
+    return _reference_point(
+        np.vstack(vectors) if vectors else np.zeros((0, model.dimension), np.float32),
+        len(stored),
+    )
+
+
+def _reference_point(passages: np.ndarray, papers: int) -> np.ndarray:
+    if papers < MIN_CENTER_PAPERS:
+        return np.zeros(passages.shape[1], np.float32)
+    return passages.mean(axis=0)
 
 
 def profile_vectors(store: Store, model: Embedder, subscribers: Sequence[Subscriber]) -> np.ndarray:

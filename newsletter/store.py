@@ -368,13 +368,13 @@ class Store:
             found.update((k, (digest, vector)) for k, digest, vector in rows)
         return found
 
-    def papers_without_embedding(self, model: str) -> list[Paper]:
-        """Papers with no embedding from ``model`` yet, newest first."""
+    def papers_without_embedding(self, model: str, limit: int) -> list[Paper]:
+        """The ``limit`` newest papers with no embedding from ``model`` yet."""
         rows = self.db.query(
             "SELECT papers.* FROM papers LEFT JOIN paper_embeddings e"
             " ON e.paper_id = papers.id AND e.model = ?"
-            " WHERE e.paper_id IS NULL ORDER BY papers.first_seen_at DESC",
-            [model],
+            " WHERE e.paper_id IS NULL ORDER BY papers.first_seen_at DESC LIMIT ?",
+            [model, limit],
         )
         return [_paper_from_row(r) for r in rows]
 
