@@ -286,3 +286,23 @@ def test_a_handful_of_papers_keeps_its_word_matches(development_set):
             assert {p.paper.id for p in picks} == {worded[0], pid}, profile["id"]
             checked += 1
     assert checked
+
+
+def test_ingest_embeds_only_the_newest_papers_and_loads_the_model_only_for_them(
+    store, on, tmp_path, monkeypatch
+):
+    papers = [
+        {"id": f"2503.0000{n}", "title": f"Item {n}", "abstract": f"About item {n}."}
+        for n in range(5)
+    ]
+    for paper in papers:  # one at a time: each is newer than the one before
+        ingest_path(store, write_jsonl(tmp_path / "p.jsonl", [paper]))
+    monkeypatch.setattr(semantic, "CENTER_PAPERS", 3)
+    assert semantic.embed_new_papers(store, on) == 3
+    model = semantic.embedder(on)
+    stored = store.embeddings("paper_embeddings", "paper_id", model.name, [p["id"] for p in papers])
+    assert sorted(stored) == [p["id"] for p in papers[2:]]
+
+    monkeypatch.setattr(store, "papers_without_embedding", lambda model, limit: [])
+    monkeypatch.setattr(semantic, "embedder", lambda settings: pytest.fail("model loaded"))
+    assert semantic.embed_new_papers(store, on) == 0
