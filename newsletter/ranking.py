@@ -458,7 +458,7 @@ class _Ranker:
         )
         liked_similar = self._liked_resemblance(rows, cols)
         reasons = []
-        surface: dict[int, dict[str, str]] = {}  # per subscriber, not per pick
+        surface: dict[int, _Surface] = {}  # per subscriber, not per pick
         for k, (row, col) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
             subscriber, paper = self.subscribers[row], self.papers[col]
             parts = []
@@ -470,9 +470,8 @@ class _Ranker:
             terms = matched[k]
             if terms:
                 if row not in surface:
-                    surface[row] = _surface_words(subscriber.interests)
-                words = surface[row]
-                shown = [" ".join([words.get(t, t) for t in term.split()]) for term in terms]
+                    surface[row] = _Surface(subscriber.interests)
+                shown = surface[row].show(terms)
                 parts.append("matches your interests: " + ", ".join(shown))
             if liked_similar[k]:
                 parts.append(f"like “{liked_similar[k]}”, which you liked")
@@ -678,14 +677,41 @@ def _top_terms(terms: list[str], contributions: sp.csr_matrix) -> list[list[str]
     return top
 
 
-def _surface_words(text: str) -> dict[str, str]:
-    """Analyzer token -> the word as the subscriber typed it (``schrodinger`` ->
-    ``Schrödinger``, ``network`` -> ``networks``), to name matched terms in reasons."""
-    words: dict[str, str] = {}
-    for word in re.findall(r"[^\W_]+", text):
-        for token in _TOKEN.findall(fold(word)):
-            words.setdefault(stem(token), word)
-    return words
+class _Surface:
+    """An interests text's words as the subscriber typed them, to name matched terms in
+    reasons: ``schrodinger`` -> ``Schrödinger``, ``network`` -> ``networks``, and a
+    hyphenated word whole where the match covers it (``reaction`` and ``diffusion`` ->
+    ``reaction-diffusion``, ``posedness`` -> ``well-posedness``)."""
+
+    def __init__(self, text: str):
+        self.typed: dict[str, str] = {}
+        #: token -> (the hyphenated word it is part of, that word's tokens)
+        self.compounds: dict[str, tuple[str, frozenset[str]]] = {}
+        for compound in re.findall(r"[^\W_]+(?:-[^\W_]+)*", text):
+            tokens = []
+            for word in compound.split("-"):
+                for token in _TOKEN.findall(fold(word)):
+                    if token not in STOP_WORDS:
+                        tokens.append(stem(token))
+                        self.typed.setdefault(stem(token), word)
+            # "learning-based" names learning: only words like "well-posedness" stay whole.
+            if "-" in compound and not any(fold(w) in PROFILE_FILLER for w in compound.split("-")):
+                for token in tokens:
+                    self.compounds.setdefault(token, (compound, frozenset(tokens)))
+
+    def show(self, terms: list[str]) -> list[str]:
+        """The matched ``terms`` (tokens and two-token phrases) in the subscriber's words,
+        each once."""
+        matched = {token for term in terms for token in term.split()}
+        shown = []
+        for term in terms:
+            words = []
+            for token in term.split():
+                whole = self.compounds.get(token)
+                covered = whole is not None and whole[1] <= matched
+                words.append(whole[0] if covered else self.typed.get(token, token))
+            shown.append(" ".join(dict.fromkeys(words)))
+        return list(dict.fromkeys(shown))
 
 
 def _trending(papers: Sequence[Paper]) -> np.ndarray:

@@ -410,3 +410,28 @@ def test_semantic_similarity_is_measured_from_what_all_papers_share():
     assert first_pick(center=vectors.mean(axis=0)) == "on-topic"  # from the corpus's mean
     # Six papers are too few to say what a field's papers share: plain cosine.
     assert first_pick(center=None) == "generic"
+
+
+def test_reasons_name_hyphenated_interests_whole_where_the_match_covers_them():
+    papers = [
+        Paper(
+            id="rd",
+            title="Well-posedness of reaction-diffusion systems",
+            abstract="We prove well-posedness for reaction-diffusion systems.",
+        ),
+        Paper(id="dm", title="Diffusion models", abstract="Diffusion models generate images."),
+    ]
+    readers = [
+        subscriber(1, "well-posedness", max_papers=2),
+        subscriber(2, "reaction-diffusion", max_papers=2),
+        subscriber(3, "diffusion-based models", max_papers=2),
+    ]
+    params = dataclasses.replace(PARAMS, near_duplicate=1.1, max_category_share=1.0)
+    picks = rank(readers, papers, np.ones((3, 2), bool), params)
+    reasons = {(s, p.paper.id): p.reason for s, chosen in picks.items() for p in chosen}
+    assert reasons[1, "rd"] == "matches your interests: well-posedness"  # not "posedness"
+    assert reasons[2, "rd"] == "matches your interests: reaction-diffusion"  # once
+    # Only "diffusion" matched: the reason must not claim the whole "reaction-diffusion".
+    assert reasons[2, "dm"] == "matches your interests: diffusion"
+    # "-based" is filler: the reader's interest is diffusion.
+    assert reasons[3, "dm"] == "matches your interests: diffusion models"
