@@ -702,6 +702,8 @@ class _Surface:
     def show(self, terms: list[str]) -> list[str]:
         """The matched ``terms`` (tokens and two-token phrases) in the subscriber's words,
         each once."""
+        if not self.compounds:  # most interests: word for word
+            return [" ".join([self.typed.get(t, t) for t in term.split()]) for term in terms]
         matched = {token for term in terms for token in term.split()}
         shown = []
         for term in terms:
