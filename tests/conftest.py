@@ -140,6 +140,24 @@ def lock_held_elsewhere(db: Path, shard: str = "") -> Iterator[subprocess.Popen]
         holder.wait()
 
 
+def add_readers(store: Store, count: int, **fields) -> list[str]:
+    """``count`` active readers of graph neural networks, one paper each, stored; their
+    addresses, in the order of their ids."""
+    values = {
+        "status": Status.ACTIVE,
+        "timezone": "UTC",
+        "delivery_hour": 0,
+        "max_papers": 1,
+        "interests": "graph neural networks",
+        "consent_source": "test",
+    }
+    emails = [f"reader{i:04d}@example.org" for i in range(count)]
+    with store.transaction():
+        for email in emails:
+            store.add_subscriber(email, **{**values, **fields})
+    return emails
+
+
 def write_jsonl(path: Path, records: list) -> Path:
     path.write_text(
         "\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n",

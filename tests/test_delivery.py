@@ -20,7 +20,14 @@ from newsletter.locking import LockBusy, SendingLock
 from newsletter.models import Status
 from newsletter.subscribers import add_subscriber
 
-from .conftest import Mailbox, _Collector, free_port, lock_held_elsewhere, write_jsonl
+from .conftest import (
+    Mailbox,
+    _Collector,
+    add_readers,
+    free_port,
+    lock_held_elsewhere,
+    write_jsonl,
+)
 
 TODAY = date.today()
 PAPER = {
@@ -195,18 +202,8 @@ def test_kill_9_at_random_moments_then_restart_sends_each_edition_exactly_once(
     import json
     import random
 
-    emails = [f"reader{i:04d}@example.org" for i in range(1200)]
     ingest_path(store, write_jsonl(tmp_path / "p.jsonl", [PAPER]))
-    for email in emails:
-        store.add_subscriber(
-            email,
-            status=Status.ACTIVE,
-            timezone="UTC",
-            delivery_hour=7,
-            max_papers=1,
-            interests="graph neural networks",
-            consent_source="test",
-        )
+    emails = add_readers(store, 1200, delivery_hour=7)
     env = {
         **os.environ,
         "NEWSLETTER_DB": str(settings.db),

@@ -16,10 +16,10 @@ import pytest
 from newsletter.ingest import ingest_path
 from newsletter.ledger import Ledger
 from newsletter.locking import LockBusy, SendingLock
-from newsletter.models import Shard, Status
+from newsletter.models import Shard
 from newsletter.worker import Worker
 
-from .conftest import lock_held_elsewhere, write_jsonl
+from .conftest import add_readers, lock_held_elsewhere, write_jsonl
 
 TODAY = date.today()
 PAPER = {"id": "2501.00001", "title": "Graph neural networks", "abstract": "Graph neural networks."}
@@ -27,18 +27,7 @@ PAPER = {"id": "2501.00001", "title": "Graph neural networks", "abstract": "Grap
 
 def _readers(store, tmp_path, count: int) -> list[str]:
     ingest_path(store, write_jsonl(tmp_path / "p.jsonl", [PAPER]))
-    emails = [f"reader{i:03d}@example.org" for i in range(count)]
-    for email in emails:
-        store.add_subscriber(
-            email,
-            status=Status.ACTIVE,
-            timezone="UTC",
-            delivery_hour=0,
-            max_papers=1,
-            interests="graph neural networks",
-            consent_source="test",
-        )
-    return emails
+    return add_readers(store, count)
 
 
 def test_shard_parses_and_splits_the_list_by_id():
