@@ -4,7 +4,7 @@
         [--connections 1] [--json]
 
 The workload, in a temporary database: ``--papers`` new papers (the bundled sample page
-and the recorded feeds of ``../shared/fixtures``, then variants of them with their own ids
+and the recorded feeds of ``tests/fixtures``, then variants of them with their own ids
 and titles, whose abstracts run from one sentence to two abstracts' worth), and
 ``--subscribers`` active readers, each interested in one to three phrases of real paper
 titles, with varied timezones, delivery hours and papers per email; some with arXiv
@@ -77,7 +77,7 @@ from newsletter.store import Store
 from newsletter.tokens import LinkSigner
 from newsletter.worker import Worker
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 #: Readers' timezones: at 20:00 UTC every one of them has passed their delivery hour on the
 #: same local date, so one worker tick sends the whole list one edition.
 TIMEZONES = [
@@ -103,7 +103,7 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
 def base_papers() -> list[Paper]:
-    """The bundled sample page and the recorded feeds (when ``../shared`` is there), one
+    """The bundled sample page and the recorded feeds (``tests/fixtures``), one
     paper per title."""
     paths = [sample_papers_path()]
     if FIXTURES.is_dir():

@@ -1,7 +1,7 @@
 """Ranking quality: the product's ranking against a plain TF-IDF cosine baseline.
 
-    python benchmarks/relevance.py [--papers ../shared/eval/papers.jsonl]
-                                   [--profiles ../shared/eval/profiles-dev.json]
+    python benchmarks/relevance.py [--papers benchmarks/data/eval/papers.jsonl]
+                                   [--profiles benchmarks/data/eval/profiles-dev.json]
                                    [--semantic auto|on|off]
 
 Ranks every paper for every profile through the real ranking code (newsletter.ranking.rank,
@@ -28,7 +28,7 @@ from newsletter.models import Paper, Status, Subscriber
 from newsletter.ranking import RankingParams, SemanticInputs, rank
 from newsletter.settings import Settings
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "eval"
+EVAL = Path(__file__).resolve().parent / "data" / "eval"
 DEPTH = 10
 
 
@@ -99,8 +99,8 @@ def report(name: str, rankings: list[list[str]], profiles: list[dict]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--papers", type=Path, default=SHARED / "papers.jsonl")
-    parser.add_argument("--profiles", type=Path, default=SHARED / "profiles-dev.json")
+    parser.add_argument("--papers", type=Path, default=EVAL / "papers.jsonl")
+    parser.add_argument("--profiles", type=Path, default=EVAL / "profiles-dev.json")
     parser.add_argument("--semantic", choices=["auto", "on", "off"], default="auto")
     args = parser.parse_args()
     papers = [

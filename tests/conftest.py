@@ -28,7 +28,8 @@ from newsletter.store import Store
 
 from .feedserver import FeedServer
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+#: The relevance development set (a copy of the shared one, so a fresh clone has it).
+EVAL = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "eval"
 #: Set by .ci/run: a test whose outside tool (Chromium, Node, SpamAssassin) is missing fails
 #: instead of being skipped, so CI cannot pass without running it.
 REQUIRE_TOOLS = os.environ.get("NEWSLETTER_REQUIRE_TOOLS") == "1"

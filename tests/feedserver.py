@@ -1,5 +1,5 @@
 """A real HTTP server on loopback for the feed and relay tests: serves the recorded fixtures
-in ``../shared/fixtures``, can be scripted to fail (5xx, 429 with Retry-After, slow, cut),
+in ``tests/fixtures``, can be scripted to fail (5xx, 429 with Retry-After, slow, cut),
 and keeps every request, POST bodies included."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @dataclass

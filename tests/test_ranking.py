@@ -12,7 +12,7 @@ from newsletter.models import Paper, Subscriber
 from newsletter.ranking import RankingParams, SemanticInputs, analyze, rank, stem
 from newsletter.semantic import PaperVectors
 
-from .conftest import SHARED, make_subscriber
+from .conftest import EVAL, make_subscriber
 
 PARAMS = RankingParams(min_score=0.04, category_boost=0.1)
 
@@ -40,7 +40,7 @@ def subscriber(n: int, interests: str, **fields) -> Subscriber:
 @pytest.fixture(scope="module")
 def sample_papers() -> list[Paper]:
     rows = [
-        json.loads(line) for line in (SHARED / "eval" / "papers.jsonl").read_text().splitlines()
+        json.loads(line) for line in (EVAL / "papers.jsonl").read_text().splitlines()
     ]
     return [Paper(id=r["id"], title=r["title"], abstract=r["abstract"]) for r in rows]
 
@@ -80,8 +80,8 @@ def test_each_subscriber_gets_the_papers_about_their_interests(sample_papers):
 
 
 def test_ranking_quality_on_the_development_set(sample_papers):
-    """Precision of the top five against the human judgments in shared/eval."""
-    profiles = json.loads((SHARED / "eval" / "profiles-dev.json").read_text())
+    """Precision of the top five against the human judgments in benchmarks/data/eval."""
+    profiles = json.loads((EVAL / "profiles-dev.json").read_text())
     subs = [subscriber(i, p["interests"], max_papers=5) for i, p in enumerate(profiles)]
     eligible = np.ones((len(subs), len(sample_papers)), dtype=bool)
     picks = rank(subs, sample_papers, eligible, PARAMS)

@@ -19,7 +19,7 @@ from newsletter.settings import Settings
 from newsletter.store import Store
 from newsletter.subscribers import add_subscriber, update_subscriber
 
-from .conftest import REQUIRE_TOOLS, SHARED, make_subscriber, write_jsonl
+from .conftest import EVAL, REQUIRE_TOOLS, make_subscriber, write_jsonl
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -152,9 +152,9 @@ def test_similarities_are_measured_from_the_recent_corpus_not_a_thin_day(store, 
 
 @pytest.fixture(scope="module")
 def development_set():
-    rows = [json.loads(line) for line in (SHARED / "eval" / "papers.jsonl").open()]
+    rows = [json.loads(line) for line in (EVAL / "papers.jsonl").open()]
     papers = [Paper(id=r["id"], title=r["title"], abstract=r["abstract"]) for r in rows]
-    profiles = json.loads((SHARED / "eval" / "profiles-dev.json").read_text())
+    profiles = json.loads((EVAL / "profiles-dev.json").read_text())
     model = semantic.embedder(Settings(semantic="on"))
     return papers, profiles, model, semantic.embed_papers(model, papers)
 

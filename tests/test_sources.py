@@ -1,4 +1,4 @@
-"""The feed parsers, against recorded real responses (``../shared/fixtures``) and against
+"""The feed parsers, against recorded real responses (``tests/fixtures``) and against
 broken variants of them."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from newsletter.sources.arxiv_api import build_query_url, parse_arxiv_atom
 from newsletter.sources.arxiv_rss import parse_arxiv_rss
 from newsletter.sources.hf_daily import parse_hf_daily
 
-FIXTURES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 ATOM_HEAD = (
     "<?xml version='1.0' encoding='UTF-8'?>\n"
