@@ -596,5 +596,57 @@ def test_postmark_bounce_webhook_suppresses_the_address_behind_basic_auth(
     assert store.get_subscriber("gone@example.org").status == Status.BOUNCED
 
 
+HOOK_AUTH = ("hooks", "hook-s3cret")
+
+
+@pytest.fixture
+def hooked(settings, smtp_server) -> Iterator[httpx.Client]:
+    """A client of the web app with its webhooks on (secret "hook-s3cret")."""
+    settings = web_settings(settings, smtp_server, webhook_secret=HOOK_AUTH[1])
+    with running(settings) as url, httpx.Client(base_url=url, auth=HOOK_AUTH) as client:
+        yield client
+
+
+@pytest.mark.parametrize("provider", ["postmark", "sendgrid"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000,
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a": ' * 100_000 + b"1" + b"}" * 100_000,
+        b"[" * 900 + b"]" * 900,  # deep, but shallow enough to decode
+        b"1" * 5000,
+        b'{"ID": ' + b"9" * 5000 + b"}",
+        b"\xff\xfe\x00[",
+        b'{"Email": "\xe9@example.org"}',
+        b'[{"event": "bounce", "email": "\\ud800@example.org"}]',
+        b'{"RecordType": "Bounce", "Type": "HardBounce", "Email": "\\udfff@example.org"}',
+        b'{"RecordType": "Bounce", "Type": ["HardBounce"], "Email": "gone@example.org"}',
+        b'{"RecordType": "Bounce", "Type": "HardBounce", "Email": '
+        + b"[" * 900
+        + b"]" * 900
+        + b"}",
+        b'{"RecordType": "Bounce", "Type": "HardBounce", "Email": "ada@example.org", "Details": '
+        + b"[" * 900
+        + b"]" * 900
+        + b"}",
+        b'[{"event": "bounce", "email": "ada@example.org", "reason": {"a": [1]}}]',
+        b'[{"event": "dropped", "email": "ada@example.org", "reason": ["Invalid"]}]',
+        b"[1, 2, 3]",
+        b'[[{"event": "bounce"}]]',
+        b'"a string"',
+        b"null",
+        b"",
+    ],
+)
+def test_a_webhook_body_no_provider_sends_gets_a_short_400(hooked, store, provider, body):
+    """Issue 12: nested JSON posted to an authenticated webhook answered 500."""
+    answer = hooked.post(f"/webhooks/{provider}", content=body)
+
+    assert answer.status_code == 400, answer.text[:200]
+    assert answer.text.startswith("bad payload") and len(answer.text) < 200
+    assert store.events("bounce.hard") == []
+
+
 def test_webhooks_are_off_without_a_secret(web):
     assert web.client.post("/webhooks/postmark", json={}).status_code == 404

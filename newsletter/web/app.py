@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -36,7 +35,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..bounces import WebhookError, apply_events, parse_postmark, parse_sendgrid
+from ..bounces import PARSERS, WebhookError, apply_events, parse_webhook
 from ..delivery import check_real_send
 from ..models import Status, Subscriber
 from ..ranking import Pick
@@ -68,7 +67,6 @@ from .ratelimit import RateLimiter
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-WEBHOOK_PARSERS = {"postmark": parse_postmark, "sendgrid": parse_sendgrid}
 
 
 def _basic_auth_ok(header: str, secret: str) -> bool:
@@ -425,8 +423,8 @@ class WebApp:
         authenticated with HTTP basic auth whose password is ``NEWSLETTER_WEBHOOK_SECRET``
         (put it in the webhook URL at the provider: https://hooks:SECRET@host/webhooks/...).
         Disabled (404) while no secret is set."""
-        parse = WEBHOOK_PARSERS.get(request.path_params["provider"])
-        if parse is None or not self.settings.webhook_secret:
+        provider = request.path_params["provider"]
+        if provider not in PARSERS or not self.settings.webhook_secret:
             return Response("not found", status_code=404, media_type="text/plain")
         if not _basic_auth_ok(
             request.headers.get("authorization", ""), self.settings.webhook_secret
@@ -438,8 +436,8 @@ class WebApp:
                 headers={"WWW-Authenticate": 'Basic realm="webhooks"'},
             )
         try:
-            events = parse(json.loads(await request.body()))
-        except (WebhookError, ValueError) as exc:
+            events = parse_webhook(provider, await request.body())
+        except WebhookError as exc:
             return Response(f"bad payload: {exc}", status_code=400, media_type="text/plain")
         window = timedelta(days=self.settings.soft_bounce_window_days)
         done = await self.db(
