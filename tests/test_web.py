@@ -5,6 +5,7 @@ preferences, and the security of links and forms."""
 from __future__ import annotations
 
 import html
+import json
 import random
 import re
 import threading
@@ -26,9 +27,11 @@ from newsletter.settings import Settings
 from newsletter.subscribers import add_subscriber
 from newsletter.tokens import PURPOSES, LinkSigner
 from newsletter.web import create_app
+from newsletter.web.app import MAX_BODY, WEBHOOK_MAX_BODY
 from newsletter.web.ratelimit import RateLimiter
 
 from .conftest import SECRET, Mailbox, free_port, make_paper
+from .test_bounces import sendgrid_event
 
 TODAY = date.today()
 GNN = "graph neural networks, spectral filters"
@@ -605,6 +608,41 @@ def hooked(settings, smtp_server) -> Iterator[httpx.Client]:
     settings = web_settings(settings, smtp_server, webhook_secret=HOOK_AUTH[1])
     with running(settings) as url, httpx.Client(base_url=url, auth=HOOK_AUTH) as client:
         yield client
+
+
+def test_a_full_sendgrid_batch_is_read_and_its_hard_bounce_recorded(hooked, store, settings):
+    """Issue 12: a SendGrid batch of 180 events (72 KB) got 413 and its hard bounce was lost.
+    SendGrid batches up to 768 KB: here 2,300 events, the bounce last."""
+    add_subscriber(store, settings, "gone@example.org", interests=GNN)
+    events = [
+        sendgrid_event("delivered", f"reader{n}@example.org", n, response="250 OK")
+        for n in range(2299)
+    ]
+    events.append(
+        sendgrid_event("bounce", "gone@example.org", 2299, type="bounce", reason="550 5.1.1")
+    )
+    body = json.dumps(events).encode()
+    assert len(body) > 768 * 1024
+
+    answer = hooked.post("/webhooks/sendgrid", content=body)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["applied"][-1] == "bounced"
+    assert store.get_subscriber("gone@example.org").status == Status.BOUNCED
+
+
+def test_webhook_bodies_over_their_limit_and_forms_over_theirs_are_refused(hooked):
+    too_big = b"[" + b" " * WEBHOOK_MAX_BODY + b"]"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit counts what arrives
+        for i in range(0, len(too_big), 256 * 1024):
+            yield too_big[i : i + 256 * 1024]
+
+    assert hooked.post("/webhooks/sendgrid", content=too_big).status_code == 413
+    assert hooked.post("/webhooks/sendgrid", content=chunks()).status_code == 413
+    form = {"email": "ada@example.org", "interests": "x" * (MAX_BODY + 1)}
+    assert hooked.post("/subscribe", data=form).status_code == 413
+    assert hooked.post("/unsubscribe/x", content=b"x" * 72 * 1024).status_code == 413
 
 
 @pytest.mark.parametrize("provider", ["postmark", "sendgrid"])

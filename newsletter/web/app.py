@@ -84,6 +84,9 @@ def _basic_auth_ok(header: str, secret: str) -> bool:
 ONE_CLICK = [("List-Unsubscribe", "One-Click")]
 #: No form of ours comes near this; a larger body is refused (413) before it is read.
 MAX_BODY = 64 * 1024
+#: The relay webhooks' limit: SendGrid batches events up to 768 KB in one post, Postmark
+#: posts one event (with the bounced message's dump if "include content" is on).
+WEBHOOK_MAX_BODY = 5 * 1024 * 1024
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 SECURITY_HEADERS = {
     "content-security-policy": (
@@ -189,7 +192,12 @@ class WebApp:
             Route("/unsubscribe/{token}", self.unsubscribe, methods=["GET", "POST"]),
             Route("/feedback/{token}", self.feedback, methods=["GET", "POST"]),
             Route("/site.css", self.stylesheet, methods=["GET"]),
-            Route("/webhooks/{provider}", self.webhook, methods=["POST"]),
+            Route(
+                "/webhooks/{provider}",
+                self.webhook,
+                methods=["POST"],
+                max_body_size=WEBHOOK_MAX_BODY,  # instead of MAX_BODY
+            ),
         ]
 
     @asynccontextmanager
