@@ -21,6 +21,7 @@ import httpx
 import pytest
 import uvicorn
 
+from newsletter import subscriptions
 from newsletter.delivery import send_edition
 from newsletter.models import Status
 from newsletter.settings import Settings
@@ -197,6 +198,42 @@ def test_sign_up_answers_the_same_for_known_and_unknown_addresses(
     active = store.get_subscriber("active@example.org")
     assert (active.status, active.interests) == (Status.ACTIVE, "topology")
     assert store.get_subscriber("gone@example.org").status == Status.UNSUBSCRIBED
+
+
+def test_no_sign_up_answer_waits_for_its_email_to_be_composed_whatever_the_state(
+    web, store, settings, smtp_server, monkeypatch
+):
+    """Issue 12: a bounced address answered in 20 ms and every other state in 47-49 ms,
+    because the email was composed (premailer) before the answer except for a bounced
+    address. Here composing an email waits until the test holds the answer to its sign-up:
+    an answer that waited for it would never come (the client gives up after 5 s)."""
+    states = [Status.PENDING, Status.ACTIVE, Status.PAUSED, Status.UNSUBSCRIBED, Status.BOUNCED]
+    for state in states:
+        known = add_subscriber(store, settings, f"{state}@example.org", interests="topology")
+        store.update_subscriber(known.id, status=state)
+    addresses = ["new@example.org", *(f"{state}@example.org" for state in states)]
+    answered = {address: threading.Event() for address in addresses}
+    composed: list[tuple[str, bool]] = []
+    compose = subscriptions.confirmation_message
+
+    def compose_once_answered(settings, signer, subscriber):
+        composed.append((subscriber.email, answered[subscriber.email].wait(10)))
+        return compose(settings, signer, subscriber)
+
+    monkeypatch.setattr(subscriptions, "confirmation_message", compose_once_answered)
+
+    answers = []
+    for address in addresses:
+        answers.append(web.subscribe(address))
+        answered[address].set()
+
+    assert {a.status_code for a in answers} == {200}
+    assert len({CSRF_INPUT.sub("", a.text) for a in answers}) == 1
+    mailed = [a for a in addresses if a != "bounced@example.org"]
+    received = wait_for_mail(smtp_server, len(mailed))
+    assert sorted(m["To"] for m in received) == sorted(mailed)  # a bounced address: none
+    assert sorted(composed) == sorted((address, True) for address in mailed)
+    assert store.get_subscriber("bounced@example.org").status == Status.BOUNCED
 
 
 def test_too_many_sign_ups_are_throttled_per_address_and_per_ip(settings, smtp_server, store):

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from email.message import EmailMessage
 from typing import Any, TypeVar
 from zoneinfo import available_timezones
 
@@ -46,6 +45,7 @@ from ..subscriptions import (
     PREFERENCE_CHECKS,
     Feedback,
     InvalidForm,
+    answer_sign_up,
     check_sign_up,
     confirm_subscription,
     expire_pending,
@@ -55,7 +55,6 @@ from ..subscriptions import (
     recently_sent,
     resubscribe,
     save_preferences,
-    send_message,
     start_subscription,
     unsubscribe,
 )
@@ -273,8 +272,10 @@ class WebApp:
         return self.render(request, self.subscribe_page({}, {}))
 
     async def subscribe(self, request: Request) -> Response:
-        """The answer is the same whatever the address's state (see start_subscription);
-        the email goes out after it, so its time does not tell either."""
+        """The answer is the same whatever the address's state (see start_subscription),
+        and so is the work before it: the email is composed and sent after the answer, in
+        a background task that every state gets (doing nothing for a bounced address), so
+        the answer's time does not tell the state either."""
         form = await self.form(request)
         values = {k: str(form.get(k) or "") for k in ("email", "interests", "categories")}
         try:
@@ -284,8 +285,8 @@ class WebApp:
         ip = client_ip(request)
         settings = self.settings
 
-        def work(store: Store) -> tuple[bool, EmailMessage | None]:
-            """(allowed, the email to send: none for a suppressed address)."""
+        def work(store: Store) -> tuple[bool, Subscriber | None]:
+            """(allowed, who gets the email: none for a suppressed address)."""
             limiter = RateLimiter(store, settings.subscribe_limit_window)
             if not (
                 limiter.allow(f"subscribe-ip:{ip}", settings.subscribe_limit_per_ip)
@@ -297,7 +298,7 @@ class WebApp:
                 return False, None
             return True, start_subscription(store, settings, self.signer, sign_up, ip=ip)
 
-        allowed, message = await self.db(work)
+        allowed, subscriber = await self.db(work)
         if not allowed:
             minutes = -(-settings.subscribe_limit_window // 60)
             page = notice(
@@ -315,7 +316,7 @@ class WebApp:
             "confirm your subscription: nothing is sent to you until then.",
             "No email after a few minutes? Look in your spam folder, or sign up again.",
         )
-        task = BackgroundTask(self.in_store, send_message, settings, message) if message else None
+        task = BackgroundTask(self.in_store, answer_sign_up, settings, self.signer, subscriber)
         return self.render(request, page, background=task)
 
     async def confirm(self, request: Request) -> Response:
