@@ -14,13 +14,20 @@ Webhook formats:
   signs neither: the route that receives them must check a secret of its own (basic auth
   in the webhook URL).
 - SendGrid posts a JSON array of events
-  (https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event).
+  (https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event), batched:
+  up to 768 KB in one post.
+
+:func:`parse_webhook` reads a body as it arrives; anything else than what the provider
+sends (not JSON, nested too deeply to read, a field that is not a string) is a
+WebhookError, never a crash.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+import reprlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -96,7 +103,7 @@ def parse_postmark(payload: Any) -> list[BounceEvent]:
         raise WebhookError("a Postmark webhook posts one JSON object")
     if payload.get("RecordType") not in ("Bounce", "SpamComplaint"):
         return []
-    kind = POSTMARK_TYPES.get(str(payload.get("Type")))
+    kind = POSTMARK_TYPES.get(_text(payload.get("Type")) or "")
     if kind is None:
         return []
     return [
@@ -105,7 +112,7 @@ def parse_postmark(payload: Any) -> list[BounceEvent]:
             kind=kind,
             provider="postmark",
             provider_message_id=_text(payload.get("MessageID")),
-            detail=str(payload.get("Details") or payload.get("Description") or kind),
+            detail=_text(payload.get("Details") or payload.get("Description")) or kind,
             event_id=_text(payload.get("ID")),
         )
     ]
@@ -126,7 +133,7 @@ def parse_sendgrid(payload: Any) -> list[BounceEvent]:
                 kind=kind,
                 provider="sendgrid",
                 provider_message_id=_text(item.get("sg_message_id")),
-                detail=str(item.get("reason") or item.get("response") or item["event"]),
+                detail=_text(item.get("reason") or item.get("response")) or item["event"],
                 event_id=_text(item.get("sg_event_id")),
                 message_id=_text(item.get("newsletter_message_id")),
             )
@@ -139,25 +146,63 @@ def _sendgrid_kind(item: dict[str, Any]) -> Kind | None:
     if event == "bounce":
         # type "blocked": the receiving server refused the message for now (content,
         # reputation); type "bounce": the address does not work.
-        return "soft_bounce" if item.get("type") == "blocked" else "hard_bounce"
+        return "soft_bounce" if _text(item.get("type")) == "blocked" else "hard_bounce"
     if event == "spamreport":
         return "complaint"
     if event in ("unsubscribe", "group_unsubscribe"):
         return "unsubscribe"
     if event == "dropped":
-        return SENDGRID_DROPS.get(str(item.get("reason")))
+        return SENDGRID_DROPS.get(_text(item.get("reason")) or "")
     # processed, deferred (SendGrid retries by itself), delivered, open, click...
     return None
 
 
+#: The webhook parser of each provider, by its name in the route (``/webhooks/NAME``).
+PARSERS: dict[str, Callable[[Any], list[BounceEvent]]] = {
+    "postmark": parse_postmark,
+    "sendgrid": parse_sendgrid,
+}
+
+
+def parse_webhook(provider: str, body: bytes) -> list[BounceEvent]:
+    """The events in the body of a webhook post from ``provider`` (a key of PARSERS).
+    WebhookError, with a short message, for a body that is not JSON in UTF-8, is nested
+    too deeply to decode, holds a number too long to convert, or is not the provider's
+    shape."""
+    try:
+        payload = json.loads(body)
+    except RecursionError as exc:
+        raise WebhookError("JSON nested too deeply") from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an int too long
+        raise WebhookError("not JSON that can be read") from exc
+    return PARSERS[provider](payload)
+
+
 def _email(value: Any, provider: str) -> str:
     if not isinstance(value, str) or "@" not in value:
-        raise WebhookError(f"{provider} event without a recipient address: {value!r}")
-    return value.strip()
+        raise WebhookError(f"{provider} event without a recipient address: {reprlib.repr(value)}")
+    return _storable(value).strip()
 
 
 def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
+    """A field the providers send as a string (an id may be a number); WebhookError for
+    anything else."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str):
+        raise WebhookError(f"a {type(value).__name__} where a string belongs")
+    return _storable(value)
+
+
+def _storable(text: str) -> str:
+    """``text``, unless the store cannot keep it (a lone surrogate, from a \\ud800 escape)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as exc:
+        raise WebhookError("a string that is not valid Unicode") from exc
+    return text
 
 
 def apply_events(

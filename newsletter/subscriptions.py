@@ -183,16 +183,17 @@ def start_subscription(
     *,
     ip: str | None,
     source: str = "web",
-) -> EmailMessage | None:
-    """Record a sign-up and return the email to send to its address (None for a suppressed,
-    bounced, address: it is not mailed until an operator reactivates it; the page answers
-    the same).
+) -> Subscriber | None:
+    """Record a sign-up and return the subscriber whose address is to get the answer, by
+    :func:`answer_sign_up` (None for a suppressed, bounced, address: it is not mailed until
+    an operator reactivates it; the page answers the same).
 
     A new address becomes a pending subscriber (consent time and IP recorded) and gets a
     confirmation link. A sign-up that is still pending is replaced by the new one (profile,
-    consent and expiry start afresh). An unsubscribed address stays unsubscribed until its owner confirms. An
-    address that already gets the newsletter is left as it is and is sent its preferences
-    link instead.
+    consent and expiry start afresh). An unsubscribed address stays unsubscribed until its
+    owner confirms. An address that already gets the newsletter is left as it is and is sent
+    its preferences link instead. Only database work happens here, about the same for every
+    state; composing the email, the slow part, is for answer_sign_up.
     """
     with store.transaction():
         try:
@@ -217,7 +218,19 @@ def start_subscription(
                 consent_ip=ip,
             )
         store.log_event("subscription.requested", subscriber.id, source=source, ip=ip)
-    return confirmation_message(settings, signer, subscriber)
+    return subscriber
+
+
+def answer_sign_up(
+    store: Store, settings: Settings, signer: LinkSigner, subscriber: Subscriber | None
+) -> SendResult | None:
+    """Compose and send the email that answers a sign-up to ``subscriber``, as
+    :func:`start_subscription` returned it (nothing for None, a suppressed address). The web
+    app calls it after its answer, for every state alike, so that the answer's time does
+    not tell the state."""
+    if subscriber is None:
+        return None
+    return send_message(store, settings, confirmation_message(settings, signer, subscriber))
 
 
 def confirmation_message(

@@ -5,6 +5,7 @@ real send accepts; the container runs the same worker as the unit."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from newsletter.cli import cli
 from newsletter.delivery import check_real_send
 from newsletter.settings import CONFIG_ENV, SECRET_FIELDS, Settings, env_name, load_settings
 from newsletter.transports.smtp import SMTPTransport
+from newsletter.web.app import MAX_BODY, WEBHOOK_MAX_BODY
 
 from .conftest import require_tool
 
@@ -103,6 +105,32 @@ def test_web_unit_serves_on_loopback_behind_nginx():
     # A confirmation email may be on its way when the app is stopped.
     default_timeout = SMTPTransport.from_url("smtp://localhost").timeout
     assert int(service["TimeoutStopSec"]) >= default_timeout
+
+
+def nginx_body_limits() -> dict[str, int]:
+    """``client_max_body_size`` in deploy/nginx.conf, in bytes: the server's (key "") and
+    each location's that sets its own, by the location's path."""
+    text = re.sub(r"#.*", "", (DEPLOY / "nginx.conf").read_text())
+    units = {"": 1, "k": 1024, "m": 1024 * 1024, "g": 1024 * 1024 * 1024}
+    limits, location = {}, ""
+    for line in text.splitlines():
+        if opened := re.match(r"\s*location\s+(\S+)\s*\{", line):
+            location = opened.group(1)
+        elif line.strip() == "}":
+            location = ""
+        elif size := re.match(r"\s*client_max_body_size\s+(\d+)([kKmMgG]?);", line):
+            limits[location] = int(size.group(1)) * units[size.group(2).lower()]
+    return limits
+
+
+def test_nginx_lets_through_the_bodies_the_app_accepts_and_no_larger():
+    """Issue 12: ``client_max_body_size 64k`` applied to the webhooks too, and refused a
+    SendGrid batch (72 KB) before it reached the app."""
+    assert nginx_body_limits() == {"": MAX_BODY, "/webhooks/": WEBHOOK_MAX_BODY}
+    text = (DEPLOY / "nginx.conf").read_text()
+    webhooks = text.split("location /webhooks/ {", 1)[1].split("}", 1)[0]
+    assert "proxy_pass http://127.0.0.1:8000;" in webhooks
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in webhooks
 
 
 def env_example() -> tuple[dict[str, str], set[str]]:

@@ -19,8 +19,10 @@ from newsletter.subscribers import add_subscriber
 from newsletter.subscriptions import (
     InvalidForm,
     SignUp,
+    answer_sign_up,
     check_sign_up,
     confirm_subscription,
+    confirmation_message,
     expire_pending,
     preview_picks,
     read_feedback,
@@ -49,6 +51,12 @@ def _sign_up(email: str, interests: str = GNN) -> SignUp:
     return check_sign_up({"email": email, "interests": interests, "categories": ""})
 
 
+def _answer(store: Store, settings, signer: LinkSigner, sign_up: SignUp, ip: str | None):
+    """Record ``sign_up`` and compose the email that answers it, as answer_sign_up does."""
+    subscriber = start_subscription(store, settings, signer, sign_up, ip=ip)
+    return confirmation_message(settings, signer, subscriber)
+
+
 def _link(message, purpose: str) -> str:
     text = message.get_body(("plain",)).get_content()
     return re.search(rf"https://papers\.example\.org/{purpose}/(\S+)", text).group(1)
@@ -62,9 +70,7 @@ def _consent_ip(store: Store, email: str) -> str | None:
 def test_sign_up_of_a_new_address_is_pending_with_consent_and_gets_a_confirm_link(
     store, settings, signer
 ):
-    message = start_subscription(
-        store, settings, signer, _sign_up("Ada@Example.ORG"), ip="203.0.113.7"
-    )
+    message = _answer(store, settings, signer, _sign_up("Ada@Example.ORG"), ip="203.0.113.7")
 
     ada = store.get_subscriber("Ada@example.org")
     assert ada.status == Status.PENDING
@@ -93,9 +99,7 @@ def test_confirming_activates_once_and_records_the_ip(store, settings, signer):
 
 def test_a_second_sign_up_replaces_a_pending_one(store, settings, signer):
     start_subscription(store, settings, signer, _sign_up("ada@example.org"), ip="1.1.1.1")
-    second = start_subscription(
-        store, settings, signer, _sign_up("ada@example.org", PDE), ip="2.2.2.2"
-    )
+    second = _answer(store, settings, signer, _sign_up("ada@example.org", PDE), ip="2.2.2.2")
 
     assert [s.email for s in store.list_subscribers()] == ["ada@example.org"]
     ada = store.get_subscriber("ada@example.org")
@@ -109,9 +113,7 @@ def test_sign_up_of_an_active_address_changes_nothing_and_mails_its_preferences_
 ):
     ada = add_subscriber(store, settings, "ada@example.org", interests=GNN)
 
-    message = start_subscription(
-        store, settings, signer, _sign_up("ada@example.org", PDE), ip="1.1.1.1"
-    )
+    message = _answer(store, settings, signer, _sign_up("ada@example.org", PDE), ip="1.1.1.1")
 
     after = store.get_subscriber("ada@example.org")
     assert (after.status, after.interests, after.id) == (Status.ACTIVE, GNN, ada.id)
@@ -125,7 +127,7 @@ def test_an_unsubscribed_address_stays_unsubscribed_until_it_confirms(store, set
     ada = add_subscriber(store, settings, "ada@example.org", interests=GNN)
     unsubscribe(store, ada, via="page")
 
-    message = start_subscription(store, settings, signer, _sign_up("ada@example.org"), ip=None)
+    message = _answer(store, settings, signer, _sign_up("ada@example.org"), ip=None)
 
     assert store.get_subscriber("ada@example.org").status == Status.UNSUBSCRIBED
     back, _ = read_link(store, settings, signer, "confirm", _link(message, "confirm"))
@@ -151,9 +153,7 @@ def test_sign_up_needs_interests_or_categories():
 
 
 def test_confirmation_message_escapes_the_address_in_html(store, settings, signer):
-    message = start_subscription(
-        store, settings, signer, _sign_up("tom&jerry@example.org"), ip=None
-    )
+    message = _answer(store, settings, signer, _sign_up("tom&jerry@example.org"), ip=None)
 
     html = message.get_body(("html",)).get_content()
     assert "tom&amp;jerry@example.org" in html and "tom&jerry" not in html
@@ -263,8 +263,24 @@ def test_subscribers_expire_command_lists_what_it_forgot(run_cli, settings, sign
     assert again.stdout.strip() == "Forgot 0 sign-up(s) never confirmed."
 
 
+def test_a_sign_up_is_answered_by_composing_and_sending_after_it_is_recorded(
+    store, settings, signer
+):
+    outbox = settings.db.parent / "outbox"
+    pending = start_subscription(store, settings, signer, _sign_up("ada@example.org"), ip=None)
+    assert pending.status == Status.PENDING and not outbox.exists()  # nothing composed yet
+
+    result = answer_sign_up(store, settings, signer, pending)
+
+    assert result.status == "sent"
+    [sent] = outbox.rglob("*.eml")
+    assert str(sent) == result.transport_id
+    assert "Subject: Confirm your subscription" in sent.read_text()
+    assert answer_sign_up(store, settings, signer, None) is None  # a suppressed address
+
+
 def test_send_message_reports_a_dead_server_as_failed_and_logs_it(store, settings, signer):
-    message = start_subscription(store, settings, signer, _sign_up("ada@example.org"), ip=None)
+    message = _answer(store, settings, signer, _sign_up("ada@example.org"), ip=None)
     settings = settings.__class__(**{**settings.__dict__, "transport": "smtp://127.0.0.1:9"})
 
     result = send_message(store, settings, message)

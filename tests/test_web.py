@@ -5,6 +5,7 @@ preferences, and the security of links and forms."""
 from __future__ import annotations
 
 import html
+import json
 import random
 import re
 import threading
@@ -20,15 +21,18 @@ import httpx
 import pytest
 import uvicorn
 
+from newsletter import subscriptions
 from newsletter.delivery import send_edition
 from newsletter.models import Status
 from newsletter.settings import Settings
 from newsletter.subscribers import add_subscriber
 from newsletter.tokens import PURPOSES, LinkSigner
 from newsletter.web import create_app
+from newsletter.web.app import MAX_BODY, WEBHOOK_MAX_BODY
 from newsletter.web.ratelimit import RateLimiter
 
 from .conftest import SECRET, Mailbox, free_port, make_paper
+from .test_bounces import sendgrid_event
 
 TODAY = date.today()
 GNN = "graph neural networks, spectral filters"
@@ -194,6 +198,42 @@ def test_sign_up_answers_the_same_for_known_and_unknown_addresses(
     active = store.get_subscriber("active@example.org")
     assert (active.status, active.interests) == (Status.ACTIVE, "topology")
     assert store.get_subscriber("gone@example.org").status == Status.UNSUBSCRIBED
+
+
+def test_no_sign_up_answer_waits_for_its_email_to_be_composed_whatever_the_state(
+    web, store, settings, smtp_server, monkeypatch
+):
+    """Issue 12: a bounced address answered in 20 ms and every other state in 47-49 ms,
+    because the email was composed (premailer) before the answer except for a bounced
+    address. Here composing an email waits until the test holds the answer to its sign-up:
+    an answer that waited for it would never come (the client gives up after 5 s)."""
+    states = [Status.PENDING, Status.ACTIVE, Status.PAUSED, Status.UNSUBSCRIBED, Status.BOUNCED]
+    for state in states:
+        known = add_subscriber(store, settings, f"{state}@example.org", interests="topology")
+        store.update_subscriber(known.id, status=state)
+    addresses = ["new@example.org", *(f"{state}@example.org" for state in states)]
+    answered = {address: threading.Event() for address in addresses}
+    composed: list[tuple[str, bool]] = []
+    compose = subscriptions.confirmation_message
+
+    def compose_once_answered(settings, signer, subscriber):
+        composed.append((subscriber.email, answered[subscriber.email].wait(10)))
+        return compose(settings, signer, subscriber)
+
+    monkeypatch.setattr(subscriptions, "confirmation_message", compose_once_answered)
+
+    answers = []
+    for address in addresses:
+        answers.append(web.subscribe(address))
+        answered[address].set()
+
+    assert {a.status_code for a in answers} == {200}
+    assert len({CSRF_INPUT.sub("", a.text) for a in answers}) == 1
+    mailed = [a for a in addresses if a != "bounced@example.org"]
+    received = wait_for_mail(smtp_server, len(mailed))
+    assert sorted(m["To"] for m in received) == sorted(mailed)  # a bounced address: none
+    assert sorted(composed) == sorted((address, True) for address in mailed)
+    assert store.get_subscriber("bounced@example.org").status == Status.BOUNCED
 
 
 def test_too_many_sign_ups_are_throttled_per_address_and_per_ip(settings, smtp_server, store):
@@ -594,6 +634,93 @@ def test_postmark_bounce_webhook_suppresses_the_address_behind_basic_auth(
         ok = client.post("/webhooks/postmark", json=bounce, auth=("hooks", "hook-s3cret"))
         assert ok.status_code == 200
     assert store.get_subscriber("gone@example.org").status == Status.BOUNCED
+
+
+HOOK_AUTH = ("hooks", "hook-s3cret")
+
+
+@pytest.fixture
+def hooked(settings, smtp_server) -> Iterator[httpx.Client]:
+    """A client of the web app with its webhooks on (secret "hook-s3cret")."""
+    settings = web_settings(settings, smtp_server, webhook_secret=HOOK_AUTH[1])
+    with running(settings) as url, httpx.Client(base_url=url, auth=HOOK_AUTH) as client:
+        yield client
+
+
+def test_a_full_sendgrid_batch_is_read_and_its_hard_bounce_recorded(hooked, store, settings):
+    """Issue 12: a SendGrid batch of 180 events (72 KB) got 413 and its hard bounce was lost.
+    SendGrid batches up to 768 KB: here 2,300 events, the bounce last."""
+    add_subscriber(store, settings, "gone@example.org", interests=GNN)
+    events = [
+        sendgrid_event("delivered", f"reader{n}@example.org", n, response="250 OK")
+        for n in range(2299)
+    ]
+    events.append(
+        sendgrid_event("bounce", "gone@example.org", 2299, type="bounce", reason="550 5.1.1")
+    )
+    body = json.dumps(events).encode()
+    assert len(body) > 768 * 1024
+
+    answer = hooked.post("/webhooks/sendgrid", content=body)
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["applied"][-1] == "bounced"
+    assert store.get_subscriber("gone@example.org").status == Status.BOUNCED
+
+
+def test_webhook_bodies_over_their_limit_and_forms_over_theirs_are_refused(hooked):
+    too_big = b"[" + b" " * WEBHOOK_MAX_BODY + b"]"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit counts what arrives
+        for i in range(0, len(too_big), 256 * 1024):
+            yield too_big[i : i + 256 * 1024]
+
+    assert hooked.post("/webhooks/sendgrid", content=too_big).status_code == 413
+    assert hooked.post("/webhooks/sendgrid", content=chunks()).status_code == 413
+    form = {"email": "ada@example.org", "interests": "x" * (MAX_BODY + 1)}
+    assert hooked.post("/subscribe", data=form).status_code == 413
+    assert hooked.post("/unsubscribe/x", content=b"x" * 72 * 1024).status_code == 413
+
+
+@pytest.mark.parametrize("provider", ["postmark", "sendgrid"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000,
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a": ' * 100_000 + b"1" + b"}" * 100_000,
+        b"[" * 900 + b"]" * 900,  # deep, but shallow enough to decode
+        b"1" * 5000,
+        b'{"ID": ' + b"9" * 5000 + b"}",
+        b"\xff\xfe\x00[",
+        b'{"Email": "\xe9@example.org"}',
+        b'[{"event": "bounce", "email": "\\ud800@example.org"}]',
+        b'{"RecordType": "Bounce", "Type": "HardBounce", "Email": "\\udfff@example.org"}',
+        b'{"RecordType": "Bounce", "Type": ["HardBounce"], "Email": "gone@example.org"}',
+        b'{"RecordType": "Bounce", "Type": "HardBounce", "Email": '
+        + b"[" * 900
+        + b"]" * 900
+        + b"}",
+        b'{"RecordType": "Bounce", "Type": "HardBounce", "Email": "ada@example.org", "Details": '
+        + b"[" * 900
+        + b"]" * 900
+        + b"}",
+        b'[{"event": "bounce", "email": "ada@example.org", "reason": {"a": [1]}}]',
+        b'[{"event": "dropped", "email": "ada@example.org", "reason": ["Invalid"]}]',
+        b"[1, 2, 3]",
+        b'[[{"event": "bounce"}]]',
+        b'"a string"',
+        b"null",
+        b"",
+    ],
+)
+def test_a_webhook_body_no_provider_sends_gets_a_short_400(hooked, store, provider, body):
+    """Issue 12: nested JSON posted to an authenticated webhook answered 500."""
+    answer = hooked.post(f"/webhooks/{provider}", content=body)
+
+    assert answer.status_code == 400, answer.text[:200]
+    assert answer.text.startswith("bad payload") and len(answer.text) < 200
+    assert store.events("bounce.hard") == []
 
 
 def test_webhooks_are_off_without_a_secret(web):

@@ -13,14 +13,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from email.message import EmailMessage
 from typing import Any, TypeVar
 from zoneinfo import available_timezones
 
@@ -36,7 +34,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..bounces import WebhookError, apply_events, parse_postmark, parse_sendgrid
+from ..bounces import PARSERS, WebhookError, apply_events, parse_webhook
 from ..delivery import check_real_send
 from ..models import Status, Subscriber
 from ..ranking import Pick
@@ -47,6 +45,7 @@ from ..subscriptions import (
     PREFERENCE_CHECKS,
     Feedback,
     InvalidForm,
+    answer_sign_up,
     check_sign_up,
     confirm_subscription,
     expire_pending,
@@ -56,7 +55,6 @@ from ..subscriptions import (
     recently_sent,
     resubscribe,
     save_preferences,
-    send_message,
     start_subscription,
     unsubscribe,
 )
@@ -68,7 +66,6 @@ from .ratelimit import RateLimiter
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-WEBHOOK_PARSERS = {"postmark": parse_postmark, "sendgrid": parse_sendgrid}
 
 
 def _basic_auth_ok(header: str, secret: str) -> bool:
@@ -86,6 +83,9 @@ def _basic_auth_ok(header: str, secret: str) -> bool:
 ONE_CLICK = [("List-Unsubscribe", "One-Click")]
 #: No form of ours comes near this; a larger body is refused (413) before it is read.
 MAX_BODY = 64 * 1024
+#: The relay webhooks' limit: SendGrid batches events up to 768 KB in one post, Postmark
+#: posts one event (with the bounced message's dump if "include content" is on).
+WEBHOOK_MAX_BODY = 5 * 1024 * 1024
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 SECURITY_HEADERS = {
     "content-security-policy": (
@@ -191,7 +191,12 @@ class WebApp:
             Route("/unsubscribe/{token}", self.unsubscribe, methods=["GET", "POST"]),
             Route("/feedback/{token}", self.feedback, methods=["GET", "POST"]),
             Route("/site.css", self.stylesheet, methods=["GET"]),
-            Route("/webhooks/{provider}", self.webhook, methods=["POST"]),
+            Route(
+                "/webhooks/{provider}",
+                self.webhook,
+                methods=["POST"],
+                max_body_size=WEBHOOK_MAX_BODY,  # instead of MAX_BODY
+            ),
         ]
 
     @asynccontextmanager
@@ -267,8 +272,10 @@ class WebApp:
         return self.render(request, self.subscribe_page({}, {}))
 
     async def subscribe(self, request: Request) -> Response:
-        """The answer is the same whatever the address's state (see start_subscription);
-        the email goes out after it, so its time does not tell either."""
+        """The answer is the same whatever the address's state (see start_subscription),
+        and so is the work before it: the email is composed and sent after the answer, in
+        a background task that every state gets (doing nothing for a bounced address), so
+        the answer's time does not tell the state either."""
         form = await self.form(request)
         values = {k: str(form.get(k) or "") for k in ("email", "interests", "categories")}
         try:
@@ -278,8 +285,8 @@ class WebApp:
         ip = client_ip(request)
         settings = self.settings
 
-        def work(store: Store) -> tuple[bool, EmailMessage | None]:
-            """(allowed, the email to send: none for a suppressed address)."""
+        def work(store: Store) -> tuple[bool, Subscriber | None]:
+            """(allowed, who gets the email: none for a suppressed address)."""
             limiter = RateLimiter(store, settings.subscribe_limit_window)
             if not (
                 limiter.allow(f"subscribe-ip:{ip}", settings.subscribe_limit_per_ip)
@@ -291,7 +298,7 @@ class WebApp:
                 return False, None
             return True, start_subscription(store, settings, self.signer, sign_up, ip=ip)
 
-        allowed, message = await self.db(work)
+        allowed, subscriber = await self.db(work)
         if not allowed:
             minutes = -(-settings.subscribe_limit_window // 60)
             page = notice(
@@ -309,7 +316,7 @@ class WebApp:
             "confirm your subscription: nothing is sent to you until then.",
             "No email after a few minutes? Look in your spam folder, or sign up again.",
         )
-        task = BackgroundTask(self.in_store, send_message, settings, message) if message else None
+        task = BackgroundTask(self.in_store, answer_sign_up, settings, self.signer, subscriber)
         return self.render(request, page, background=task)
 
     async def confirm(self, request: Request) -> Response:
@@ -425,8 +432,8 @@ class WebApp:
         authenticated with HTTP basic auth whose password is ``NEWSLETTER_WEBHOOK_SECRET``
         (put it in the webhook URL at the provider: https://hooks:SECRET@host/webhooks/...).
         Disabled (404) while no secret is set."""
-        parse = WEBHOOK_PARSERS.get(request.path_params["provider"])
-        if parse is None or not self.settings.webhook_secret:
+        provider = request.path_params["provider"]
+        if provider not in PARSERS or not self.settings.webhook_secret:
             return Response("not found", status_code=404, media_type="text/plain")
         if not _basic_auth_ok(
             request.headers.get("authorization", ""), self.settings.webhook_secret
@@ -438,8 +445,8 @@ class WebApp:
                 headers={"WWW-Authenticate": 'Basic realm="webhooks"'},
             )
         try:
-            events = parse(json.loads(await request.body()))
-        except (WebhookError, ValueError) as exc:
+            events = parse_webhook(provider, await request.body())
+        except WebhookError as exc:
             return Response(f"bad payload: {exc}", status_code=400, media_type="text/plain")
         window = timedelta(days=self.settings.soft_bounce_window_days)
         done = await self.db(
