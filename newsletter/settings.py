@@ -22,6 +22,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DEFAULT_CONFIG_FILE = "newsletter.toml"
 DEFAULT_FROM = "Daily Papers <papers@localhost>"
+#: Longer than any IANA timezone name ("America/Argentina/ComodRivadavia" has 32).
+MAX_TIMEZONE_CHARS = 64
 #: Transports whose URL user part is an API token.
 RELAY_SCHEMES = frozenset({"postmark", "sendgrid", "resend"})
 SECRET_FIELDS = frozenset(
@@ -141,7 +143,7 @@ class Settings:
             (self.min_score >= 0, "min_score must not be negative"),
             (self.candidate_days >= 1, "candidate_days must be at least 1"),
             (self.category_boost >= 0, "category_boost must not be negative"),
-            (_known_timezone(self.timezone), f"timezone {self.timezone!r} is not an IANA name"),
+            (known_timezone(self.timezone), f"timezone {self.timezone!r} is not an IANA name"),
             (self.semantic in ("auto", "on", "off"), "semantic must be auto, on or off"),
             (0 <= self.semantic_weight <= 1, "semantic_weight must be 0-1"),
             (0 <= self.diversity <= 1, "diversity must be 0-1"),
@@ -193,10 +195,15 @@ def _is_hhmm(value: str) -> bool:
     return hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60
 
 
-def _known_timezone(name: str) -> bool:
+def known_timezone(name: str) -> bool:
+    """Whether ``name`` is an IANA timezone. Never raises: a name that is a folder of the
+    timezone database (``Europe``), too long for a file name, or not a path at all is not
+    one."""
+    if not name or len(name) > MAX_TIMEZONE_CHARS:
+        return False
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
 

@@ -13,12 +13,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 
 from .models import Status, Subscriber, arxiv_id
-from .settings import Settings
+from .settings import MAX_TIMEZONE_CHARS, Settings, known_timezone
 from .store import DuplicateSubscriber, Store
 
 MAX_PAPERS_LIMIT = 50
@@ -68,12 +67,9 @@ def parse_categories(value: str | Iterable[str] | None) -> list[str]:
 
 
 def check_timezone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidSubscriber(
-            f"unknown timezone {name!r} (use an IANA name like Europe/Berlin)"
-        ) from exc
+    if not known_timezone(name):
+        shown = name if len(name) <= MAX_TIMEZONE_CHARS else name[:MAX_TIMEZONE_CHARS] + "..."
+        raise InvalidSubscriber(f"unknown timezone {shown!r} (use an IANA name like Europe/Berlin)")
     return name
 
 

@@ -211,6 +211,7 @@ def test_invalid_toml_is_a_settings_error_naming_the_file(isolated: Path):
         ("delivery_hour = 99", "delivery_hour must be 0-23"),
         ("papers_per_email = -1", "papers_per_email must be 1-50"),
         ('timezone = "Mars/Olympus"', "Mars/Olympus"),
+        ('timezone = "Europe"', "timezone 'Europe' is not an IANA name"),
     ],
 )
 def test_settings_of_the_wrong_type_or_range_are_refused(tmp_path, toml, message):
@@ -221,6 +222,15 @@ def test_settings_of_the_wrong_type_or_range_are_refused(tmp_path, toml, message
 
 
 # -- through the command ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Europe", "US", "x" * 300])
+def test_a_timezone_folder_in_the_environment_is_a_clear_error(run_cli, name):
+    result = run_cli("subscribers", "list", env={"NEWSLETTER_TIMEZONE": name})
+
+    assert result.exit_code == 1
+    assert "is not an IANA name" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_cli_db_flag_selects_the_database_and_beats_environment(run_cli, isolated: Path):

@@ -103,6 +103,10 @@ def test_invalid_address_is_refused_naming_it(run_cli, address):
     ("option", "value", "named"),
     [
         ("--timezone", "Mars/Olympus_Mons", "Mars/Olympus_Mons"),
+        # Folders of the timezone database, and a name too long for a file name.
+        ("--timezone", "Europe", "unknown timezone 'Europe'"),
+        ("--timezone", "America", "unknown timezone 'America'"),
+        ("--timezone", "x" * 300, "unknown timezone 'xxx"),
         ("--hour", "25", "25"),
         ("--hour", "-1", "-1"),
         ("--max-papers", "0", "0"),
@@ -234,6 +238,28 @@ def test_import_adds_good_rows_and_reports_bad_ones_by_line(run_cli, tmp_path: P
     assert ada["categories"] == ["cs.LG", "math.CO"]
     assert (ada["timezone"], ada["hour"], ada["max_papers"]) == ("Europe/Berlin", 6, 8)
     assert by_email["carol@example.org"]["max_papers"] == 5
+
+
+def test_import_reports_a_timezone_folder_and_reads_the_rows_after_it(run_cli, tmp_path: Path):
+    path = _write_csv(
+        tmp_path / "people.csv",
+        "email,interests,timezone\n"
+        "ada@example.org,graph theory,Europe\n"  # line 2: a folder, not a timezone
+        f"bob@example.org,protein folding,{'x' * 300}\n"  # line 3: too long for a file name
+        "carol@example.org,knots,US\n"  # line 4
+        "dan@example.org,lattices,Europe/Berlin\n",
+    )
+
+    result = run_cli("subscribers", "import", str(path), "--json")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["added"], report["skipped"]) == (1, 3)
+    assert "line 2" in report["errors"][0] and "'Europe'" in report["errors"][0]
+    assert "line 3" in report["errors"][1] and "line 4" in report["errors"][2]
+    assert [(s["email"], s["timezone"]) for s in _list(run_cli)] == [
+        ("dan@example.org", "Europe/Berlin")
+    ]
 
 
 def test_import_without_email_header_is_refused(run_cli, tmp_path: Path):
