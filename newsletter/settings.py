@@ -16,16 +16,15 @@ from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .urls import carries_secret
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DEFAULT_CONFIG_FILE = "newsletter.toml"
 DEFAULT_FROM = "Daily Papers <papers@localhost>"
 #: Longer than any IANA timezone name ("America/Argentina/ComodRivadavia" has 32).
 MAX_TIMEZONE_CHARS = 64
-#: Transports whose URL user part is an API token.
-RELAY_SCHEMES = frozenset({"postmark", "sendgrid", "resend"})
 SECRET_FIELDS = frozenset(
     {"secret_key", "old_secret_keys", "smtp_password", "relay_token", "webhook_secret"}
 )
@@ -290,8 +289,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if secrets:
         names = ", ".join(env_name(s) for s in secrets)
         raise SettingsError(f"{path}: secrets belong in the environment, not a file; set {names}")
-    transport = urlsplit(str(section.get("transport", "")))
-    if transport.password or (transport.scheme in RELAY_SCHEMES and transport.username):
+    if carries_secret(str(section.get("transport", ""))):
         raise SettingsError(
             f"{path}: the transport URL carries a secret; set NEWSLETTER_SMTP_PASSWORD or "
             "NEWSLETTER_RELAY_TOKEN (or the whole NEWSLETTER_TRANSPORT) in the environment"
