@@ -14,8 +14,7 @@ from urllib.parse import SplitResult, urlsplit
 RELAY_SCHEMES = frozenset({"postmark", "sendgrid", "resend"})
 HIDDEN = "***"
 ENCODING_HINT = (
-    "a password or token with / ? # @ : % [ or ] in it must be percent-encoded"
-    " (see the README)"
+    "a password or token with / ? # @ : % [ or ] in it must be percent-encoded (see the README)"
 )
 
 
