@@ -35,6 +35,24 @@ CSV_COLUMNS = [
 ]
 
 
+#: A cell starting with one of these is a formula to a spreadsheet (``=HYPERLINK(...)``): the
+#: export writes it after a ``'``, which spreadsheets read as "text", and so also a cell
+#: that starts with ``'`` itself, so that the import can take exactly one off again.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def neutralize_cell(value: str) -> str:
+    """``value`` as the export writes it: after a ``'`` if a spreadsheet could run it."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def restore_cell(value: str) -> str:
+    """The value of an exported cell: :func:`neutralize_cell` undone."""
+    if value.startswith("'") and value[1:].startswith(_FORMULA_STARTS):
+        return value[1:]
+    return value
+
+
 class InvalidSubscriber(ValueError):
     """A field of a subscriber is not acceptable; the message says which and why."""
 
@@ -245,7 +263,9 @@ def import_csv(store: Store, settings: Settings, path: Path) -> ImportReport:
         raise InvalidSubscriber(f"{path}: the first row must be a header with an 'email' column")
     for row in reader:
         line = reader.line_num
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        row = {
+            (k or "").strip().lower(): restore_cell((v or "").strip()) for k, v in row.items() if k
+        }
         try:
             add_subscriber(
                 store,
@@ -271,21 +291,23 @@ def import_csv(store: Store, settings: Settings, path: Path) -> ImportReport:
 
 
 def export_csv(subscribers: Iterable[Subscriber]) -> str:
-    """Subscribers as CSV, in the columns :func:`import_csv` reads back."""
+    """Subscribers as CSV, in the columns :func:`import_csv` reads back. A cell that a
+    spreadsheet would run as a formula (it starts with ``= + - @``, a tab or a carriage
+    return; a web sign-up's interests are anyone's text) is written after a ``'``, which
+    the import takes off again."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for s in subscribers:
-        writer.writerow(
-            [
-                s.email,
-                s.interests,
-                ",".join(s.categories),
-                s.timezone,
-                s.delivery_hour,
-                s.max_papers,
-                ",".join(s.muted_terms),
-                s.status,
-            ]
-        )
+        cells = [
+            s.email,
+            s.interests,
+            ",".join(s.categories),
+            s.timezone,
+            str(s.delivery_hour),
+            str(s.max_papers),
+            ",".join(s.muted_terms),
+            str(s.status),
+        ]
+        writer.writerow([neutralize_cell(cell) for cell in cells])
     return out.getvalue()
