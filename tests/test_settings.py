@@ -240,6 +240,74 @@ def test_settings_of_the_wrong_type_or_range_are_refused(tmp_path, toml, message
         load_settings(environ={}, config_path=path)
 
 
+# -- settings that become headers --------------------------------------------------------------
+
+BCC = "\r\nBcc: evil@attacker.example"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("NEWSLETTER_FROM", "Daily Papers <papers@example.org>" + BCC),
+        ("NEWSLETTER_FROM", "Daily Papers <papers@example.org>\nBcc: evil@attacker.example"),
+        ("NEWSLETTER_FROM", "Daily\x00 Papers <papers@example.org>"),
+        ("NEWSLETTER_FROM", "Daily\x85Papers <papers@example.org>"),
+        ("NEWSLETTER_REPLY_TO", "editor@example.org" + BCC),
+        ("NEWSLETTER_BASE_URL", "https://papers.example.org/" + BCC),
+        ("NEWSLETTER_BASE_URL", "https://papers.example.org/ x"),
+        ("NEWSLETTER_DKIM_DOMAIN", "example.org" + BCC),
+    ],
+)
+def test_a_header_setting_with_a_line_break_or_control_character_is_refused(variable, value):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ={variable: value})
+    message = str(caught.value)
+    assert variable in message and "must be one line of text" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("NEWSLETTER_FROM", "not an address"),
+        ("NEWSLETTER_FROM", "papers@"),
+        ("NEWSLETTER_FROM", "Daily Papers <papers@example.org"),
+        ("NEWSLETTER_FROM", "a@example.org, b@example.org"),
+        ("NEWSLETTER_REPLY_TO", "editor@"),
+    ],
+)
+def test_a_from_or_reply_to_that_is_not_an_address_is_refused(variable, value):
+    with pytest.raises(SettingsError, match=f"{variable}.* is not .*address"):
+        load_settings(environ={variable: value})
+
+
+def test_header_settings_lose_the_whitespace_around_them_a_crlf_env_file_leaves():
+    settings = load_settings(
+        environ={
+            "NEWSLETTER_FROM": " Daily Papers Inc. <papers@example.org>\r",
+            "NEWSLETTER_REPLY_TO": "Editor <editor@example.org>, help@example.org\r",
+            "NEWSLETTER_BASE_URL": "https://papers.example.org\r\n",
+        }
+    )
+    assert settings.from_address == "Daily Papers Inc. <papers@example.org>"
+    assert settings.reply_to == "Editor <editor@example.org>, help@example.org"
+    assert settings.base_url == "https://papers.example.org"
+
+
+def test_sender_identity_may_have_lines_but_no_other_control_character():
+    lines = "Daily Papers\r\n1 Example Street\nExample City"
+    assert load_settings(environ={"NEWSLETTER_SENDER_IDENTITY": lines}).sender_identity == lines
+    with pytest.raises(SettingsError, match="sender_identity"):
+        load_settings(environ={"NEWSLETTER_SENDER_IDENTITY": "Daily\x00 Papers"})
+
+
+def test_cli_refuses_a_from_address_with_a_bcc_header_without_traceback(run_cli):
+    result = run_cli(
+        "send", "--dry-run", env={"NEWSLETTER_FROM": "Daily Papers <papers@example.org>" + BCC}
+    )
+    assert result.exit_code == 1
+    assert "NEWSLETTER_FROM" in result.stderr and "Traceback" not in result.output
+
+
 # -- through the command ----------------------------------------------------------------------
 
 
