@@ -19,6 +19,7 @@ from email_validator import EmailNotValidError, validate_email
 from .models import Status, Subscriber, arxiv_id
 from .settings import MAX_TIMEZONE_CHARS, Settings, known_timezone
 from .store import DuplicateSubscriber, Store
+from .text import one_line
 
 MAX_PAPERS_LIMIT = 50
 MAX_INTERESTS_CHARS = 2000
@@ -161,7 +162,7 @@ def check_pause(value: str | date | None) -> str | None:
 
 
 def check_interests(text: str | None) -> str:
-    text = " ".join((text or "").split())
+    text = one_line(text or "")
     if len(text) > MAX_INTERESTS_CHARS:
         raise InvalidSubscriber(f"interests are limited to {MAX_INTERESTS_CHARS} characters")
     return text
