@@ -495,7 +495,11 @@ def subscribers_import(ctx: click.Context, csv_file: Path, as_json: bool) -> Non
 )
 @click.pass_context
 def subscribers_export(ctx: click.Context, fmt: str, out) -> None:
-    """Write all subscribers as CSV (readable by `import`) or JSON."""
+    """Write all subscribers as CSV (readable by `import`) or JSON.
+
+    In the CSV, a cell that a spreadsheet would run as a formula (starting with = + - @, a
+    tab or a carriage return) or that starts with ' is written after a ', which `import`
+    takes off again."""
     found = _store(ctx).list_subscribers()
     if fmt == "json":
         out.write(json.dumps([s.to_dict() for s in found], indent=2, ensure_ascii=False) + "\n")

@@ -42,7 +42,7 @@ from .dkim import DkimSigner
 from .models import Paper, Subscriber, arxiv_id
 from .ranking import Pick
 from .settings import Settings
-from .text import display_text
+from .text import display_text, one_line
 from .tokens import LinkSigner
 from .transports import OutgoingEmail
 
@@ -271,7 +271,7 @@ class Renderer:
         items = [
             Item(
                 card=self.card(pick.paper),
-                reason=trim_words(pick.reason, REASON_CHARS),
+                reason=trim_words(one_line(pick.reason), REASON_CHARS),
                 more_url=feedback_url(feedback, pick.paper.id, "more"),
                 less_url=feedback_url(feedback, pick.paper.id, "less"),
             )
@@ -292,7 +292,9 @@ class Renderer:
             "preferences_url": self.link("preferences", subscriber),
             "unsubscribe_url": self.link("unsubscribe", subscriber),
             "sender_lines": [
-                line.strip() for line in self.settings.sender_identity.splitlines() if line.strip()
+                one_line(line)
+                for line in self.settings.sender_identity.splitlines()
+                if line.strip()
             ],
         }
 

@@ -9,21 +9,34 @@ can be committed or shared without leaking them.
 from __future__ import annotations
 
 import dataclasses
+import email.policy
 import os
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
+from email.errors import HeaderParseError, ObsoleteHeaderDefect
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .urls import carries_secret
+
+#: Settings that go into a header of every email: From, Reply-To, the links of
+#: List-Unsubscribe (under ``base_url``), DKIM-Signature. Surrounding whitespace (the
+#: ``\r`` a CRLF env file leaves) is taken off; any other control character is refused.
+HEADER_SETTINGS = ("from_address", "reply_to", "base_url", "dkim_selector", "dkim_domain")
+#: C0 and C1 control characters, DEL, and the Unicode line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: ... and, in a URL, any whitespace.
+_URL_BREAK = re.compile(rf"{_CONTROL.pattern}|\s")
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 DEFAULT_CONFIG_FILE = "newsletter.toml"
 DEFAULT_FROM = "Daily Papers <papers@localhost>"
-#: Transports whose URL user part is an API token.
-RELAY_SCHEMES = frozenset({"postmark", "sendgrid", "resend"})
+#: Longer than any IANA timezone name ("America/Argentina/ComodRivadavia" has 32).
+MAX_TIMEZONE_CHARS = 64
 SECRET_FIELDS = frozenset(
     {"secret_key", "old_secret_keys", "smtp_password", "relay_token", "webhook_secret"}
 )
@@ -141,7 +154,7 @@ class Settings:
             (self.min_score >= 0, "min_score must not be negative"),
             (self.candidate_days >= 1, "candidate_days must be at least 1"),
             (self.category_boost >= 0, "category_boost must not be negative"),
-            (_known_timezone(self.timezone), f"timezone {self.timezone!r} is not an IANA name"),
+            (known_timezone(self.timezone), f"timezone {self.timezone!r} is not an IANA name"),
             (self.semantic in ("auto", "on", "off"), "semantic must be auto, on or off"),
             (0 <= self.semantic_weight <= 1, "semantic_weight must be 0-1"),
             (0 <= self.diversity <= 1, "diversity must be 0-1"),
@@ -173,6 +186,32 @@ class Settings:
         for ok, message in checks:
             if not ok:
                 raise SettingsError(message)
+        self._check_header_settings()
+
+    def _check_header_settings(self) -> None:
+        """The settings that become headers of every email are one line of text each (a
+        line break would start a header of its own: ``Bcc:``), and the addresses parse."""
+        for name in HEADER_SETTINGS:
+            value = getattr(self, name)
+            if bad := (_URL_BREAK if name == "base_url" else _CONTROL).search(value):
+                raise SettingsError(
+                    f"setting {name!r} ({env_name(name)}) contains {bad.group()!r} at position"
+                    f" {bad.start()}: it goes into a mail header and must be one line of text"
+                    + (" (a URL, without spaces)" if name == "base_url" else "")
+                )
+        if bad := _CONTROL.search(self.sender_identity.replace("\n", "").replace("\r", "")):
+            raise SettingsError(
+                f"setting 'sender_identity' contains the control character {bad.group()!r}"
+            )
+        addresses = [("from_address", "From", True), ("reply_to", "Reply-To", False)]
+        for name, header, single in addresses:
+            value = getattr(self, name)
+            if (value or single) and not _is_address_header(value, header, single):
+                kind = "one address" if single else "a list of addresses"
+                raise SettingsError(
+                    f"setting {name!r} ({env_name(name)}) is not {kind} like"
+                    f" 'Daily Papers <papers@example.org>': {value!r}"
+                )
 
     @property
     def sender_email(self) -> str:
@@ -188,15 +227,36 @@ class Settings:
         return self.sender_email.rpartition("@")[2] or "localhost"
 
 
+def _is_address_header(value: str, header_name: str, single: bool) -> bool:
+    """Whether ``value`` is an address header ``header_name``: ``Name <user@domain>``,
+    or unless ``single`` a list of them."""
+    try:
+        header = email.policy.default.header_factory(header_name, value)
+    except (IndexError, HeaderParseError):  # the parser trips over some, like "papers@"
+        return False
+    addresses = header.addresses
+    return (
+        all(isinstance(d, ObsoleteHeaderDefect) for d in header.defects)
+        and len(addresses) >= 1
+        and not (single and len(addresses) > 1)
+        and all(a.username and a.domain for a in addresses)
+    )
+
+
 def _is_hhmm(value: str) -> bool:
     hours, _, minutes = value.partition(":")
     return hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60
 
 
-def _known_timezone(name: str) -> bool:
+def known_timezone(name: str) -> bool:
+    """Whether ``name`` is an IANA timezone. Never raises: a name that is a folder of the
+    timezone database (``Europe``), too long for a file name, or not a path at all is not
+    one."""
+    if not name or len(name) > MAX_TIMEZONE_CHARS:
+        return False
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
 
@@ -239,7 +299,7 @@ def _coerce(name: str, value: Any) -> Any:
             raise SettingsError(problem) from exc
     if not isinstance(value, str):
         raise SettingsError(problem)
-    return value
+    return value.strip() if name in HEADER_SETTINGS else value
 
 
 def load_settings(
@@ -283,8 +343,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if secrets:
         names = ", ".join(env_name(s) for s in secrets)
         raise SettingsError(f"{path}: secrets belong in the environment, not a file; set {names}")
-    transport = urlsplit(str(section.get("transport", "")))
-    if transport.password or (transport.scheme in RELAY_SCHEMES and transport.username):
+    if carries_secret(str(section.get("transport", ""))):
         raise SettingsError(
             f"{path}: the transport URL carries a secret; set NEWSLETTER_SMTP_PASSWORD or "
             "NEWSLETTER_RELAY_TOKEN (or the whole NEWSLETTER_TRANSPORT) in the environment"

@@ -13,13 +13,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 
 from .models import Status, Subscriber, arxiv_id
-from .settings import Settings
+from .settings import MAX_TIMEZONE_CHARS, Settings, known_timezone
 from .store import DuplicateSubscriber, Store
+from .text import one_line
 
 MAX_PAPERS_LIMIT = 50
 MAX_INTERESTS_CHARS = 2000
@@ -34,6 +34,24 @@ CSV_COLUMNS = [
     "muted_terms",
     "status",
 ]
+
+
+#: A cell starting with one of these is a formula to a spreadsheet (``=HYPERLINK(...)``): the
+#: export writes it after a ``'``, which spreadsheets read as "text", and so also a cell
+#: that starts with ``'`` itself, so that the import can take exactly one off again.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "'")
+
+
+def neutralize_cell(value: str) -> str:
+    """``value`` as the export writes it: after a ``'`` if a spreadsheet could run it."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
+def restore_cell(value: str) -> str:
+    """The value of an exported cell: :func:`neutralize_cell` undone."""
+    if value.startswith("'") and value[1:].startswith(_FORMULA_STARTS):
+        return value[1:]
+    return value
 
 
 class InvalidSubscriber(ValueError):
@@ -68,12 +86,9 @@ def parse_categories(value: str | Iterable[str] | None) -> list[str]:
 
 
 def check_timezone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InvalidSubscriber(
-            f"unknown timezone {name!r} (use an IANA name like Europe/Berlin)"
-        ) from exc
+    if not known_timezone(name):
+        shown = name if len(name) <= MAX_TIMEZONE_CHARS else name[:MAX_TIMEZONE_CHARS] + "..."
+        raise InvalidSubscriber(f"unknown timezone {shown!r} (use an IANA name like Europe/Berlin)")
     return name
 
 
@@ -147,7 +162,7 @@ def check_pause(value: str | date | None) -> str | None:
 
 
 def check_interests(text: str | None) -> str:
-    text = " ".join((text or "").split())
+    text = one_line(text or "")
     if len(text) > MAX_INTERESTS_CHARS:
         raise InvalidSubscriber(f"interests are limited to {MAX_INTERESTS_CHARS} characters")
     return text
@@ -249,7 +264,9 @@ def import_csv(store: Store, settings: Settings, path: Path) -> ImportReport:
         raise InvalidSubscriber(f"{path}: the first row must be a header with an 'email' column")
     for row in reader:
         line = reader.line_num
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items() if k}
+        row = {
+            (k or "").strip().lower(): restore_cell((v or "").strip()) for k, v in row.items() if k
+        }
         try:
             add_subscriber(
                 store,
@@ -275,21 +292,23 @@ def import_csv(store: Store, settings: Settings, path: Path) -> ImportReport:
 
 
 def export_csv(subscribers: Iterable[Subscriber]) -> str:
-    """Subscribers as CSV, in the columns :func:`import_csv` reads back."""
+    """Subscribers as CSV, in the columns :func:`import_csv` reads back. A cell that a
+    spreadsheet would run as a formula (it starts with ``= + - @``, a tab or a carriage
+    return; a web sign-up's interests are anyone's text) is written after a ``'``, which
+    the import takes off again."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for s in subscribers:
-        writer.writerow(
-            [
-                s.email,
-                s.interests,
-                ",".join(s.categories),
-                s.timezone,
-                s.delivery_hour,
-                s.max_papers,
-                ",".join(s.muted_terms),
-                s.status,
-            ]
-        )
+        cells = [
+            s.email,
+            s.interests,
+            ",".join(s.categories),
+            s.timezone,
+            str(s.delivery_hour),
+            str(s.max_papers),
+            ",".join(s.muted_terms),
+            str(s.status),
+        ]
+        writer.writerow([neutralize_cell(cell) for cell in cells])
     return out.getvalue()

@@ -1,6 +1,7 @@
 """Text as people read it: the one place where stored text (as the source sent it, with
-arXiv's TeX) is cleaned for display. The email and the web pages both call
-:func:`display_text`; the store keeps the text as it came.
+arXiv's TeX) is cleaned for display. The email calls :func:`display_text`, the web pages
+:func:`one_line`; both drop control characters (a NUL in a title must not reach a Subject).
+The store keeps the text as it came.
 
 arXiv titles and abstracts carry TeX: accents (``Schr\\"odinger``), inline math
 (``$\\alpha$``), font switches (``{\\em ...}``). pylatexenc turns them into Unicode text:
@@ -36,6 +37,9 @@ _LOOKS_LIKE_TEX = re.compile(r"\\[A-Za-z\"'`^~=.]|\$[^$]*\$")
 #: ``%`` would start a comment and swallow the rest of the line, ``&`` and ``#`` vanish.
 _TEX_LITERALS = re.compile(r"(?<!\\)([%&#])")
 _SCRIPTS = ("^", "_")
+#: C0 and C1 control characters and DEL, for ``str.translate``: the ones that are whitespace
+#: (tab, line breaks) become spaces, the others (NUL, ESC, ...) are dropped.
+_CONTROLS = {c: " " if chr(c).isspace() else None for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 def _operand(node: Any, l2tobj: LatexNodes2Text) -> str:
@@ -88,9 +92,16 @@ def _converter() -> tuple[LatexNodes2Text, macrospec.LatexContextDb]:
     return LatexNodes2Text(latex_context=texts, math_mode="text"), parsing
 
 
+def one_line(text: str) -> str:
+    """``text`` without control characters, its runs of whitespace (line breaks included)
+    made single spaces: safe in a header (a Subject) and in any page."""
+    return " ".join(text.translate(_CONTROLS).split())
+
+
 def display_text(text: str) -> str:
     """``text`` as a reader should see it: TeX accents and inline math turned into Unicode,
-    TeX markup dropped, runs of whitespace (newlines included) made single spaces.
+    TeX markup dropped, control characters removed and runs of whitespace (newlines
+    included) made single spaces (:func:`one_line`).
 
     Never raises: text that pylatexenc cannot read is shown with its whitespace normalized.
     """
@@ -100,4 +111,4 @@ def display_text(text: str) -> str:
             text = converter.latex_to_text(_TEX_LITERALS.sub(r"\\\1", text), latex_context=parsing)
         except Exception:  # pylatexenc trips over some malformed markup: show it as it came
             log.debug("cannot read the TeX in %r", text[:80], exc_info=True)
-    return " ".join(text.split())
+    return one_line(text)

@@ -27,7 +27,7 @@ from newsletter.ledger import Ledger
 from newsletter.models import Paper, Status, Subscriber
 from newsletter.ranking import Pick
 from newsletter.render import HTML_TEMPLATE, Renderer, inline_css, inline_template
-from newsletter.settings import Settings, SettingsError
+from newsletter.settings import Settings, SettingsError, load_settings
 from newsletter.subscribers import add_subscriber
 from newsletter.tokens import LinkSigner, email_digest
 
@@ -346,6 +346,77 @@ def test_list_and_identity_headers_arrive_as_rfc_8058_wants(store, settings, smt
     assert message["Date"].datetime.tzinfo is not None
     token = unsubscribe.split("/unsubscribe/")[1].split(">")[0]
     assert LinkSigner(SECRET).read("unsubscribe", token).matches("ada@example.org")
+
+
+#: Neither a control character (a CR or LF not in a CRLF pair, NUL, ESC, ...) nor a bare CR.
+_RAW_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
+
+
+@pytest.mark.parametrize(
+    "sender", ["Daily Papers <papers@example.org>", "Tägliche <papers@example.org>"]
+)
+def test_control_characters_of_a_paper_reach_no_header_nor_text(
+    store, settings, smtp_server, sender
+):
+    """A title with a NUL and a CRLF, as a hostile feed could send it: the Subject is one
+    clean line, no header is added, and the text shows no control character either."""
+    settings = replace(settings, transport=smtp_server.url, from_address=sender)
+    title = "Graph neural networks\x00\r\nBcc: evil@attacker.example\r\n\x1b[2J"
+    store.save_paper(
+        make_paper(
+            1,
+            title=title,
+            abstract="Spectral graph neural\x00 networks\x1b[31m, with \x07diffusion.",
+            authors=["Ada\x00 Lovelace\r\nX-Evil: 1"],
+        )
+    )
+    add_subscriber(store, settings, "ada@example.org", interests="graph neural\x00 networks")
+
+    report = send_edition(store, settings, TODAY)
+
+    assert report.counts == {"sent": 1}, report.to_dict()
+    (envelope,) = smtp_server.envelopes
+    assert envelope.rcpt_tos == ["ada@example.org"]
+    raw = envelope.original_content
+    assert not _RAW_CONTROL.search(raw)
+    names = {name.strip().lower() for name in raw_headers(raw)}
+    assert not names & {"bcc", "x-evil"}
+    message = smtp_server.messages[0]
+    subject = message["Subject"]
+    assert subject.startswith(f"{TODAY:%b} {TODAY.day}: Graph neural networks Bcc:")
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f]", subject)
+    for part in (html_of(message), text_of(message)):
+        assert not re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", part)
+        assert "Ada Lovelace X-Evil: 1" in part and "Spectral graph neural networks" in part
+
+
+def test_a_from_address_with_the_cr_of_a_crlf_env_file_goes_out_clean(store, settings, smtp_server):
+    loaded = load_settings(
+        environ={
+            "NEWSLETTER_FROM": "Daily Papers <papers@example.org>\r",
+            "NEWSLETTER_REPLY_TO": "Editor <editor@example.org>\r",
+        }
+    )
+    assert (loaded.from_address, loaded.reply_to) == (
+        "Daily Papers <papers@example.org>",
+        "Editor <editor@example.org>",
+    )
+    settings = replace(
+        settings,
+        transport=smtp_server.url,
+        from_address=loaded.from_address,
+        reply_to=loaded.reply_to,
+    )
+    store.save_paper(make_paper(1))
+    add_subscriber(store, settings, "ada@example.org", interests="graph neural networks")
+
+    assert send_edition(store, settings, TODAY).counts == {"sent": 1}
+
+    raw = smtp_server.envelopes[0].original_content
+    assert b"\r\r\n" not in raw and not _RAW_CONTROL.search(raw)
+    headers = raw_headers(raw)
+    assert headers["From"].strip() == "Daily Papers <papers@example.org>"
+    assert headers["Reply-To"].strip() == "Editor <editor@example.org>"
 
 
 def test_non_ascii_titles_and_names_survive_the_smtp_round_trip(

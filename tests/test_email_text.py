@@ -10,7 +10,7 @@ import pytest
 from newsletter.ingest import sample_papers_path
 from newsletter.models import Paper
 from newsletter.sources.sample_page import parse_sample_page
-from newsletter.text import display_text
+from newsletter.text import display_text, one_line
 
 
 @pytest.mark.parametrize(
@@ -52,6 +52,26 @@ def test_font_switches_and_unknown_macros_keep_their_words():
 def test_whitespace_is_normalized():
     assert display_text("  Graph\n\n neural\tnetworks  ") == "Graph neural networks"
     assert display_text('Schr\\"odinger\n  equations') == "Schrödinger equations"
+
+
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        (
+            "Graph\x00 networks\r\nBcc: evil@attacker.example\r",
+            "Graph networks Bcc: evil@attacker.example",
+        ),
+        ("\x1b[31mred\x1b[0m, \x07bell\x7f and \x85next\x9b", "[31mred[0m, bell and next"),
+        ("The \u03b1\x00-theory\x0b of \u2028lines", "The \u03b1-theory of lines"),
+    ],
+)
+def test_control_characters_are_removed(source, shown):
+    assert one_line(source) == shown
+    assert display_text(source) == shown
+
+
+def test_control_characters_are_removed_from_tex_too():
+    assert display_text("The $\\alpha$\x00-theory\x1b") == "The \N{GREEK SMALL LETTER ALPHA}-theory"
 
 
 def test_plain_text_keeps_what_tex_would_eat():

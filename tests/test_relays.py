@@ -522,6 +522,7 @@ def test_transport_url_takes_the_token_from_the_url_or_else_the_environment(
         (f"resend://{TOKEN}@api.resend.com", "another API address goes in \\?base_url="),
         (f"resend://{TOKEN}@?stream=x", "unknown transport option\\(s\\) stream"),
         (f"resend://{TOKEN}@?base_url=http://relay.example.org", "must be https://"),
+        (f"resend://{TOKEN}[@", "must be percent-encoded"),
     ],
 )
 def test_malformed_transport_url_is_refused_without_repeating_the_token(

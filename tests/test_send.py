@@ -152,6 +152,23 @@ def test_smtp_refuses_to_send_password_without_tls(populated, run_cli, smtp_env,
     assert counts == {"failed": 1}
 
 
+@pytest.mark.parametrize(
+    "password", ["S3cr/etPass", "S3cr#etPass", "S3cr?etPass", "S3cr[etPass", "S3cr\uff0fetPass"]
+)
+def test_a_malformed_transport_url_is_reported_without_its_password(
+    populated, run_cli, smtp_env, password
+):
+    env = {**smtp_env, "NEWSLETTER_TRANSPORT": f"smtp://mailer:{password}@127.0.0.1:2525"}
+
+    result = run_cli("send", "--dry-run", env=env)
+
+    assert result.exit_code == 1
+    assert "smtp://mailer:***@127.0.0.1:2525" in result.stderr
+    assert "percent-encoded" in result.stderr
+    assert "S3cr" not in result.output and "etPass" not in result.output
+    assert "Traceback" not in result.output
+
+
 def test_failed_delivery_is_retried_once_its_back_off_has_passed(
     populated, run_cli, smtp_env, smtp_server
 ):

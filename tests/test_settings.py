@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.settings import SettingsError, load_settings
+from newsletter.urls import redact_url
 
 
 def _toml(path: Path, body: str) -> Path:
@@ -144,14 +145,17 @@ def test_secret_outside_the_newsletter_table_is_not_silently_accepted(isolated: 
         load_settings(environ={})
 
 
-def test_transport_url_with_password_in_toml_is_refused(isolated: Path):
-    _toml(isolated / "newsletter.toml", 'transport = "smtp://me:hunter2@mail.example.org:587"\n')
+@pytest.mark.parametrize("password", ["hunter2", "hun/ter2", "hun?ter2", "hun#ter2", "hun[ter2"])
+def test_transport_url_with_password_in_toml_is_refused(isolated: Path, password: str):
+    """Also a password that breaks the URL apart (urlsplit sees no password in it)."""
+    url = f"smtp://me:{password}@mail.example.org:587"
+    _toml(isolated / "newsletter.toml", f'transport = "{url}"\n')
 
     with pytest.raises(SettingsError) as caught:
         load_settings(environ={})
 
     assert "NEWSLETTER_SMTP_PASSWORD" in str(caught.value)
-    assert "hunter2" not in str(caught.value)
+    assert "hun" not in str(caught.value)
 
 
 @pytest.mark.parametrize("scheme", ["postmark", "sendgrid", "resend"])
@@ -161,6 +165,21 @@ def test_relay_token_in_toml_is_refused(isolated: Path, scheme: str):
         load_settings(environ={})
     assert "NEWSLETTER_RELAY_TOKEN" in str(caught.value)
     assert "tok-3n-secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("smtp://mailer:S3cr/etPass@127.0.0.1:2525", "smtp://mailer:***@127.0.0.1:2525"),
+        ("smtps://mailer:a@b#c?d@mail.example.org", "smtps://mailer:***@mail.example.org"),
+        ("smtp://:S3cret@127.0.0.1", "smtp://:***@127.0.0.1"),
+        ("smtp://mailer@127.0.0.1:2525", "smtp://mailer@127.0.0.1:2525"),
+        ("postmark://tok/en@?timeout=5", "postmark://***@?timeout=5"),
+        ("outbox:./outbox", "outbox:./outbox"),
+    ],
+)
+def test_a_transport_url_is_shown_without_its_password_or_token(url: str, shown: str):
+    assert redact_url(url) == shown
 
 
 def test_transport_url_with_user_but_no_password_in_toml_is_accepted(isolated: Path):
@@ -211,6 +230,7 @@ def test_invalid_toml_is_a_settings_error_naming_the_file(isolated: Path):
         ("delivery_hour = 99", "delivery_hour must be 0-23"),
         ("papers_per_email = -1", "papers_per_email must be 1-50"),
         ('timezone = "Mars/Olympus"', "Mars/Olympus"),
+        ('timezone = "Europe"', "timezone 'Europe' is not an IANA name"),
     ],
 )
 def test_settings_of_the_wrong_type_or_range_are_refused(tmp_path, toml, message):
@@ -220,7 +240,84 @@ def test_settings_of_the_wrong_type_or_range_are_refused(tmp_path, toml, message
         load_settings(environ={}, config_path=path)
 
 
+# -- settings that become headers --------------------------------------------------------------
+
+BCC = "\r\nBcc: evil@attacker.example"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("NEWSLETTER_FROM", "Daily Papers <papers@example.org>" + BCC),
+        ("NEWSLETTER_FROM", "Daily Papers <papers@example.org>\nBcc: evil@attacker.example"),
+        ("NEWSLETTER_FROM", "Daily\x00 Papers <papers@example.org>"),
+        ("NEWSLETTER_FROM", "Daily\x85Papers <papers@example.org>"),
+        ("NEWSLETTER_REPLY_TO", "editor@example.org" + BCC),
+        ("NEWSLETTER_BASE_URL", "https://papers.example.org/" + BCC),
+        ("NEWSLETTER_BASE_URL", "https://papers.example.org/ x"),
+        ("NEWSLETTER_DKIM_DOMAIN", "example.org" + BCC),
+    ],
+)
+def test_a_header_setting_with_a_line_break_or_control_character_is_refused(variable, value):
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ={variable: value})
+    message = str(caught.value)
+    assert variable in message and "must be one line of text" in message
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("NEWSLETTER_FROM", "not an address"),
+        ("NEWSLETTER_FROM", "papers@"),
+        ("NEWSLETTER_FROM", "Daily Papers <papers@example.org"),
+        ("NEWSLETTER_FROM", "a@example.org, b@example.org"),
+        ("NEWSLETTER_REPLY_TO", "editor@"),
+    ],
+)
+def test_a_from_or_reply_to_that_is_not_an_address_is_refused(variable, value):
+    with pytest.raises(SettingsError, match=f"{variable}.* is not .*address"):
+        load_settings(environ={variable: value})
+
+
+def test_header_settings_lose_the_whitespace_around_them_a_crlf_env_file_leaves():
+    settings = load_settings(
+        environ={
+            "NEWSLETTER_FROM": " Daily Papers Inc. <papers@example.org>\r",
+            "NEWSLETTER_REPLY_TO": "Editor <editor@example.org>, help@example.org\r",
+            "NEWSLETTER_BASE_URL": "https://papers.example.org\r\n",
+        }
+    )
+    assert settings.from_address == "Daily Papers Inc. <papers@example.org>"
+    assert settings.reply_to == "Editor <editor@example.org>, help@example.org"
+    assert settings.base_url == "https://papers.example.org"
+
+
+def test_sender_identity_may_have_lines_but_no_other_control_character():
+    lines = "Daily Papers\r\n1 Example Street\nExample City"
+    assert load_settings(environ={"NEWSLETTER_SENDER_IDENTITY": lines}).sender_identity == lines
+    with pytest.raises(SettingsError, match="sender_identity"):
+        load_settings(environ={"NEWSLETTER_SENDER_IDENTITY": "Daily\x00 Papers"})
+
+
+def test_cli_refuses_a_from_address_with_a_bcc_header_without_traceback(run_cli):
+    result = run_cli(
+        "send", "--dry-run", env={"NEWSLETTER_FROM": "Daily Papers <papers@example.org>" + BCC}
+    )
+    assert result.exit_code == 1
+    assert "NEWSLETTER_FROM" in result.stderr and "Traceback" not in result.output
+
+
 # -- through the command ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Europe", "US", "x" * 300])
+def test_a_timezone_folder_in_the_environment_is_a_clear_error(run_cli, name):
+    result = run_cli("subscribers", "list", env={"NEWSLETTER_TIMEZONE": name})
+
+    assert result.exit_code == 1
+    assert "is not an IANA name" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_cli_db_flag_selects_the_database_and_beats_environment(run_cli, isolated: Path):

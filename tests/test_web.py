@@ -479,6 +479,30 @@ def test_preferences_form_shows_every_problem_and_changes_nothing(web, store, tw
     assert store.get_subscriber(ada.id) == ada
 
 
+@pytest.mark.parametrize("timezone", ["Europe", "America", "x" * 300])
+def test_preferences_with_a_timezone_folder_answer_the_form_not_500(
+    web, store, two_readers, timezone
+):
+    ada, _ = two_readers
+    path = web.path("preferences", ada)
+    form = {
+        "interests": GNN,
+        "max_papers": "5",
+        "frequency": "daily",
+        "weekly_day": "0",
+        "delivery_hour": "7",
+        "timezone": timezone,
+        "paused_until": "",
+        "csrf_token": web.csrf(path),
+    }
+
+    answer = web.client.post(path, data=form)
+
+    assert answer.status_code == 400
+    assert 'id="timezone-error"' in answer.text and "Unknown timezone" in answer.text
+    assert store.get_subscriber(ada.id) == ada
+
+
 # -- links and forms --------------------------------------------------------------------------
 
 

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Literal, Protocol
-from urllib.parse import urlsplit
 
 from ..settings import Settings, SettingsError
+from ..urls import MalformedURL, split_url
 
 #: Where a relay API token comes from when the transport URL carries none.
 RELAY_TOKEN_ENV = "NEWSLETTER_RELAY_TOKEN"
@@ -101,7 +101,10 @@ def transport_from_url(url: str, settings: Settings) -> Transport:
     """``outbox:DIR``, ``smtp://[user[:pass]@]host[:port]``, ``smtps://...``, or a relay API:
     ``postmark://TOKEN@``, ``sendgrid://API_KEY@``, ``resend://API_KEY@`` (the token may
     instead come from ``NEWSLETTER_RELAY_TOKEN``)."""
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = split_url(url).scheme.lower()
+    except MalformedURL as exc:
+        raise TransportError(str(exc)) from None
     if scheme == "outbox":
         from .outbox import OutboxTransport
 

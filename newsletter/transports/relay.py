@@ -18,12 +18,13 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from typing import Any, ClassVar, Self
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 import httpx
 
 from .. import __version__
 from ..fetch import retry_after
+from ..urls import MalformedURL, split_url
 from . import RELAY_TOKEN_ENV, SendResult, TransportError
 
 #: Headers the APIs take as fields of their own, or that would be wrong once the relay
@@ -157,7 +158,10 @@ class RelayTransport:
     def from_url(cls, url: str, token: str = "") -> Self:
         """``SCHEME://TOKEN@?base_url=...&timeout=...``; without a token in the URL,
         ``token`` (from the environment) is used."""
-        parts = urlsplit(url)
+        try:
+            parts = split_url(url)
+        except MalformedURL as exc:
+            raise TransportError(f"{cls.name}: {exc}") from None
         userinfo, _, host = parts.netloc.rpartition("@")
         if host or parts.path.strip("/"):
             # Neither the URL nor its parts go into the message: they may hold the token.

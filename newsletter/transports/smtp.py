@@ -10,8 +10,9 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from typing import TypeGuard
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
+from ..urls import ENCODING_HINT, MalformedURL, redact_url, split_url
 from . import OutgoingEmail, SendResult, TransportError
 
 log = logging.getLogger(__name__)
@@ -40,18 +41,33 @@ class SMTPTransport:
 
     @classmethod
     def from_url(cls, url: str, password: str = "") -> SMTPTransport:
-        parts = urlsplit(url)
+        """``smtp[s]://[user[:pass]@]host[:port][?timeout=S&cafile=PATH]``: the user and the
+        password percent-encoded; ``password`` (from the environment) is used as it is, when
+        the URL has none. No error shows the password."""
+        try:
+            parts = split_url(url)
+        except MalformedURL as exc:
+            raise TransportError(str(exc)) from None
         if not parts.hostname:
             raise TransportError(f"the {parts.scheme}:// transport URL names no host")
+        if parts.path.strip("/") or parts.fragment:
+            raise TransportError(
+                f"the transport URL {redact_url(url)} has something after host:port other"
+                f" than ?options: {ENCODING_HINT}"
+            )
         implicit_tls = parts.scheme.lower() == "smtps"
         query = parse_qs(parts.query)
+        try:
+            timeout = float(query.get("timeout", ["30"])[0])
+        except ValueError:
+            raise TransportError("smtp: timeout must be a number of seconds") from None
         return cls(
             parts.hostname,
             parts.port or (465 if implicit_tls else 25),
             implicit_tls=implicit_tls,
             username=unquote(parts.username or ""),
             password=unquote(parts.password or "") or password,
-            timeout=float(query.get("timeout", ["30"])[0]),
+            timeout=timeout,
             cafile=query.get("cafile", [None])[0],
         )
 

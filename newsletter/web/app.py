@@ -58,6 +58,7 @@ from ..subscriptions import (
     start_subscription,
     unsubscribe,
 )
+from ..text import one_line
 from ..tokens import BadToken, email_digest, link_signer
 from ..transports import transport_from_url
 from .csrf import COOKIE, CSRF, FIELD, MAX_AGE, CSRFError
@@ -414,7 +415,7 @@ class WebApp:
                 "saved": saved,
                 "preview": None if preview is None else [_paper_item(p) for p in preview],
                 "recent": [
-                    {"edition": edition, "title": " ".join(p.title.split()), "url": paper_url(p)}
+                    {"edition": edition, "title": one_line(p.title), "url": paper_url(p)}
                     for edition, p in recently_sent(store, subscriber)
                 ],
                 "unsubscribe": self.signer.path("unsubscribe", subscriber),
@@ -534,7 +535,7 @@ class WebApp:
 
         feedback, preferences = await self.db(work)
         more = feedback.value > 0
-        title = f"“{' '.join(feedback.paper.title.split())}”"
+        title = f"“{one_line(feedback.paper.title)}”"
         if not posted:
             page = notice(
                 "More papers like this?" if more else "Fewer papers like this?",
@@ -606,9 +607,9 @@ class WebApp:
 
 def _paper_item(pick: Pick) -> dict[str, str]:
     return {
-        "title": " ".join(pick.paper.title.split()),
+        "title": one_line(pick.paper.title),
         "url": paper_url(pick.paper),
-        "reason": pick.reason,
+        "reason": one_line(pick.reason),
     }
 
 
