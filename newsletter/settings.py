@@ -51,7 +51,8 @@ class Settings:
     #: SQLite database file.
     db: Path = Path("newsletter.db")
     #: Where mail goes: ``outbox:DIR``, ``smtp://[user@]host:port`` or ``smtps://...``.
-    transport: str = "outbox:./outbox"
+    #: Kept out of the repr: the URL may carry a password or a relay token.
+    transport: str = field(default="outbox:./outbox", repr=False)
     #: ``From`` header, with a display name.
     from_address: str = DEFAULT_FROM
     #: Optional ``Reply-To`` header.

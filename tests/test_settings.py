@@ -124,6 +124,14 @@ def test_secret_key_comes_from_environment_and_is_not_in_repr():
     assert "s3cr3t-value" not in repr(settings)
 
 
+def test_a_password_in_the_transport_url_is_not_in_repr():
+    settings = load_settings(
+        environ={"NEWSLETTER_TRANSPORT": "smtp://mailer:S3cr%2FetPass@127.0.0.1:2525"}
+    )
+
+    assert "S3cr" not in repr(settings)
+
+
 @pytest.mark.parametrize(
     ("key", "variable"),
     [("secret_key", "NEWSLETTER_SECRET_KEY"), ("smtp_password", "NEWSLETTER_SMTP_PASSWORD")],
