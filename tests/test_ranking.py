@@ -332,6 +332,35 @@ def test_muted_terms_match_whole_words_only():
     assert [p.paper.id for p in picks] == ["a"]
 
 
+@pytest.mark.parametrize(
+    ("term", "text", "muted"),
+    [
+        ("ML", "It reads HTML pages.", False),
+        ("ML", "It is ML.", True),
+        ("diffusion", "Diffusion helps.", True),
+        ("large language model", "We use a large language model here.", True),
+        ("large language model", "We use large language models.", False),
+        ("large language model", "A large model of language.", False),
+        ("C++", "Written in C++ and Rust.", True),
+        ("C++", "Written in C++17.", False),
+        ("C++", "Written in C and Rust.", False),
+        ("k-means", "We run k-means clustering.", True),
+        ("k-means", "We run k means clustering.", False),
+        ("means", "We run k-means clustering.", True),
+        ("Schrödinger", r"Nonlinear Schr\"odinger equations.", True),
+        ("x", "The value x_1 grows.", False),
+        ("C#", "Written in C# and F#.", True),
+        ("+", "We add a + b.", True),
+        ("+", "We add a+b.", False),
+    ],
+)
+def test_muted_terms_match_whole_words_phrases_and_symbols(term, text, muted):
+    papers = [topical(0, abstract=f"We apply graph neural networks to molecules. {text}")]
+    sub = subscriber(1, "graph neural networks", muted_terms=[term])
+    picks = rank([sub], papers, np.ones((1, 1), bool), PARAMS)[1]
+    assert (picks == []) is muted
+
+
 def test_a_reader_with_only_categories_gets_the_papers_in_them():
     papers = [topical(0, categories=["math.AP"]), topical(1, categories=["cs.LG"])]
     sub = subscriber(1, "", categories=["math.AP"])
