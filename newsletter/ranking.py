@@ -57,6 +57,8 @@ PROFILE_FILLER = frozenset(
 STOP_WORDS = frozenset(ENGLISH_STOP_WORDS) | PROFILE_FILLER
 _TEX_ACCENT = re.compile(r"\\[\"'`^~=.uvHc]\s*\{?([A-Za-z])\}?")
 _TOKEN = re.compile(r"[a-z][a-z0-9]+|[0-9]+[a-z][a-z0-9]*")
+#: A word as a muted term's edges are drawn: muting "ML" is not muting "HTML" or "ML_2".
+_WORD = re.compile(r"\w+")
 #: Rows of subscribers scored per matrix product: bounds memory at BLOCK x papers floats.
 BLOCK = 2048
 #: Blocks ranked at once: the matrix products and sorts release the GIL, so a second
@@ -747,14 +749,45 @@ def _shared_labels(left: Sequence[list[str]], right: Sequence[list[str]]) -> sp.
 
 def _mentions(term_lists: Sequence[list[str]], papers: Sequence[Paper]) -> sp.csr_matrix:
     """(len(term_lists) x papers) nonzero where a paper mentions one of the row's terms, as
-    whole words: muting "ML" does not drop a paper about HTML."""
+    whole words: muting "ML" does not drop a paper about HTML.
+
+    One pass over each paper's words, however many terms there are: a one-word term is
+    looked up among them; a longer one ("large language model", "k-means") is searched
+    for, whole, only in a paper that has all of its words."""
     terms = sorted({fold(t) for ts in term_lists for t in ts if t.strip()})
     if not terms:
         return sp.csr_matrix((len(term_lists), len(papers)), dtype=np.float32)
-    texts = [fold(f"{p.title} {p.abstract}") for p in papers]
-    patterns = [re.compile(rf"(?<!\w){re.escape(term)}(?!\w)") for term in terms]
+    one_word: dict[str, int] = {}
+    #: The longest word of each longer term -> those terms, as (index, their words).
+    by_word: dict[str, list[tuple[int, set[str]]]] = {}
+    wordless: list[tuple[int, set[str]]] = []  # "+": searched for in every paper
+    for i, term in enumerate(terms):
+        words = _WORD.findall(term)
+        if words == [term]:
+            one_word[term] = i
+        elif words:
+            by_word.setdefault(max(words, key=len), []).append((i, set(words)))
+        else:
+            wordless.append((i, set()))
+    patterns: dict[int, re.Pattern[str]] = {}
+    found: list[int] = []
+    in_paper: list[int] = []
+    for col, paper in enumerate(papers):
+        text = fold(f"{paper.title} {paper.abstract}")
+        words = set(_WORD.findall(text))
+        matched = [one_word[w] for w in words if w in one_word]
+        candidates = [c for w in words if w in by_word for c in by_word[w]] + wordless
+        for i, needed in candidates:
+            if needed <= words:
+                if i not in patterns:
+                    patterns[i] = re.compile(rf"(?<!\w){re.escape(terms[i])}(?!\w)")
+                if patterns[i].search(text):
+                    matched.append(i)
+        found += matched
+        in_paper += [col] * len(matched)
     term_in_paper = sp.csr_matrix(
-        np.array([[bool(p.search(text)) for text in texts] for p in patterns], dtype=np.float32)
+        (np.ones(len(found), dtype=np.float32), (found, in_paper)),
+        shape=(len(terms), len(papers)),
     )
     index = {t: i for i, t in enumerate(terms)}
     rows = [r for r, ts in enumerate(term_lists) for t in ts if t.strip()]
