@@ -762,11 +762,11 @@ def _mentions(term_lists: Sequence[list[str]], papers: Sequence[Paper]) -> sp.cs
     by_word: dict[str, list[tuple[int, set[str]]]] = {}
     wordless: list[tuple[int, set[str]]] = []  # "+": searched for in every paper
     for i, term in enumerate(terms):
-        words = _WORD.findall(term)
-        if words == [term]:
+        term_words = _WORD.findall(term)
+        if term_words == [term]:
             one_word[term] = i
-        elif words:
-            by_word.setdefault(max(words, key=len), []).append((i, set(words)))
+        elif term_words:
+            by_word.setdefault(max(term_words, key=len), []).append((i, set(term_words)))
         else:
             wordless.append((i, set()))
     patterns: dict[int, re.Pattern[str]] = {}
