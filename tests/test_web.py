@@ -28,7 +28,7 @@ from newsletter.tokens import PURPOSES, LinkSigner
 from newsletter.web import create_app
 from newsletter.web.ratelimit import RateLimiter
 
-from .conftest import SECRET, Mailbox, free_port, make_paper
+from .conftest import SECRET, Mailbox, distinct_terms, free_port, make_paper
 
 TODAY = date.today()
 GNN = "graph neural networks, spectral filters"
@@ -437,6 +437,38 @@ def test_preferences_form_shows_every_problem_and_changes_nothing(web, store, tw
         assert f'id="{name}-error"' in answer.text
     assert 'value="next week"' in answer.text
     assert store.get_subscriber(ada.id) == ada
+
+
+def test_preferences_refuse_more_muted_terms_than_the_limit_and_keep_a_full_profile(
+    web, store, two_readers
+):
+    """The issue's stalled edition: 16,000 distinct terms fit in the 64 KB body, and were
+    all stored, and searched for in the request's preview."""
+    ada, _ = two_readers
+    path = web.path("preferences", ada)
+    form = {
+        "interests": GNN,
+        "categories": "",
+        "max_papers": "5",
+        "frequency": "daily",
+        "weekly_day": "0",
+        "delivery_hour": "7",
+        "timezone": "UTC",
+        "paused_until": "",
+        "csrf_token": web.csrf(path),
+    }
+    too_many = {**form, "muted_terms": ",".join(distinct_terms(16_000))}
+
+    answer = web.client.post(path, files={k: (None, v) for k, v in too_many.items()})
+
+    assert answer.status_code == 400
+    error = answer.text.split('id="muted_terms-error"')[1].split("</")[0]
+    assert "most 50 muted terms, not 16000" in error
+    assert store.get_subscriber(ada.id).muted_terms == []
+    full = [f"{i:02d} " + "x" * 57 for i in range(50)]
+    saved = web.client.post(path, data={**form, "muted_terms": ", ".join(full)})
+    assert saved.status_code == 200 and "Saved." in saved.text
+    assert store.get_subscriber(ada.id).muted_terms == full
 
 
 # -- links and forms --------------------------------------------------------------------------
