@@ -59,6 +59,10 @@ _TEX_ACCENT = re.compile(r"\\[\"'`^~=.uvHc]\s*\{?([A-Za-z])\}?")
 _TOKEN = re.compile(r"[a-z][a-z0-9]+|[0-9]+[a-z][a-z0-9]*")
 #: A word as a muted term's edges are drawn: muting "ML" is not muting "HTML" or "ML_2".
 _WORD = re.compile(r"\w+")
+#: Up to this many distinct muted terms, each is searched for in each paper; beyond, each
+#: paper's words are listed once (as long as about this many searches take) and the terms
+#: looked up among them. Either way a paper takes a bounded time, whatever the terms.
+SEARCHED_TERMS = 100
 #: Rows of subscribers scored per matrix product: bounds memory at BLOCK x papers floats.
 BLOCK = 2048
 #: Blocks ranked at once: the matrix products and sorts release the GIL, so a second
@@ -749,44 +753,20 @@ def _shared_labels(left: Sequence[list[str]], right: Sequence[list[str]]) -> sp.
 
 def _mentions(term_lists: Sequence[list[str]], papers: Sequence[Paper]) -> sp.csr_matrix:
     """(len(term_lists) x papers) nonzero where a paper mentions one of the row's terms, as
-    whole words: muting "ML" does not drop a paper about HTML.
-
-    One pass over each paper's words, however many terms there are: a one-word term is
-    looked up among them; a longer one ("large language model", "k-means") is searched
-    for, whole, only in a paper that has all of its words."""
+    whole words: muting "ML" does not drop a paper about HTML."""
     terms = sorted({fold(t) for ts in term_lists for t in ts if t.strip()})
     if not terms:
         return sp.csr_matrix((len(term_lists), len(papers)), dtype=np.float32)
-    one_word: dict[str, int] = {}
-    #: The longest word of each longer term -> those terms, as (index, their words).
-    by_word: dict[str, list[tuple[int, set[str]]]] = {}
-    wordless: list[tuple[int, set[str]]] = []  # "+": searched for in every paper
-    for i, term in enumerate(terms):
-        term_words = _WORD.findall(term)
-        if term_words == [term]:
-            one_word[term] = i
-        elif term_words:
-            by_word.setdefault(max(term_words, key=len), []).append((i, set(term_words)))
-        else:
-            wordless.append((i, set()))
-    patterns: dict[int, re.Pattern[str]] = {}
-    found: list[int] = []
-    in_paper: list[int] = []
-    for col, paper in enumerate(papers):
-        text = fold(f"{paper.title} {paper.abstract}")
-        words = set(_WORD.findall(text))
-        matched = [one_word[w] for w in words if w in one_word]
-        candidates = [c for w in words if w in by_word for c in by_word[w]] + wordless
-        for i, needed in candidates:
-            if needed <= words:
-                if i not in patterns:
-                    patterns[i] = re.compile(rf"(?<!\w){re.escape(terms[i])}(?!\w)")
-                if patterns[i].search(text):
-                    matched.append(i)
-        found += matched
-        in_paper += [col] * len(matched)
+    texts = [fold(f"{p.title} {p.abstract}") for p in papers]
+    if len(terms) <= SEARCHED_TERMS:
+        patterns = [_whole(term) for term in terms]
+        found = [
+            (i, c) for c, text in enumerate(texts) for i, p in enumerate(patterns) if p.search(text)
+        ]
+    else:
+        found = _looked_up(terms, texts)
     term_in_paper = sp.csr_matrix(
-        (np.ones(len(found), dtype=np.float32), (found, in_paper)),
+        (np.ones(len(found), dtype=np.float32), ([i for i, _ in found], [c for _, c in found])),
         shape=(len(terms), len(papers)),
     )
     index = {t: i for i, t in enumerate(terms)}
@@ -796,3 +776,41 @@ def _mentions(term_lists: Sequence[list[str]], papers: Sequence[Paper]) -> sp.cs
         (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(term_lists), len(terms))
     )
     return (row_terms @ term_in_paper).tocsr()
+
+
+def _whole(term: str) -> re.Pattern[str]:
+    """``term`` with no word character either side. The lookbehind comes last, so that a
+    search scans for the term's text (30 times faster than with the lookbehind first)."""
+    return re.compile(rf"{re.escape(term)}(?!\w)(?<!\w.{{{len(term)}}})", re.DOTALL)
+
+
+def _looked_up(terms: list[str], texts: list[str]) -> list[tuple[int, int]]:
+    """(term, text) index pairs where the text mentions the term, in one pass over each
+    text's words, however many terms there are: a one-word term is looked up among them; a
+    longer one ("large language model", "k-means") is searched for only in a text that has
+    all of its words."""
+    one_word: dict[str, int] = {}
+    #: The longest word of each longer term -> those terms, as (index, their words).
+    by_word: dict[str, list[tuple[int, set[str]]]] = {}
+    wordless: list[tuple[int, set[str]]] = []  # "+": searched for in every text
+    for i, term in enumerate(terms):
+        term_words = _WORD.findall(term)
+        if term_words == [term]:
+            one_word[term] = i
+        elif term_words:
+            by_word.setdefault(max(term_words, key=len), []).append((i, set(term_words)))
+        else:
+            wordless.append((i, set()))
+    patterns: dict[int, re.Pattern[str]] = {}
+    found = []
+    for col, text in enumerate(texts):
+        words = set(_WORD.findall(text))
+        found += [(one_word[w], col) for w in words if w in one_word]
+        candidates = [c for w in words if w in by_word for c in by_word[w]] + wordless
+        for i, needed in candidates:
+            if needed <= words:
+                if i not in patterns:
+                    patterns[i] = _whole(terms[i])
+                if patterns[i].search(text):
+                    found.append((i, col))
+    return found

@@ -355,9 +355,12 @@ def test_muted_terms_match_whole_words_only():
         ("+", "We add a+b.", False),
     ],
 )
-def test_muted_terms_match_whole_words_phrases_and_symbols(term, text, muted):
+@pytest.mark.parametrize("others", [0, ranking.SEARCHED_TERMS], ids=["searched", "looked-up"])
+def test_muted_terms_match_whole_words_phrases_and_symbols(term, text, muted, others):
+    """The same whether the terms are searched for or (beyond SEARCHED_TERMS) looked up."""
     papers = [topical(0, abstract=f"We apply graph neural networks to molecules. {text}")]
-    sub = subscriber(1, "graph neural networks", muted_terms=[term])
+    absent = [f"absent{i}" for i in range(others)]
+    sub = subscriber(1, "graph neural networks", muted_terms=[term, *absent])
     picks = rank([sub], papers, np.ones((1, 1), bool), PARAMS)[1]
     assert (picks == []) is muted
 
