@@ -365,16 +365,24 @@ class _Ranker:
         followed = (self.followed[rows].toarray() > 0) & allowed
         allowed &= relevant & (in_category | ~self.category_only[rows, None])
         scores[~allowed] = -np.inf
-        chosen = _diverse_top(
-            scores,
-            followed,
-            self.limits[rows],
-            self.similarity,
-            self.papers,
-            p.diversity,
-            p.max_category_share,
-            p.near_duplicate,
-        )
+        # Readers with the same number of papers together: one reader's 50 must not make the
+        # whole block weigh 50 candidates each.
+        chosen: list[list[int]] = [[] for _ in rows]
+        limits = self.limits[rows]
+        for limit in np.unique(limits):
+            group = np.flatnonzero(limits == limit)
+            picks = _diverse_top(
+                scores[group],
+                followed[group],
+                limits[group],
+                self.similarity,
+                self.papers,
+                p.diversity,
+                p.max_category_share,
+                p.near_duplicate,
+            )
+            for row, picked in zip(group, picks, strict=True):
+                chosen[row] = picked
         return self._picks(rows, chosen, scores, in_category, followed)
 
     def _expanded_queries(self, rows: np.ndarray) -> sp.csr_matrix:
@@ -604,7 +612,10 @@ def _diverse_top(
     if count == 0:
         return [[] for _ in range(scores.shape[0])]
     ranked = np.where(forced, FOLLOWED, scores)
-    width = min(scores.shape[1], 3 * count + int(forced.sum(axis=1).max(initial=0)))
+    # Followed authors' papers beyond a reader's number are never picked: a reader following
+    # prolific authors does not widen everyone's candidates.
+    most_forced = int(np.minimum(forced.sum(axis=1), limits).max(initial=0))
+    width = min(scores.shape[1], 3 * count + most_forced)
     candidates = _top_columns(ranked, width)
     value = np.take_along_axis(ranked, candidates, axis=1)
     is_forced = np.take_along_axis(forced, candidates, axis=1)
