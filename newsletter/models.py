@@ -87,6 +87,47 @@ class Subscriber:
         }
 
 
+#: The most a reader's profile holds, wherever it is written: the preferences form, the
+#: console, a CSV import and the store itself refuse more. No researcher needs more, and
+#: it bounds what one reader's profile can cost an edition.
+MAX_INTERESTS_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class ListLimit:
+    """At most ``items`` entries in a profile list, each of at most ``chars`` characters."""
+
+    label: str
+    items: int
+    chars: int
+
+
+PROFILE_LIMITS = {
+    "categories": ListLimit("arXiv categories", 20, 40),
+    "muted_terms": ListLimit("muted terms", 50, 60),
+    "followed_authors": ListLimit("followed authors", 50, 100),
+}
+
+
+def profile_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` is more than the profile field ``name`` may hold, or None."""
+    if name == "interests":
+        too_long = len(value) > MAX_INTERESTS_CHARS
+        return f"interests are limited to {MAX_INTERESTS_CHARS} characters" if too_long else None
+    limit = PROFILE_LIMITS.get(name)
+    if limit is None:
+        return None
+    if len(value) > limit.items:
+        return f"at most {limit.items} {limit.label}, not {len(value)}"
+    for item in value:
+        if len(item) > limit.chars:
+            return (
+                f"{limit.label} are limited to {limit.chars} characters each:"
+                f" {item[:20]!r}... has {len(item)}"
+            )
+    return None
+
+
 @dataclass(frozen=True)
 class Shard:
     """One of ``count`` parts of the list, for sending an edition from several processes:

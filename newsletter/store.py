@@ -15,7 +15,7 @@ import sqlite_utils
 from sqlite_utils.db import NotFoundError
 
 from .migrations import migrate
-from .models import Paper, Status, Subscriber, title_key, utcnow
+from .models import Paper, Status, Subscriber, profile_problem, title_key, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +202,7 @@ class Store:
         consent_source: str,
         consent_ip: str | None = None,
     ) -> Subscriber:
+        _check_profile(interests=interests, categories=categories, muted_terms=muted_terms)
         now = utcnow()
         with self.transaction():
             try:
@@ -284,6 +285,7 @@ class Store:
         unknown = set(changes) - self._SUBSCRIBER_COLUMNS - self._PROFILE_COLUMNS
         if unknown:
             raise ValueError(f"cannot update {', '.join(sorted(unknown))}")
+        _check_profile(**changes)
         before = self.get_subscriber(subscriber_id)
         now = utcnow()
         with self.transaction():
@@ -498,6 +500,14 @@ def _paper_from_row(row: dict[str, Any]) -> Paper:
         first_seen_at=row["first_seen_at"],
         extra=json.loads(row.get("extra") or "{}"),
     )
+
+
+def _check_profile(**fields: Any) -> None:
+    """Refuse a profile larger than models.PROFILE_LIMITS allows, even from a caller that
+    did not validate it: one reader's profile must not stall the edition."""
+    for name, value in fields.items():
+        if value is not None and (problem := profile_problem(name, value)):
+            raise ValueError(f"profile not stored: {problem}")
 
 
 def _subscriber_from_row(row: dict[str, Any]) -> Subscriber:

@@ -16,13 +16,12 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from .models import Status, Subscriber, arxiv_id
+from .models import Status, Subscriber, arxiv_id, profile_problem
 from .settings import MAX_TIMEZONE_CHARS, Settings, known_timezone
 from .store import DuplicateSubscriber, Store
 from .text import one_line
 
 MAX_PAPERS_LIMIT = 50
-MAX_INTERESTS_CHARS = 2000
 _CATEGORY = re.compile(r"^[a-z\-]+(\.[A-Za-z\-]+)?$")
 CSV_COLUMNS = [
     "email",
@@ -66,6 +65,13 @@ def normalize_email(address: str) -> str:
         raise InvalidSubscriber(f"invalid email address {address!r}: {exc}") from exc
 
 
+def _bounded(name: str, items: list[str]) -> list[str]:
+    """``items``, if the profile field ``name`` may hold them (see models.PROFILE_LIMITS)."""
+    if problem := profile_problem(name, items):
+        raise InvalidSubscriber(problem)
+    return items
+
+
 def parse_categories(value: str | Iterable[str] | None) -> list[str]:
     """``cs.LG,math.AP`` (or a list) as a list of arXiv category names."""
     if value is None:
@@ -73,15 +79,10 @@ def parse_categories(value: str | Iterable[str] | None) -> list[str]:
     items = (
         value.replace(";", ",").replace(" ", ",").split(",") if isinstance(value, str) else value
     )
-    categories = []
-    for item in items:
-        item = item.strip()
-        if not item:
-            continue
+    categories = _bounded("categories", list(dict.fromkeys(i.strip() for i in items if i.strip())))
+    for item in categories:
         if not _CATEGORY.match(item):
             raise InvalidSubscriber(f"{item!r} is not an arXiv category (like cs.LG or math.AP)")
-        if item not in categories:
-            categories.append(item)
     return categories
 
 
@@ -120,10 +121,19 @@ def check_status(value: str | Status) -> Status:
         raise InvalidSubscriber(f"unknown status {value!r} (one of {known})") from exc
 
 
-def parse_terms(value: str | Iterable[str] | None) -> list[str]:
-    """Muted terms from ``survey, benchmark`` or a list."""
+def _split(value: str | Iterable[str] | None) -> list[str]:
     items = (value or "").split(",") if isinstance(value, str | None) else value
     return [t.strip() for t in items if t.strip()]
+
+
+def parse_terms(value: str | Iterable[str] | None) -> list[str]:
+    """Muted terms from ``survey, benchmark`` or a list."""
+    return _bounded("muted_terms", _split(value))
+
+
+def parse_authors(value: str | Iterable[str] | None) -> list[str]:
+    """Followed authors from ``Ada Lovelace, Alan Turing`` or a list."""
+    return _bounded("followed_authors", _split(value))
 
 
 FREQUENCIES = ("daily", "weekly")
@@ -163,8 +173,8 @@ def check_pause(value: str | date | None) -> str | None:
 
 def check_interests(text: str | None) -> str:
     text = one_line(text or "")
-    if len(text) > MAX_INTERESTS_CHARS:
-        raise InvalidSubscriber(f"interests are limited to {MAX_INTERESTS_CHARS} characters")
+    if problem := profile_problem("interests", text):
+        raise InvalidSubscriber(problem)
     return text
 
 
@@ -208,7 +218,7 @@ def update_subscriber(store: Store, email: str, **changes: Any) -> Subscriber:
         "interests": check_interests,
         "categories": parse_categories,
         "muted_terms": parse_terms,
-        "followed_authors": parse_terms,
+        "followed_authors": parse_authors,
         "categories_only": bool,
         "frequency": check_frequency,
         "weekly_day": check_weekday,
@@ -262,7 +272,15 @@ def import_csv(store: Store, settings: Settings, path: Path) -> ImportReport:
     columns = {c.strip().lower() for c in reader.fieldnames or []}
     if "email" not in columns:
         raise InvalidSubscriber(f"{path}: the first row must be a header with an 'email' column")
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a field beyond csv's limit (128 KiB): that row alone
+            report.skipped += 1
+            report.errors.append(f"{path}: line {reader.reader.line_num}: {exc}")
+            continue
         line = reader.line_num
         row = {
             (k or "").strip().lower(): restore_cell((v or "").strip()) for k, v in row.items() if k

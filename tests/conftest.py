@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import itertools
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
+from string import ascii_lowercase
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -113,6 +115,14 @@ def make_subscriber(n: int = 1, **fields) -> Subscriber:
     }
     values.update(fields)
     return Subscriber(**values)
+
+
+def distinct_terms(count: int) -> list[str]:
+    """``count`` distinct three-letter words (aaa, aab, ...): 16,000 of them, comma-separated,
+    fill a 64 KB form."""
+    return [
+        "".join(t) for t in itertools.islice(itertools.product(ascii_lowercase, repeat=3), count)
+    ]
 
 
 @contextmanager

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from newsletter import ranking
 from newsletter.models import Paper, Subscriber
 from newsletter.ranking import RankingParams, SemanticInputs, analyze, rank, stem
 from newsletter.semantic import PaperVectors
 
-from .conftest import EVAL, make_subscriber
+from .conftest import EVAL, make_paper, make_subscriber
 
 PARAMS = RankingParams(min_score=0.04, category_boost=0.1)
 
@@ -328,6 +331,57 @@ def test_muted_terms_match_whole_words_only():
     sub = subscriber(1, "graph neural networks", muted_terms=["ML"])
     picks = rank([sub], papers, np.ones((1, 2), bool), PARAMS)[1]
     assert [p.paper.id for p in picks] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("term", "text", "muted"),
+    [
+        ("ML", "It reads HTML pages.", False),
+        ("ML", "It is ML.", True),
+        ("diffusion", "Diffusion helps.", True),
+        ("large language model", "We use a large language model here.", True),
+        ("large language model", "We use large language models.", False),
+        ("large language model", "A large model of language.", False),
+        ("C++", "Written in C++ and Rust.", True),
+        ("C++", "Written in C++17.", False),
+        ("C++", "Written in C and Rust.", False),
+        ("k-means", "We run k-means clustering.", True),
+        ("k-means", "We run k means clustering.", False),
+        ("means", "We run k-means clustering.", True),
+        ("Schrödinger", r"Nonlinear Schr\"odinger equations.", True),
+        ("x", "The value x_1 grows.", False),
+        ("C#", "Written in C# and F#.", True),
+        ("+", "We add a + b.", True),
+        ("+", "We add a+b.", False),
+    ],
+)
+@pytest.mark.parametrize("others", [0, ranking.SEARCHED_TERMS], ids=["searched", "looked-up"])
+def test_muted_terms_match_whole_words_phrases_and_symbols(term, text, muted, others):
+    """The same whether the terms are searched for or (beyond SEARCHED_TERMS) looked up."""
+    papers = [topical(0, abstract=f"We apply graph neural networks to molecules. {text}")]
+    absent = [f"absent{i}" for i in range(others)]
+    sub = subscriber(1, "graph neural networks", muted_terms=[term, *absent])
+    picks = rank([sub], papers, np.ones((1, 1), bool), PARAMS)[1]
+    assert (picks == []) is muted
+
+
+def test_muting_thousands_of_terms_compiles_no_pattern_per_term(monkeypatch):
+    """The issue's stalled edition: 16,000 muted terms were 16,000 patterns, each searched
+    for in every paper. Now a paper's words are looked up once, whatever the terms."""
+    compiled = []
+
+    def counting_compile(pattern, flags=0):
+        compiled.append(pattern)
+        return re.compile(pattern, flags)
+
+    monkeypatch.setattr(ranking, "re", SimpleNamespace(**{**vars(re), "compile": counting_compile}))
+    papers = [make_paper(n) for n in range(1, 201)]
+    terms = [f"term{i}" for i in range(16_000)] + ["case 7", "spectral"]
+    mentions = ranking._mentions([terms, ["case 7"], []], papers)
+    assert mentions[0].count_nonzero() == len(papers)  # "spectral" is in every paper
+    assert [papers[c].id for c in mentions[1].indices] == [make_paper(7).id]
+    assert mentions[2].count_nonzero() == 0
+    assert len(compiled) <= 1  # "case 7", searched for in the one paper with both words
 
 
 def test_a_reader_with_only_categories_gets_the_papers_in_them():

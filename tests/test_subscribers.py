@@ -14,6 +14,8 @@ from newsletter.models import Status
 from newsletter.store import Store
 from newsletter.subscribers import add_subscriber, neutralize_cell, restore_cell
 
+from .conftest import distinct_terms
+
 
 def _add(run_cli, email: str, *options: str):
     return run_cli("subscribers", "add", email, *options)
@@ -167,6 +169,86 @@ def test_update_changes_interests_status_and_muted_terms(run_cli):
     assert [s["email"] for s in _list(run_cli)] == ["ada@example.org"]
 
 
+#: The issue's profile: 16,000 distinct muted terms, the most a 64 KB form holds.
+MANY_TERMS = ",".join(distinct_terms(16_000))
+
+
+@pytest.mark.parametrize(
+    ("command", "option", "value", "named"),
+    [
+        ("update", "--muted", MANY_TERMS, "at most 50 muted terms, not 16000"),
+        ("update", "--muted", "survey, " + "x" * 61, "muted terms are limited to 60 characters"),
+        ("update", "--follow", ",".join(f"A{i}" for i in range(51)), "at most 50 followed"),
+        ("update", "--follow", "B" * 101, "followed authors are limited to 100 characters"),
+        ("add", "--categories", ",".join(f"cs.X{i}" for i in range(21)), "at most 20 arXiv"),
+        ("add", "--categories", "cs." + "L" * 40, "arXiv categories are limited to 40"),
+    ],
+)
+def test_a_profile_beyond_its_limits_is_refused_naming_the_field_and_limit(
+    run_cli, command, option, value, named
+):
+    _add(run_cli, "bob@example.org", "--interests", "topology")
+
+    result = run_cli("subscribers", command, "ada@example.org", option, value)
+    if command == "update":
+        result = run_cli("subscribers", command, "bob@example.org", option, value)
+
+    assert result.exit_code == 1
+    assert named in result.stderr
+    assert "Traceback" not in result.output
+    assert len(result.stderr) < 500, "the error does not echo the input back"
+    bob = _show(run_cli, "bob@example.org")
+    assert (bob["muted_terms"], bob["followed_authors"]) == ([], [])
+    assert [s["email"] for s in _list(run_cli)] == ["bob@example.org"]
+
+
+def test_a_full_profile_is_kept_and_one_more_term_or_author_is_refused(run_cli):
+    terms = [f"{i:02d}" + "t" * 58 for i in range(50)]
+    authors = [f"{i:02d}" + "a" * 98 for i in range(50)]
+    categories = [f"cs.{chr(65 + i)}" for i in range(20)]
+    _add(run_cli, "ada@example.org", "--categories", ",".join(categories))
+    full = ("--muted", ",".join(terms), "--follow", ",".join(authors))
+
+    result = run_cli("subscribers", "update", "ada@example.org", *full)
+
+    assert result.exit_code == 0, result.output
+    ada = _show(run_cli, "ada@example.org")
+    assert (ada["muted_terms"], ada["followed_authors"]) == (terms, authors)
+    assert ada["categories"] == categories
+    for option, items in [("--muted", terms), ("--follow", authors)]:
+        result = run_cli(
+            "subscribers", "update", "ada@example.org", option, ",".join([*items, "x"])
+        )
+        assert result.exit_code == 1 and "at most 50" in result.stderr
+    assert _show(run_cli, "ada@example.org") == ada
+
+
+def test_the_store_refuses_a_profile_beyond_its_limits_from_any_caller(settings):
+    terms = distinct_terms(16_000)
+    with Store(settings.db) as store:
+        with pytest.raises(ValueError, match="at most 50 muted terms"):
+            store.add_subscriber(
+                "ada@example.org",
+                status=Status.ACTIVE,
+                timezone="UTC",
+                delivery_hour=7,
+                max_papers=5,
+                muted_terms=terms,
+                consent_source="test",
+            )
+        assert store.list_subscribers() == []
+        bob = add_subscriber(store, settings, "bob@example.org", interests="topology")
+        for field, value, named in [
+            ("muted_terms", terms, "muted terms"),
+            ("followed_authors", ["x" * 101], "followed authors"),
+            ("categories", ["cs.LG"] * 21, "arXiv categories"),
+            ("interests", "x" * 2001, "interests"),
+        ]:
+            with pytest.raises(ValueError, match=named):
+                store.update_subscriber(bob.id, **{field: value})
+        assert store.get_subscriber(bob.id) == bob
+
+
 def test_paused_subscriber_is_not_listed_as_active(run_cli):
     _add(run_cli, "ada@example.org")
     _add(run_cli, "bob@example.org")
@@ -206,9 +288,6 @@ def test_remove_without_confirmation_keeps_the_subscriber(run_cli):
     assert [s["email"] for s in _list(run_cli)] == ["ada@example.org"]
 
 
-# -- CSV import and export --------------------------------------------------------------------
-
-
 def _write_csv(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
@@ -240,6 +319,30 @@ def test_import_adds_good_rows_and_reports_bad_ones_by_line(run_cli, tmp_path: P
     assert ada["categories"] == ["cs.LG", "math.CO"]
     assert (ada["timezone"], ada["hour"], ada["max_papers"]) == ("Europe/Berlin", 6, 8)
     assert by_email["carol@example.org"]["max_papers"] == 5
+
+
+def test_import_reports_a_row_beyond_the_limits_by_line_and_adds_the_others(
+    run_cli, tmp_path: Path
+):
+    path = _write_csv(
+        tmp_path / "people.csv",
+        "email,interests,categories,muted_terms\n"  # line 1
+        "ada@example.org,graph theory,cs.LG,survey\n"  # line 2
+        f'eve@example.org,graph theory,,"{MANY_TERMS}"\n'  # line 3
+        f"mallory@example.org,{'x' * 2001},,\n"  # line 4
+        f"trudy@example.org,{'x' * 200_000},,\n"  # line 5: more than csv reads in a field
+        "bob@example.org,protein folding,,\n",  # line 6
+    )
+
+    result = run_cli("subscribers", "import", str(path), "--json")
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["added"], report["skipped"]) == (2, 3)
+    assert "line 3" in report["errors"][0] and "at most 50 muted terms" in report["errors"][0]
+    assert "line 4" in report["errors"][1] and "2000 characters" in report["errors"][1]
+    assert "line 5" in report["errors"][2] and "field limit" in report["errors"][2]
+    assert [s["email"] for s in _list(run_cli)] == ["ada@example.org", "bob@example.org"]
 
 
 def test_import_reports_a_timezone_folder_and_reads_the_rows_after_it(run_cli, tmp_path: Path):

@@ -31,14 +31,19 @@ from newsletter.web import create_app
 from newsletter.web.app import MAX_BODY, WEBHOOK_MAX_BODY
 from newsletter.web.ratelimit import RateLimiter
 
-from .conftest import SECRET, Mailbox, free_port, make_paper
+from .conftest import SECRET, Mailbox, distinct_terms, free_port, make_paper
 from .test_bounces import sendgrid_event
 
 TODAY = date.today()
+
 GNN = "graph neural networks, spectral filters"
+
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
 FORM_ACTION = re.compile(r'<form method="post" action="([^"]+)"')
+
 BAD_LINK = "This link does not work"
+
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
@@ -121,9 +126,6 @@ def wait_for_mail(box: Mailbox, count: int) -> list[EmailMessage]:
 def link_in(message: EmailMessage, purpose: str) -> str:
     text = message.get_body(("plain",)).get_content()
     return re.search(rf"(http://127\.0\.0\.1:\d+)?(/{purpose}/\S+)", text).group(2)
-
-
-# -- sign-up and confirmation -----------------------------------------------------------------
 
 
 def test_sign_up_mails_a_link_whose_get_only_asks_and_whose_post_confirms(web, store, smtp_server):
@@ -289,9 +291,6 @@ def test_serve_refuses_to_send_real_mail_without_a_signing_key(run_cli, smtp_ser
     assert "NEWSLETTER_SECRET_KEY is not set" in result.output
 
 
-# -- unsubscribe ------------------------------------------------------------------------------
-
-
 @pytest.fixture
 def two_readers(web, store, settings):
     """Two active subscribers and papers for them both."""
@@ -353,9 +352,6 @@ def test_unsubscribe_page_needs_its_button_and_then_offers_resubscribe(web, stor
     back = web.client.post(path, data={"action": "resubscribe", "csrf_token": web.csrf(path)})
     assert back.status_code == 200 and "Welcome back" in back.text
     assert store.get_subscriber(ada.id).status == Status.ACTIVE
-
-
-# -- feedback and preferences -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("signal", "recorded"), [("more", 1), ("less", -1)])
@@ -479,6 +475,38 @@ def test_preferences_form_shows_every_problem_and_changes_nothing(web, store, tw
     assert store.get_subscriber(ada.id) == ada
 
 
+def test_preferences_refuse_more_muted_terms_than_the_limit_and_keep_a_full_profile(
+    web, store, two_readers
+):
+    """The issue's stalled edition: 16,000 distinct terms fit in the 64 KB body, and were
+    all stored, and searched for in the request's preview."""
+    ada, _ = two_readers
+    path = web.path("preferences", ada)
+    form = {
+        "interests": GNN,
+        "categories": "",
+        "max_papers": "5",
+        "frequency": "daily",
+        "weekly_day": "0",
+        "delivery_hour": "7",
+        "timezone": "UTC",
+        "paused_until": "",
+        "csrf_token": web.csrf(path),
+    }
+    too_many = {**form, "muted_terms": ",".join(distinct_terms(16_000))}
+
+    answer = web.client.post(path, files={k: (None, v) for k, v in too_many.items()})
+
+    assert answer.status_code == 400
+    error = answer.text.split('id="muted_terms-error"')[1].split("</")[0]
+    assert "most 50 muted terms, not 16000" in error
+    assert store.get_subscriber(ada.id).muted_terms == []
+    full = [f"{i:02d} " + "x" * 57 for i in range(50)]
+    saved = web.client.post(path, data={**form, "muted_terms": ", ".join(full)})
+    assert saved.status_code == 200 and "Saved." in saved.text
+    assert store.get_subscriber(ada.id).muted_terms == full
+
+
 @pytest.mark.parametrize("timezone", ["Europe", "America", "x" * 300])
 def test_preferences_with_a_timezone_folder_answer_the_form_not_500(
     web, store, two_readers, timezone
@@ -501,9 +529,6 @@ def test_preferences_with_a_timezone_folder_answer_the_form_not_500(
     assert answer.status_code == 400
     assert 'id="timezone-error"' in answer.text and "Unknown timezone" in answer.text
     assert store.get_subscriber(ada.id) == ada
-
-
-# -- links and forms --------------------------------------------------------------------------
 
 
 def _mutations(token: str, rng: random.Random) -> Iterator[str]:
