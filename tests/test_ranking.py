@@ -173,6 +173,20 @@ def test_ranking_blocks_of_subscribers_give_the_same_result(sample_papers, monke
     }
 
 
+def test_a_readers_picks_do_not_depend_on_who_else_is_ranked_with_them(sample_papers):
+    """A neighbour with 50 papers per email (and so many more candidates) in the same block
+    leaves another reader's picks as they are when ranked alone."""
+    reader = subscriber(1, "graph neural networks, message passing", max_papers=5)
+    greedy = subscriber(2, "neural networks, optimization, language models", max_papers=50)
+    alone = rank([reader], sample_papers, np.ones((1, len(sample_papers)), dtype=bool), PARAMS)
+    together = rank(
+        [reader, greedy], sample_papers, np.ones((2, len(sample_papers)), dtype=bool), PARAMS
+    )
+    assert len(together[2]) > 5
+    assert [p.paper.id for p in together[1]] == [p.paper.id for p in alone[1]]
+    assert [p.score for p in together[1]] == [p.score for p in alone[1]]
+
+
 # -- profiles, feedback, rules and diversity ----------------------------------------------
 
 FULL = RankingParams(min_score=0.0, diversity=1.0)
