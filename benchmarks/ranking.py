@@ -27,8 +27,8 @@ import numpy as np
 from edition import base_papers, interest_phrases, synthetic_papers
 
 from newsletter.models import Paper, Status, Subscriber
-from newsletter.ranking import LexicalModel, RankingParams, SemanticInputs, rank
-from newsletter.semantic import PaperVectors
+from newsletter.ranking.engine import LexicalModel, RankingParams, SemanticInputs, rank
+from newsletter.ranking.semantic import PaperVectors
 
 DIMENSION = 384
 

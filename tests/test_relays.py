@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
+from newsletter.mail.render import Renderer
 from newsletter.models import Status, Subscriber
-from newsletter.ranking import Pick
-from newsletter.render import Renderer
+from newsletter.ranking.engine import Pick
 from newsletter.settings import Settings
 from newsletter.tokens import LinkSigner
 from newsletter.transports import (

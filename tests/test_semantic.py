@@ -10,14 +10,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from newsletter import semantic
-from newsletter.edition import plan_edition
-from newsletter.ingest import ingest_path
 from newsletter.models import Paper
-from newsletter.ranking import RankingParams, SemanticInputs, rank
+from newsletter.ranking import semantic
+from newsletter.ranking.engine import RankingParams, SemanticInputs, rank
+from newsletter.sending.edition import plan_edition
 from newsletter.settings import Settings
-from newsletter.store import Store
-from newsletter.subscribers import add_subscriber, update_subscriber
+from newsletter.store.database import Store
+from newsletter.store.ingest import ingest_path
+from newsletter.subscribers.profiles import add_subscriber, update_subscriber
 
 from .conftest import EVAL, REQUIRE_TOOLS, make_subscriber, write_jsonl
 
@@ -111,7 +111,7 @@ def test_semantic_model_finds_a_paper_without_a_shared_word(store, settings, on,
 
 
 def test_the_extra_is_optional():
-    assert importlib.util.find_spec("newsletter.semantic") is not None
+    assert importlib.util.find_spec("newsletter.ranking.semantic") is not None
     assert semantic.embedder(Settings(semantic="off")) is None
 
 
@@ -206,7 +206,7 @@ def test_a_reader_with_clear_matches_also_gets_close_papers_below_the_plain_thre
 
 
 def test_liking_a_paper_lifts_its_nearest_neighbours_in_the_semantic_model(development_set):
-    from newsletter.ranking import Signals
+    from newsletter.ranking.engine import Signals
 
     papers, _, model, vectors = development_set
     liked = next(p for p in papers if "Schrödinger" in p.title)
@@ -245,7 +245,9 @@ def test_a_word_in_common_is_not_enough_where_the_embeddings_disagree(developmen
 
 
 def test_stored_embeddings_are_read_by_key_however_many(store, tmp_path, monkeypatch):
-    monkeypatch.setattr("newsletter.store.KEYS_PER_QUERY", 7)  # many chunks, a short last one
+    monkeypatch.setattr(
+        "newsletter.store.database.KEYS_PER_QUERY", 7
+    )  # many chunks, a short last one
     papers = [
         {"id": f"2502.{n:05d}", "title": f"Paper {n}", "abstract": f"Abstract {n}."}
         for n in range(2000)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.store import Store
+from newsletter.store.database import Store
 
 
 def _add(run_cli, email: str, *options: str):

@@ -11,12 +11,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from itsdangerous.encoding import base64_decode, base64_encode
 
-from newsletter.delivery import send_edition
-from newsletter.edition import plan_edition
 from newsletter.models import Status
-from newsletter.store import Store, SubscriberNotFound
-from newsletter.subscribers import add_subscriber
-from newsletter.subscriptions import (
+from newsletter.sending.delivery import send_edition
+from newsletter.sending.edition import plan_edition
+from newsletter.store.database import Store, SubscriberNotFound
+from newsletter.subscribers.profiles import add_subscriber
+from newsletter.subscribers.subscriptions import (
     InvalidForm,
     SignUp,
     check_sign_up,

@@ -20,10 +20,10 @@ import httpx
 import pytest
 import uvicorn
 
-from newsletter.delivery import send_edition
 from newsletter.models import Status
+from newsletter.sending.delivery import send_edition
 from newsletter.settings import Settings
-from newsletter.subscribers import add_subscriber
+from newsletter.subscribers.profiles import add_subscriber
 from newsletter.tokens import PURPOSES, LinkSigner
 from newsletter.web import create_app
 from newsletter.web.ratelimit import RateLimiter

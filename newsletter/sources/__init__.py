@@ -1,5 +1,5 @@
 """Where papers come from. Each source module turns raw input into :class:`Paper` records
-and :class:`RecordError` reports; :mod:`newsletter.ingest` stores them.
+and :class:`RecordError` reports; :mod:`newsletter.store.ingest` stores them.
 
 A remote source also has a :class:`Source` class whose ``fetch`` yields the same records,
 plus a :class:`FetchFailure` for a request that failed after its retries: what was fetched

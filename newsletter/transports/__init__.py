@@ -42,7 +42,7 @@ class TransportError(RuntimeError):
 
 
 class OutgoingEmail(EmailMessage):
-    """An email as ``newsletter.render.Renderer`` makes it: any transport reads it as an
+    """An email as ``newsletter.mail.render.Renderer`` makes it: any transport reads it as an
     ``EmailMessage``; once sealed, it also carries its Message-ID, its envelope and its
     bytes as SMTP sends them (``wire``), which the SMTP transport sends as they are: a
     sealed email is not to be changed."""

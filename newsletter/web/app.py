@@ -1,7 +1,7 @@
 """The web app: Starlette on uvicorn.
 
 Every page is rendered from ``templates/web/`` with the look of the email, works without
-JavaScript and on a phone. A handler reads the request, calls :mod:`newsletter.subscriptions`
+JavaScript and on a phone. A handler reads the request, calls :mod:`newsletter.subscribers.subscriptions`
 in a worker thread (with a database connection of its own: SQLite connections stay in the
 thread that opened them) and renders the answer. A link token that does not verify, for
 whatever reason, gets one friendly page with no detail. Every form carries a CSRF token,
@@ -36,14 +36,14 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..bounces import WebhookError, apply_events, parse_postmark, parse_sendgrid
-from ..delivery import check_real_send
+from ..mail.render import feedback_url, paper_url, template_environment, templates_dir
 from ..models import Status, Subscriber
-from ..ranking import Pick
-from ..render import feedback_url, paper_url, template_environment, templates_dir
+from ..ranking.engine import Pick
+from ..sending.delivery import check_real_send
 from ..settings import Settings
-from ..store import Store
-from ..subscriptions import (
+from ..store.database import Store
+from ..subscribers.bounces import WebhookError, apply_events, parse_postmark, parse_sendgrid
+from ..subscribers.subscriptions import (
     PREFERENCE_CHECKS,
     Feedback,
     InvalidForm,

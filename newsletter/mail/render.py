@@ -38,13 +38,13 @@ from urllib.parse import urlencode
 import jinja2
 import premailer
 
+from ..models import Paper, Subscriber, arxiv_id
+from ..ranking.engine import Pick
+from ..settings import Settings
+from ..tokens import LinkSigner
+from ..transports import OutgoingEmail
 from .dkim import DkimSigner
-from .models import Paper, Subscriber, arxiv_id
-from .ranking import Pick
-from .settings import Settings
 from .text import display_text
-from .tokens import LinkSigner
-from .transports import OutgoingEmail
 
 HTML_TEMPLATE = "email/edition.html"
 TEXT_TEMPLATE = "email/edition.txt"
@@ -72,8 +72,8 @@ FEEDBACK_SIGNALS = {"more": 1, "less": -1}
 
 def templates_dir() -> Path:
     """``templates/`` inside the installed package (a wheel), else the source tree's."""
-    installed = Path(__file__).parent / "templates"
-    return installed if installed.is_dir() else Path(__file__).parent.parent / "templates"
+    installed = Path(__file__).parent.parent / "templates"
+    return installed if installed.is_dir() else Path(__file__).parent.parent.parent / "templates"
 
 
 def template_environment() -> jinja2.Environment:

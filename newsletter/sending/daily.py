@@ -9,13 +9,13 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 
-from . import semantic
+from ..ranking import semantic
+from ..settings import Settings, SettingsError
+from ..sources.registry import build_source, http_client
+from ..store.database import Store
+from ..store.ingest import IngestReport, IngestSummary, ingest_sources
+from ..subscribers.subscriptions import expire_pending
 from .delivery import SendReport, send_edition
-from .ingest import IngestReport, IngestSummary, ingest_sources
-from .settings import Settings, SettingsError
-from .sources.registry import build_source, http_client
-from .store import Store
-from .subscriptions import expire_pending
 
 log = logging.getLogger(__name__)
 

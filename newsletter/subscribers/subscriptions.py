@@ -23,15 +23,17 @@ from typing import Any
 
 import premailer
 
-from .dkim import DkimSigner
-from .edition import plan_edition
-from .ledger import Ledger
-from .models import Paper, Status, Subscriber, to_utc_iso
-from .ranking import Pick
-from .render import FEEDBACK_SIGNALS, set_verbatim, template_environment
-from .settings import Settings
-from .store import Store, SubscriberNotFound
-from .subscribers import (
+from ..mail.dkim import DkimSigner
+from ..mail.render import FEEDBACK_SIGNALS, set_verbatim, template_environment
+from ..models import Paper, Status, Subscriber, to_utc_iso
+from ..ranking.engine import Pick
+from ..sending.edition import plan_edition
+from ..sending.ledger import Ledger
+from ..settings import Settings
+from ..store.database import Store, SubscriberNotFound
+from ..tokens import BadToken, LinkSigner
+from ..transports import SendResult, TransportError, transport_from_url
+from .profiles import (
     InvalidSubscriber,
     add_subscriber,
     check_frequency,
@@ -46,8 +48,6 @@ from .subscribers import (
     parse_terms,
     update_subscriber,
 )
-from .tokens import BadToken, LinkSigner
-from .transports import SendResult, TransportError, transport_from_url
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """An edition: which papers each subscriber gets on a date.
 
 :func:`plan_edition` ranks (or reads back what the ledger recorded), :func:`preview` shows
-it; :mod:`newsletter.delivery` sends it.
+it; :mod:`newsletter.sending.delivery` sends it.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from datetime import UTC, date, datetime, time, timedelta
 import numpy as np
 import scipy.sparse as sp
 
-from . import semantic
+from ..mail.render import Renderer
+from ..models import Paper, Subscriber
+from ..ranking import semantic
+from ..ranking.engine import Pick, RankingParams, SemanticInputs, Signals, rank
+from ..settings import Settings
+from ..store.database import Store
+from ..tokens import link_signer
 from .ledger import Delivery, History, Ledger
-from .models import Paper, Subscriber
-from .ranking import Pick, RankingParams, SemanticInputs, Signals, rank
-from .render import Renderer
-from .settings import Settings
-from .store import Store
-from .tokens import link_signer
 
 log = logging.getLogger(__name__)
 

@@ -24,15 +24,15 @@ from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
+from ..mail.render import OutgoingEmail, Renderer
+from ..models import SUPPRESSED, Shard, Status, Subscriber, to_utc_iso, utcnow
+from ..settings import DEFAULT_FROM, Settings, SettingsError
+from ..store.database import Store, SubscriberNotFound
+from ..tokens import link_signer
+from ..transports import SendResult, Transport, TransportError, transport_from_url
+from ..transports.courier import Courier
 from .edition import Pick, plan_edition
 from .ledger import Delivery, DeliveryStatus, Ledger
-from .models import SUPPRESSED, Shard, Status, Subscriber, to_utc_iso, utcnow
-from .render import OutgoingEmail, Renderer
-from .settings import DEFAULT_FROM, Settings, SettingsError
-from .store import Store, SubscriberNotFound
-from .tokens import link_signer
-from .transports import SendResult, Transport, TransportError, transport_from_url
-from .transports.courier import Courier
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,7 @@ def send_edition(
 ) -> SendReport:
     """Send ``edition`` to every active subscriber (or those in ``to``, or ``subscribers``)
     of ``shard`` who has not had it. The caller holds the shard's sending lock
-    (:mod:`newsletter.locking`).
+    (:mod:`newsletter.sending.locking`).
 
     Each message is claimed in the ledger before it is handed to the transport and recorded
     after, so running the same send twice sends nothing the second time; the answer to one

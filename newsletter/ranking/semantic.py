@@ -20,9 +20,9 @@ from functools import cache
 
 import numpy as np
 
-from .models import Paper, Subscriber
-from .settings import Settings, SettingsError
-from .store import Store
+from ..models import Paper, Subscriber
+from ..settings import Settings, SettingsError
+from ..store.database import Store
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 
-from .models import Status, Subscriber, arxiv_id
-from .settings import Settings
-from .store import DuplicateSubscriber, Store
+from ..models import Status, Subscriber, arxiv_id
+from ..settings import Settings
+from ..store.database import DuplicateSubscriber, Store
 
 MAX_PAPERS_LIMIT = 50
 MAX_INTERESTS_CHARS = 2000
