@@ -22,8 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from newsletter.mail import render
 from newsletter.mail.render import HTML_TEMPLATE, Renderer, inline_css, inline_template
-from newsletter.models import Paper, Status, Subscriber
-from newsletter.ranking.engine import Pick
+from newsletter.models import Paper, Pick, Status, Subscriber
 from newsletter.sending.delivery import send_edition
 from newsletter.sending.ledger import Ledger
 from newsletter.settings import Settings, SettingsError

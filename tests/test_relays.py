@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from newsletter.mail.render import Renderer
-from newsletter.models import Status, Subscriber
-from newsletter.ranking.engine import Pick
+from newsletter.models import Pick, Status, Subscriber
 from newsletter.settings import Settings
 from newsletter.tokens import LinkSigner
 from newsletter.transports import (

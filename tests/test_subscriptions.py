@@ -13,7 +13,7 @@ from itsdangerous.encoding import base64_decode, base64_encode
 
 from newsletter.models import Status
 from newsletter.sending.delivery import send_edition
-from newsletter.sending.edition import plan_edition
+from newsletter.sending.edition import plan_edition, preview_picks, recently_sent
 from newsletter.store.database import Store, SubscriberNotFound
 from newsletter.subscribers.profiles import add_subscriber
 from newsletter.subscribers.subscriptions import (
@@ -22,10 +22,8 @@ from newsletter.subscribers.subscriptions import (
     check_sign_up,
     confirm_subscription,
     expire_pending,
-    preview_picks,
     read_feedback,
     read_link,
-    recently_sent,
     save_preferences,
     send_message,
     start_subscription,

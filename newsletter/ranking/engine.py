@@ -40,7 +40,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from ..models import Paper, Subscriber
+from ..models import Paper, Pick, Subscriber
 from ..settings import Settings
 from .semantic import PaperVectors, center
 
@@ -103,13 +103,6 @@ def analyze(text: str) -> list[str]:
 def paper_text(paper: Paper) -> str:
     # The title twice: its words say more about the paper than any abstract sentence.
     return f"{paper.title}. {paper.title}. {paper.abstract}"
-
-
-@dataclass(frozen=True)
-class Pick:
-    paper: Paper
-    score: float
-    reason: str
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,13 @@ from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 from ..mail.render import OutgoingEmail, Renderer
-from ..models import SUPPRESSED, Shard, Status, Subscriber, to_utc_iso, utcnow
+from ..models import SUPPRESSED, Pick, Shard, Status, Subscriber, to_utc_iso, utcnow
 from ..settings import DEFAULT_FROM, Settings, SettingsError
 from ..store.database import Store, SubscriberNotFound
 from ..tokens import link_signer
 from ..transports import SendResult, Transport, TransportError, transport_from_url
 from ..transports.courier import Courier
-from .edition import Pick, plan_edition
+from .edition import plan_edition
 from .ledger import Delivery, DeliveryStatus, Ledger
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..mail.render import Renderer
-from ..models import Paper, Subscriber
+from ..models import Paper, Pick, Subscriber
 from ..ranking import semantic
-from ..ranking.engine import Pick, RankingParams, SemanticInputs, Signals, rank
+from ..ranking.engine import RankingParams, SemanticInputs, Signals, rank
 from ..settings import Settings
 from ..store.database import Store
 from ..tokens import link_signer
@@ -177,3 +177,21 @@ def preview(
     picks = plan_edition(store, settings, edition, [subscriber]).get(subscriber.id, [])
     renderer = Renderer(settings, link_signer(settings, store, real_send=False))
     return subscriber, picks, renderer
+
+
+def preview_picks(
+    store: Store, settings: Settings, subscriber: Subscriber, edition: date
+) -> list[Pick]:
+    """The papers ``edition`` would pick for the subscriber's profile as it is now, even
+    once the edition was sent: a subscriber who changes their interests after reading
+    today's email wants to see what the change does."""
+    return plan_edition(store, settings, edition, [subscriber], rerank=True)[subscriber.id]
+
+
+def recently_sent(
+    store: Store, subscriber: Subscriber, editions: int = 3
+) -> list[tuple[str, Paper]]:
+    """(edition date, paper) for the papers of the subscriber's last few editions, newest
+    edition first."""
+    deliveries = Ledger(store).recent_sent(subscriber.id, editions)
+    return [(d.edition, paper) for d in deliveries for paper in store.papers_by_ids(d.paper_ids)]

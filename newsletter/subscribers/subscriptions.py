@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -26,9 +26,6 @@ import premailer
 from ..mail.dkim import DkimSigner
 from ..mail.render import FEEDBACK_SIGNALS, set_verbatim, template_environment
 from ..models import Paper, Status, Subscriber, to_utc_iso
-from ..ranking.engine import Pick
-from ..sending.edition import plan_edition
-from ..sending.ledger import Ledger
 from ..settings import Settings
 from ..store.database import Store, SubscriberNotFound
 from ..tokens import BadToken, LinkSigner
@@ -353,20 +350,3 @@ def save_preferences(
     updated = update_subscriber(store, subscriber.email, **changes)
     return updated, any(getattr(subscriber, f) != getattr(updated, f) for f in RANKING_FIELDS)
 
-
-def preview_picks(
-    store: Store, settings: Settings, subscriber: Subscriber, edition: date
-) -> list[Pick]:
-    """The papers ``edition`` would pick for the subscriber's profile as it is now, even
-    once the edition was sent: a subscriber who changes their interests after reading
-    today's email wants to see what the change does."""
-    return plan_edition(store, settings, edition, [subscriber], rerank=True)[subscriber.id]
-
-
-def recently_sent(
-    store: Store, subscriber: Subscriber, editions: int = 3
-) -> list[tuple[str, Paper]]:
-    """(edition date, paper) for the papers of the subscriber's last few editions, newest
-    edition first."""
-    deliveries = Ledger(store).recent_sent(subscriber.id, editions)
-    return [(d.edition, paper) for d in deliveries for paper in store.papers_by_ids(d.paper_ids)]

@@ -37,9 +37,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..mail.render import feedback_url, paper_url, template_environment, templates_dir
-from ..models import Status, Subscriber
-from ..ranking.engine import Pick
+from ..models import Pick, Status, Subscriber
 from ..sending.delivery import check_real_send
+from ..sending.edition import preview_picks, recently_sent
 from ..settings import Settings
 from ..store.database import Store
 from ..subscribers.bounces import WebhookError, apply_events, parse_postmark, parse_sendgrid
@@ -50,10 +50,8 @@ from ..subscribers.subscriptions import (
     check_sign_up,
     confirm_subscription,
     expire_pending,
-    preview_picks,
     read_feedback,
     read_link,
-    recently_sent,
     resubscribe,
     save_preferences,
     send_message,
