@@ -13,7 +13,7 @@ import click
 
 from . import demo as demo_module
 from .models import Shard, Status
-from .ranking import semantic
+from .ranking import embeddings
 from .sending.daily import run_daily
 from .sending.delivery import Outcome, SendReport, send_edition
 from .sending.edition import preview
@@ -206,7 +206,7 @@ def ingest(
         ]
         with http_client(settings) as client:
             summary = ingest_sources(_store(ctx), chosen, client)
-    summary.embedded = semantic.embed_new_papers(_store(ctx), settings)
+    summary.embedded = embeddings.embed_new_papers(_store(ctx), settings)
     if as_json:
         _json(summary.to_dict())
     else:

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from ..mail.render import Renderer
 from ..models import Paper, Pick, Subscriber
-from ..ranking import semantic
+from ..ranking import embeddings, semantic
 from ..ranking.engine import RankingParams, SemanticInputs, Signals, rank
 from ..settings import Settings
 from ..store.database import Store
@@ -107,12 +107,12 @@ def _semantic_inputs(
     feedback = {
         p.id: p for group in (signals.liked, signals.disliked) for ps in group.values() for p in ps
     }
-    feedback_vectors = semantic.paper_vectors(store, model, list(feedback.values())).centroids()
+    feedback_vectors = embeddings.paper_vectors(store, model, list(feedback.values())).centroids()
     return SemanticInputs(
-        papers=semantic.paper_vectors(store, model, papers),
-        profiles=semantic.profile_vectors(store, model, subscribers),
+        papers=embeddings.paper_vectors(store, model, papers),
+        profiles=embeddings.profile_vectors(store, model, subscribers),
         feedback=dict(zip(feedback, feedback_vectors, strict=True)),
-        center=semantic.corpus_center(store, model),
+        center=embeddings.corpus_center(store, model),
     )
 
 
