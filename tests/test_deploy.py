@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.cli import cli
-from newsletter.sending.delivery import check_real_send
+from newsletter.mail.transport import check_real_send
 from newsletter.settings import CONFIG_ENV, SECRET_FIELDS, Settings, env_name, load_settings
 from newsletter.transports.smtp import SMTPTransport
 

@@ -25,11 +25,12 @@ import premailer
 
 from ..mail.dkim import DkimSigner
 from ..mail.render import FEEDBACK_SIGNALS, set_verbatim, template_environment
+from ..mail.transport import transport_from_url
 from ..models import Paper, Status, Subscriber, to_utc_iso
 from ..settings import Settings
 from ..store.database import Store, SubscriberNotFound
 from ..tokens import BadToken, LinkSigner
-from ..transports import SendResult, TransportError, transport_from_url
+from ..transports import SendResult, TransportError
 from .profiles import (
     InvalidSubscriber,
     add_subscriber,
@@ -349,4 +350,3 @@ def save_preferences(
     changes = _check_fields(values, PREFERENCE_CHECKS)
     updated = update_subscriber(store, subscriber.email, **changes)
     return updated, any(getattr(subscriber, f) != getattr(updated, f) for f in RANKING_FIELDS)
-

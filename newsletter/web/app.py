@@ -37,8 +37,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..mail.render import feedback_url, paper_url, template_environment, templates_dir
+from ..mail.transport import check_real_send, transport_from_url
 from ..models import Pick, Status, Subscriber
-from ..sending.delivery import check_real_send
 from ..sending.edition import preview_picks, recently_sent
 from ..settings import Settings
 from ..store.database import Store
@@ -59,7 +59,6 @@ from ..subscribers.subscriptions import (
     unsubscribe,
 )
 from ..tokens import BadToken, email_digest, link_signer
-from ..transports import transport_from_url
 from .csrf import COOKIE, CSRF, FIELD, MAX_AGE, CSRFError
 from .ratelimit import RateLimiter
 
