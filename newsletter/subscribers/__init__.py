@@ -3,6 +3,6 @@ and exports subscribers (what the console does); ``subscriptions`` is what subsc
 themselves (sign-up with double opt-in, confirmation, preferences, unsubscribe); ``bounces``
 reads the relays' webhooks and suppresses the addresses that bounce or complain.
 
-May import the base modules, ``store``, ``ranking``, ``mail`` and ``transports``; nothing of
-``sending`` or the apps.
+May import the base modules, ``store``, ``mail`` and ``transports``; nothing of ``ranking``,
+``sending`` or the apps (what an edition would pick is ``sending.edition``'s to say).
 """

@@ -16,15 +16,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from typing import Any
 
-import premailer
-
-from ..mail.dkim import DkimSigner
-from ..mail.render import FEEDBACK_SIGNALS, set_verbatim, template_environment
+from ..mail.confirmation import confirmation_email
+from ..mail.render import FEEDBACK_SIGNALS
 from ..mail.transport import transport_from_url
 from ..models import Paper, Status, Subscriber, to_utc_iso
 from ..settings import Settings
@@ -240,26 +236,7 @@ def confirmation_message(
         "expiry_days": settings.pending_expiry_days,
         "sender_identity": settings.sender_identity,
     }
-    env = template_environment()
-    html = premailer.transform(
-        env.get_template("email/confirm.html").render(context),
-        keep_style_tags=True,
-        cssutils_logging_level=logging.ERROR,
-    )
-    message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = settings.from_address
-    message["To"] = Address(addr_spec=subscriber.email)
-    if settings.reply_to:
-        message["Reply-To"] = settings.reply_to
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain=settings.sender_domain)
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies
-    message.set_content(env.get_template("email/confirm.txt").render(context))
-    message.add_alternative(html, subtype="html")
-    if dkim := DkimSigner.from_settings(settings):  # signed like the editions, for DMARC
-        set_verbatim(message, "DKIM-Signature", dkim.signature(message))
-    return message
+    return confirmation_email(settings, subscriber.email, context)
 
 
 def send_message(store: Store, settings: Settings, message: EmailMessage) -> SendResult:
