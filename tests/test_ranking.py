@@ -39,9 +39,7 @@ def subscriber(n: int, interests: str, **fields) -> Subscriber:
 
 @pytest.fixture(scope="module")
 def sample_papers() -> list[Paper]:
-    rows = [
-        json.loads(line) for line in (EVAL / "papers.jsonl").read_text().splitlines()
-    ]
+    rows = [json.loads(line) for line in (EVAL / "papers.jsonl").read_text().splitlines()]
     return [Paper(id=r["id"], title=r["title"], abstract=r["abstract"]) for r in rows]
 
 
