@@ -72,7 +72,7 @@ class IngestSummary:
     """Several sources' reports, with their totals."""
 
     sources: dict[str, IngestReport] = field(default_factory=dict)
-    #: Papers embedded for the semantic model afterwards (``semantic.embed_new_papers``).
+    #: Papers embedded for the semantic model afterwards (``ranking.embeddings.embed_new_papers``).
     embedded: int = 0
 
     def to_dict(self) -> dict:
