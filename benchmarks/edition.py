@@ -65,17 +65,17 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as Server
 from aiosmtpd.smtp import Envelope, Session
 
-from newsletter.delivery import SendStats
-from newsletter.edition import plan_edition
-from newsletter.ingest import parse_text, sample_papers_path
-from newsletter.locking import SendingLock
+from newsletter.mail.render import HTML_TEMPLATE, TEXT_TEMPLATE, Renderer, inline_css
 from newsletter.models import Paper, Shard, Status, title_key, to_utc_iso
-from newsletter.ranking import STOP_WORDS
-from newsletter.render import HTML_TEMPLATE, TEXT_TEMPLATE, Renderer, inline_css
+from newsletter.ranking.engine import STOP_WORDS
+from newsletter.sending.delivery import SendStats
+from newsletter.sending.edition import plan_edition
+from newsletter.sending.locking import SendingLock
+from newsletter.sending.worker import Worker
 from newsletter.settings import Settings
-from newsletter.store import Store
+from newsletter.store.database import Store
+from newsletter.store.ingest import parse_text, sample_papers_path
 from newsletter.tokens import LinkSigner
-from newsletter.worker import Worker
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 #: Readers' timezones: at 20:00 UTC every one of them has passed their delivery hour on the

@@ -34,9 +34,9 @@ import numpy as np
 from edition import base_papers, interest_phrases, synthetic_papers
 
 from newsletter.models import MAX_INTERESTS_CHARS, PROFILE_LIMITS, Paper, Status, Subscriber
-from newsletter.ranking import LexicalModel, RankingParams, SemanticInputs, rank
-from newsletter.semantic import PaperVectors
-from newsletter.subscribers import MAX_PAPERS_LIMIT
+from newsletter.ranking.engine import LexicalModel, RankingParams, SemanticInputs, rank
+from newsletter.ranking.semantic import PaperVectors
+from newsletter.subscribers.profiles import MAX_PAPERS_LIMIT
 
 DIMENSION = 384
 

@@ -4,7 +4,7 @@
                                    [--profiles benchmarks/data/eval/profiles-dev.json]
                                    [--semantic auto|on|off]
 
-Ranks every paper for every profile through the real ranking code (newsletter.ranking.rank,
+Ranks every paper for every profile through the real ranking code (newsletter.ranking.engine.rank,
 as the emails use it, with the default settings and ten papers per email) and prints
 nDCG@10, P@5 and MRR per profile and on average, next to the baseline computed in the same
 run (and, when the semantic extra is installed, next to plain all-MiniLM-L6-v2 cosine over
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from newsletter import semantic
 from newsletter.models import Paper, Status, Subscriber
-from newsletter.ranking import RankingParams, SemanticInputs, rank
+from newsletter.ranking import semantic
+from newsletter.ranking.engine import RankingParams, SemanticInputs, rank
 from newsletter.settings import Settings
 
 EVAL = Path(__file__).resolve().parent / "data" / "eval"

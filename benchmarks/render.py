@@ -23,12 +23,11 @@ import time
 from collections.abc import Callable
 from datetime import date
 
-from newsletter.ingest import sample_papers_path
-from newsletter.models import Paper, Status, Subscriber
-from newsletter.ranking import Pick
-from newsletter.render import HTML_TEMPLATE, TEXT_TEMPLATE, Renderer, inline_css
+from newsletter.mail.render import HTML_TEMPLATE, TEXT_TEMPLATE, Renderer, inline_css
+from newsletter.models import Paper, Pick, Status, Subscriber
 from newsletter.settings import Settings
 from newsletter.sources.sample_page import parse_sample_page
+from newsletter.store.ingest import sample_papers_path
 from newsletter.tokens import LinkSigner
 
 EDITION = date(2026, 3, 2)

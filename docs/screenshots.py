@@ -20,7 +20,7 @@ from playwright.sync_api import sync_playwright
 
 from newsletter.demo import run_demo
 from newsletter.settings import Settings
-from newsletter.store import Store
+from newsletter.store.database import Store
 from newsletter.tokens import link_signer
 from newsletter.web import create_app
 

@@ -12,11 +12,18 @@ from typing import Any
 import click
 
 from . import demo as demo_module
-from . import semantic
-from .daily import run_daily
-from .delivery import Outcome, SendReport, send_edition
-from .edition import preview
-from .ingest import (
+from .models import Shard, Status
+from .ranking import embeddings
+from .sending.daily import run_daily
+from .sending.delivery import Outcome, SendReport, send_edition
+from .sending.edition import preview
+from .sending.locking import LockBusy, SendingLock
+from .sending.status import status_report
+from .sending.worker import Worker
+from .settings import Settings, SettingsError, load_settings
+from .sources.registry import REMOTE_SOURCES, build_source, http_client
+from .store.database import DuplicateSubscriber, Store, SubscriberNotFound
+from .store.ingest import (
     FORMATS,
     IngestError,
     IngestSummary,
@@ -26,13 +33,7 @@ from .ingest import (
     read_input,
     sample_papers_path,
 )
-from .locking import LockBusy, SendingLock
-from .models import Shard, Status
-from .settings import Settings, SettingsError, load_settings
-from .sources.registry import REMOTE_SOURCES, build_source, http_client
-from .status import status_report
-from .store import DuplicateSubscriber, Store, SubscriberNotFound
-from .subscribers import (
+from .subscribers.profiles import (
     InvalidSubscriber,
     add_subscriber,
     export_csv,
@@ -40,10 +41,9 @@ from .subscribers import (
     record_feedback,
     update_subscriber,
 )
-from .subscriptions import expire_pending
+from .subscribers.subscriptions import expire_pending
 from .transports import TransportError
 from .web import serve as serve_web
-from .worker import Worker
 
 #: Errors that are the user's to fix: shown as one clear line, without a traceback.
 USER_ERRORS = (
@@ -206,7 +206,7 @@ def ingest(
         ]
         with http_client(settings) as client:
             summary = ingest_sources(_store(ctx), chosen, client)
-    summary.embedded = semantic.embed_new_papers(_store(ctx), settings)
+    summary.embedded = embeddings.embed_new_papers(_store(ctx), settings)
     if as_json:
         _json(summary.to_dict())
     else:

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from .delivery import SendReport, send_edition
-from .ingest import IngestReport, ingest_path, sample_papers_path
+from .mail.transport import transport_from_url
+from .sending.delivery import SendReport, send_edition
 from .settings import Settings
-from .store import DuplicateSubscriber, Store
-from .subscribers import add_subscriber
-from .transports import transport_from_url
+from .store.database import DuplicateSubscriber, Store
+from .store.ingest import IngestReport, ingest_path, sample_papers_path
+from .subscribers.profiles import add_subscriber
 
 DEFAULT_OUTBOX = "outbox:./outbox"
 

@@ -129,6 +129,15 @@ def profile_problem(name: str, value: Any) -> str | None:
 
 
 @dataclass(frozen=True)
+class Pick:
+    """A paper chosen for a subscriber: its score, and the reason the email shows."""
+
+    paper: Paper
+    score: float
+    reason: str
+
+
+@dataclass(frozen=True)
 class Shard:
     """One of ``count`` parts of the list, for sending an edition from several processes:
     the subscribers whose id is ``index`` modulo ``count``. An id never changes, so a

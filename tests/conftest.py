@@ -26,7 +26,7 @@ from click.testing import CliRunner, Result
 from newsletter.cli import cli
 from newsletter.models import Paper, Status, Subscriber
 from newsletter.settings import Settings
-from newsletter.store import Store
+from newsletter.store.database import Store
 
 from .feedserver import FeedServer
 
@@ -133,7 +133,7 @@ def lock_held_elsewhere(db: Path, shard: str = "") -> Iterator[subprocess.Popen]
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from newsletter.locking import "
+            "import sys, time; from pathlib import Path; from newsletter.sending.locking import "
             "SendingLock; from newsletter.models import Shard; SendingLock(Path(sys.argv[1]), "
             "Shard.parse(sys.argv[2]) if sys.argv[2] else Shard()).acquire(); "
             "print('held', flush=True); time.sleep(60)",

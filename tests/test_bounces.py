@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from newsletter.bounces import (
+from newsletter.models import Status, Subscriber, to_utc_iso
+from newsletter.store.database import Store
+from newsletter.subscribers.bounces import (
     BounceEvent,
     WebhookError,
     apply_events,
     parse_postmark,
     parse_sendgrid,
 )
-from newsletter.models import Status, Subscriber, to_utc_iso
-from newsletter.store import Store
 
 
 def postmark_bounce(**changes: Any) -> dict[str, Any]:

@@ -13,12 +13,12 @@ from datetime import date
 import pytest
 from aiosmtpd.controller import Controller
 
-from newsletter.delivery import send_edition
-from newsletter.ingest import ingest_path
-from newsletter.ledger import Ledger
-from newsletter.locking import LockBusy, SendingLock
 from newsletter.models import Status
-from newsletter.subscribers import add_subscriber
+from newsletter.sending.delivery import send_edition
+from newsletter.sending.ledger import Ledger
+from newsletter.sending.locking import LockBusy, SendingLock
+from newsletter.store.ingest import ingest_path
+from newsletter.subscribers.profiles import add_subscriber
 
 from .conftest import (
     Mailbox,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.cli import cli
-from newsletter.delivery import check_real_send
+from newsletter.mail.transport import check_real_send
 from newsletter.settings import CONFIG_ENV, SECRET_FIELDS, Settings, env_name, load_settings
 from newsletter.transports.smtp import SMTPTransport
 from newsletter.web.app import MAX_BODY, WEBHOOK_MAX_BODY

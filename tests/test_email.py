@@ -20,15 +20,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from newsletter import render
-from newsletter.delivery import send_edition
-from newsletter.ingest import ingest_path
-from newsletter.ledger import Ledger
-from newsletter.models import Paper, Status, Subscriber
-from newsletter.ranking import Pick
-from newsletter.render import HTML_TEMPLATE, Renderer, inline_css, inline_template
+from newsletter.mail import render
+from newsletter.mail.render import HTML_TEMPLATE, Renderer, inline_css, inline_template
+from newsletter.models import Paper, Pick, Status, Subscriber
+from newsletter.sending.delivery import send_edition
+from newsletter.sending.ledger import Ledger
 from newsletter.settings import Settings, SettingsError, load_settings
-from newsletter.subscribers import add_subscriber
+from newsletter.store.ingest import ingest_path
+from newsletter.subscribers.profiles import add_subscriber
 from newsletter.tokens import LinkSigner, email_digest
 
 from .conftest import SECRET, make_paper, make_subscriber, write_jsonl
@@ -553,7 +552,7 @@ def test_the_bytes_an_email_is_sent_as_are_what_the_email_package_writes(
 def test_confirmation_emails_are_dkim_signed_too(store, dkim_settings, dkim_key):
     from email.policy import SMTP
 
-    from newsletter.subscriptions import confirmation_message
+    from newsletter.subscribers.subscriptions import confirmation_message
     from newsletter.tokens import LinkSigner
 
     reader = add_subscriber(

@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from newsletter.ingest import sample_papers_path
+from newsletter.mail.text import display_text, one_line
 from newsletter.models import Paper
 from newsletter.sources.sample_page import parse_sample_page
-from newsletter.text import display_text, one_line
+from newsletter.store.ingest import sample_papers_path
 
 
 @pytest.mark.parametrize(

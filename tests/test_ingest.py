@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.ingest import IngestError, ingest_path, ingest_text, sample_papers_path
 from newsletter.sources.sample_page import parse_sample_page
-from newsletter.store import Store
+from newsletter.store.database import Store
+from newsletter.store.ingest import IngestError, ingest_path, ingest_text, sample_papers_path
 
 from .conftest import write_jsonl
 
@@ -334,9 +334,9 @@ def test_paper_first_keyed_by_title_takes_its_arxiv_id_when_one_arrives(store, s
     delivery that already sent it must still know it was sent."""
     from datetime import date
 
-    from newsletter.delivery import send_edition
-    from newsletter.ledger import Ledger
-    from newsletter.subscribers import add_subscriber
+    from newsletter.sending.delivery import send_edition
+    from newsletter.sending.ledger import Ledger
+    from newsletter.subscribers.profiles import add_subscriber
 
     title = "Spectral graph neural networks with diffusion"
     ingest_path(

@@ -8,11 +8,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from newsletter.ingest import ingest_sources
 from newsletter.settings import Settings
 from newsletter.sources.arxiv_api import ArxivAPISource
 from newsletter.sources.arxiv_rss import ArxivRSSSource
 from newsletter.sources.registry import http_client
+from newsletter.store.ingest import ingest_sources
 
 from .feedserver import FIXTURES, Reply
 

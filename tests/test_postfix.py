@@ -27,10 +27,10 @@ from urllib.parse import urlsplit
 import email_validator
 import pytest
 
-from newsletter.delivery import send_edition
-from newsletter.ingest import ingest_path
-from newsletter.ledger import DeliveryStatus, Ledger
-from newsletter.subscribers import add_subscriber
+from newsletter.sending.delivery import send_edition
+from newsletter.sending.ledger import DeliveryStatus, Ledger
+from newsletter.store.ingest import ingest_path
+from newsletter.subscribers.profiles import add_subscriber
 
 from .conftest import REQUIRE_TOOLS, require_tool, write_jsonl
 

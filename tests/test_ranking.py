@@ -12,8 +12,8 @@ import pytest
 
 from newsletter import ranking
 from newsletter.models import Paper, Subscriber
-from newsletter.ranking import RankingParams, SemanticInputs, analyze, rank, stem
-from newsletter.semantic import PaperVectors
+from newsletter.ranking.engine import RankingParams, SemanticInputs, analyze, rank, stem
+from newsletter.ranking.semantic import PaperVectors
 
 from .conftest import EVAL, make_paper, make_subscriber
 
@@ -150,7 +150,7 @@ def test_each_subscriber_gets_at_most_their_own_number_of_papers(sample_papers):
 
 def test_ranking_blocks_of_subscribers_give_the_same_result(sample_papers, monkeypatch):
     """Scoring in blocks (for memory) must not change any subscriber's picks."""
-    import newsletter.ranking as ranking
+    import newsletter.ranking.engine as ranking
 
     subs = [
         subscriber(i, text)
@@ -198,7 +198,7 @@ def _positions(picks, ids) -> list[int]:
 
 
 def _neighbours(papers: list[Paper], paper: Paper, count: int) -> list[str]:
-    from newsletter.ranking import LexicalModel
+    from newsletter.ranking.engine import LexicalModel
 
     model = LexicalModel(papers)
     vectors = model.papers(papers)
@@ -208,7 +208,7 @@ def _neighbours(papers: list[Paper], paper: Paper, count: int) -> list[str]:
 
 
 def test_liking_a_paper_lifts_its_nearest_neighbours(sample_papers):
-    from newsletter.ranking import Signals
+    from newsletter.ranking.engine import Signals
 
     sub = subscriber(1, "neural networks", max_papers=len(sample_papers))
     liked = next(p for p in sample_papers if "Schrödinger" in p.title)
@@ -224,7 +224,7 @@ def test_liking_a_paper_lifts_its_nearest_neighbours(sample_papers):
 
 
 def test_disliking_a_paper_drops_its_nearest_neighbours(sample_papers):
-    from newsletter.ranking import Signals
+    from newsletter.ranking.engine import Signals
 
     sub = subscriber(1, "graph neural networks diffusion", max_papers=len(sample_papers))
     before = rank([sub], sample_papers, np.ones((1, len(sample_papers)), bool), FULL)[1]
@@ -311,7 +311,7 @@ def test_trending_papers_rise_and_say_so():
 
 
 def test_reason_names_the_liked_paper_a_pick_resembles(sample_papers):
-    from newsletter.ranking import Signals
+    from newsletter.ranking.engine import Signals
 
     liked = next(p for p in sample_papers if "Schrödinger" in p.title)
     sub = subscriber(1, "existence of solutions", max_papers=5)

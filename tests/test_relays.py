@@ -16,17 +16,12 @@ from typing import Any
 
 import pytest
 
-from newsletter.models import Status, Subscriber
-from newsletter.ranking import Pick
-from newsletter.render import Renderer
+from newsletter.mail.render import Renderer
+from newsletter.mail.transport import transport_from_url
+from newsletter.models import Pick, Status, Subscriber
 from newsletter.settings import Settings
 from newsletter.tokens import LinkSigner
-from newsletter.transports import (
-    SendResult,
-    TransportError,
-    send_many,
-    transport_from_url,
-)
+from newsletter.transports import SendResult, TransportError, send_many
 from newsletter.transports.postmark import PostmarkTransport
 from newsletter.transports.relay import RelayTransport
 from newsletter.transports.resend import ResendTransport

@@ -10,14 +10,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from newsletter import semantic
-from newsletter.edition import plan_edition
-from newsletter.ingest import ingest_path
 from newsletter.models import Paper
-from newsletter.ranking import RankingParams, SemanticInputs, rank
+from newsletter.ranking import embeddings, semantic
+from newsletter.ranking.engine import RankingParams, SemanticInputs, rank
+from newsletter.sending.edition import plan_edition
 from newsletter.settings import Settings
-from newsletter.store import Store
-from newsletter.subscribers import add_subscriber, update_subscriber
+from newsletter.store.database import Store
+from newsletter.store.ingest import ingest_path
+from newsletter.subscribers.profiles import add_subscriber, update_subscriber
 
 from .conftest import EVAL, REQUIRE_TOOLS, make_subscriber, write_jsonl
 
@@ -55,32 +55,32 @@ def test_paper_embeddings_are_computed_once_and_kept(store, on, tmp_path, monkey
     ingest_path(store, write_jsonl(tmp_path / "p.jsonl", papers))
     model = semantic.embedder(on)
     stored = [store.get_paper(p["id"]) for p in papers]
-    first = semantic.paper_vectors(store, model, stored)
+    first = embeddings.paper_vectors(store, model, stored)
 
     calls = []
     monkeypatch.setattr(
         model, "embed", lambda texts: calls.append(texts) or np.zeros((len(texts), 384))
     )
-    again = semantic.paper_vectors(store, model, stored)
+    again = embeddings.paper_vectors(store, model, stored)
     assert calls == []
     assert np.allclose(first.vectors, again.vectors)
 
     changed = replace(stored[0], abstract="A different abstract now.")
-    semantic.paper_vectors(store, model, [changed, *stored[1:]])
+    embeddings.paper_vectors(store, model, [changed, *stored[1:]])
     assert len(calls) == 1 and len(calls[0]) == 1  # only the changed paper, once
 
 
 def test_profile_embedding_is_recomputed_only_when_interests_change(store, on, monkeypatch):
     subscriber = add_subscriber(store, on, "a@example.org", interests="graph neural networks")
     model = semantic.embedder(on)
-    semantic.profile_vectors(store, model, [subscriber])
+    embeddings.profile_vectors(store, model, [subscriber])
     calls = []
     real = model.embed
     monkeypatch.setattr(model, "embed", lambda texts: calls.append(list(texts)) or real(texts))
-    semantic.profile_vectors(store, model, [subscriber])
+    embeddings.profile_vectors(store, model, [subscriber])
     assert calls == []
     changed = update_subscriber(store, "a@example.org", interests="protein folding")
-    semantic.profile_vectors(store, model, [changed])
+    embeddings.profile_vectors(store, model, [changed])
     assert calls == [["protein folding"]]
 
 
@@ -111,7 +111,7 @@ def test_semantic_model_finds_a_paper_without_a_shared_word(store, settings, on,
 
 
 def test_the_extra_is_optional():
-    assert importlib.util.find_spec("newsletter.semantic") is not None
+    assert importlib.util.find_spec("newsletter.ranking.semantic") is not None
     assert semantic.embedder(Settings(semantic="off")) is None
 
 
@@ -138,14 +138,14 @@ def test_similarities_are_measured_from_the_recent_corpus_not_a_thin_day(store, 
     ]
     ingest_path(store, write_jsonl(tmp_path / "p.jsonl", papers[:-1]))
     model = semantic.embedder(on)
-    semantic.embed_new_papers(store, on)
+    embeddings.embed_new_papers(store, on)
     # Too few papers to say what the field's papers share: plain cosine.
-    assert not semantic.corpus_center(store, model).any()
+    assert not embeddings.corpus_center(store, model).any()
 
     ingest_path(store, write_jsonl(tmp_path / "p.jsonl", papers))
-    everything = semantic.paper_vectors(store, model, store.recent_papers(count))
-    thin_day = semantic.paper_vectors(store, model, [store.get_paper("2501.00000")])
-    center = semantic.corpus_center(store, model)
+    everything = embeddings.paper_vectors(store, model, store.recent_papers(count))
+    thin_day = embeddings.paper_vectors(store, model, [store.get_paper("2501.00000")])
+    center = embeddings.corpus_center(store, model)
     assert np.allclose(center, everything.vectors.mean(axis=0), atol=1e-6)
     assert not np.allclose(center, thin_day.vectors.mean(axis=0), atol=1e-3)
 
@@ -218,7 +218,7 @@ def test_a_reader_with_clear_matches_also_gets_close_papers_below_the_plain_thre
 
 
 def test_liking_a_paper_lifts_its_nearest_neighbours_in_the_semantic_model(development_set):
-    from newsletter.ranking import Signals
+    from newsletter.ranking.engine import Signals
 
     papers, _, model, vectors = development_set
     liked = next(p for p in papers if "Schrödinger" in p.title)
@@ -257,7 +257,9 @@ def test_a_word_in_common_is_not_enough_where_the_embeddings_disagree(developmen
 
 
 def test_stored_embeddings_are_read_by_key_however_many(store, tmp_path, monkeypatch):
-    monkeypatch.setattr("newsletter.store.KEYS_PER_QUERY", 7)  # many chunks, a short last one
+    monkeypatch.setattr(
+        "newsletter.store.database.KEYS_PER_QUERY", 7
+    )  # many chunks, a short last one
     papers = [
         {"id": f"2502.{n:05d}", "title": f"Paper {n}", "abstract": f"Abstract {n}."}
         for n in range(2000)
@@ -332,11 +334,11 @@ def test_ingest_embeds_only_the_newest_papers_and_loads_the_model_only_for_them(
     for paper in papers:  # one at a time: each is newer than the one before
         ingest_path(store, write_jsonl(tmp_path / "p.jsonl", [paper]))
     monkeypatch.setattr(semantic, "CENTER_PAPERS", 3)
-    assert semantic.embed_new_papers(store, on) == 3
+    assert embeddings.embed_new_papers(store, on) == 3
     model = semantic.embedder(on)
     stored = store.embeddings("paper_embeddings", "paper_id", model.name, [p["id"] for p in papers])
     assert sorted(stored) == [p["id"] for p in papers[2:]]
 
     monkeypatch.setattr(store, "papers_without_embedding", lambda model, limit: [])
     monkeypatch.setattr(semantic, "embedder", lambda settings: pytest.fail("model loaded"))
-    assert semantic.embed_new_papers(store, on) == 0
+    assert embeddings.embed_new_papers(store, on) == 0

@@ -8,12 +8,12 @@ from datetime import date
 
 import pytest
 
-from newsletter.delivery import send_edition
-from newsletter.ingest import ingest_path
-from newsletter.ledger import Ledger
+from newsletter.sending.delivery import send_edition
+from newsletter.sending.ledger import Ledger
 from newsletter.sources.jsonl import paper_from_record
-from newsletter.store import Store
-from newsletter.subscribers import add_subscriber
+from newsletter.store.database import Store
+from newsletter.store.ingest import ingest_path
+from newsletter.subscribers.profiles import add_subscriber
 from newsletter.tokens import LinkSigner, email_digest
 
 from .conftest import SECRET, SENDER, write_jsonl

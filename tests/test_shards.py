@@ -13,11 +13,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from newsletter.ingest import ingest_path
-from newsletter.ledger import Ledger
-from newsletter.locking import LockBusy, SendingLock
 from newsletter.models import Shard
-from newsletter.worker import Worker
+from newsletter.sending.ledger import Ledger
+from newsletter.sending.locking import LockBusy, SendingLock
+from newsletter.sending.worker import Worker
+from newsletter.store.ingest import ingest_path
 
 from .conftest import add_readers, lock_held_elsewhere, write_jsonl
 
@@ -129,7 +129,7 @@ def test_shards_starting_at_the_same_instant_do_not_refuse_each_other(tmp_path):
     with SendingLock(tmp_path / "newsletter.db"):
         pass
     script = (
-        "import sys\nfrom pathlib import Path\nfrom newsletter.locking import SendingLock\n"
+        "import sys\nfrom pathlib import Path\nfrom newsletter.sending.locking import SendingLock\n"
         "from newsletter.models import Shard\nfor _ in range(300):\n"
         "    with SendingLock(Path(sys.argv[1]), Shard(int(sys.argv[2]), 2)):\n        pass\n"
     )

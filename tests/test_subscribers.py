@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from newsletter.models import Status
-from newsletter.store import Store
-from newsletter.subscribers import add_subscriber, neutralize_cell, restore_cell
+from newsletter.store.database import Store
+from newsletter.subscribers.profiles import add_subscriber, neutralize_cell, restore_cell
 
 from .conftest import distinct_terms
 

@@ -11,12 +11,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from itsdangerous.encoding import base64_decode, base64_encode
 
-from newsletter.delivery import send_edition
-from newsletter.edition import plan_edition
 from newsletter.models import Status
-from newsletter.store import Store, SubscriberNotFound
-from newsletter.subscribers import add_subscriber
-from newsletter.subscriptions import (
+from newsletter.sending.delivery import send_edition
+from newsletter.sending.edition import plan_edition, preview_picks, recently_sent
+from newsletter.store.database import Store, SubscriberNotFound
+from newsletter.subscribers.profiles import add_subscriber
+from newsletter.subscribers.subscriptions import (
     InvalidForm,
     SignUp,
     answer_sign_up,
@@ -24,10 +24,8 @@ from newsletter.subscriptions import (
     confirm_subscription,
     confirmation_message,
     expire_pending,
-    preview_picks,
     read_feedback,
     read_link,
-    recently_sent,
     save_preferences,
     send_message,
     start_subscription,

@@ -21,11 +21,11 @@ import httpx
 import pytest
 import uvicorn
 
-from newsletter import subscriptions
-from newsletter.delivery import send_edition
 from newsletter.models import Status
+from newsletter.sending.delivery import send_edition
 from newsletter.settings import Settings
-from newsletter.subscribers import add_subscriber
+from newsletter.subscribers import subscriptions
+from newsletter.subscribers.profiles import add_subscriber
 from newsletter.tokens import PURPOSES, LinkSigner
 from newsletter.web import create_app
 from newsletter.web.app import MAX_BODY, WEBHOOK_MAX_BODY

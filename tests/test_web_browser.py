@@ -19,10 +19,10 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from newsletter.delivery import send_edition
 from newsletter.models import Status
+from newsletter.sending.delivery import send_edition
 from newsletter.settings import Settings
-from newsletter.subscribers import add_subscriber
+from newsletter.subscribers.profiles import add_subscriber
 
 from .conftest import SECRET, SENDER, Mailbox, free_port, make_paper
 

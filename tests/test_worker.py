@@ -12,10 +12,10 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from newsletter.ledger import Ledger
 from newsletter.models import Paper, Status, Subscriber, utcnow
-from newsletter.schedule_rules import due_edition
-from newsletter.worker import Worker
+from newsletter.sending.ledger import Ledger
+from newsletter.sending.schedule_rules import due_edition
+from newsletter.sending.worker import Worker
 
 from .conftest import make_subscriber
 
@@ -138,7 +138,7 @@ def test_sigterm_stops_the_worker_cleanly(tmp_path):
 
 def test_worker_sends_again_a_message_a_crash_left_sending(store, settings, caplog):
     """A crash on the last message of an edition must not leave it 'sending' forever."""
-    from newsletter.ingest import ingest_path
+    from newsletter.store.ingest import ingest_path
 
     from .conftest import write_jsonl
 
@@ -160,7 +160,7 @@ def test_worker_sends_again_a_message_a_crash_left_sending(store, settings, capl
     reader = store.get_subscriber("r@example.org")
     now = datetime.now(UTC)
     edition = now.date()
-    from newsletter.edition import plan_edition
+    from newsletter.sending.edition import plan_edition
 
     picks = plan_edition(store, settings, edition, [reader])[reader.id]
     delivery, _ = Ledger(store).claim(edition, reader, picks, "example.org", force=False)

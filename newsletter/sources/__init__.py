@@ -1,9 +1,13 @@
 """Where papers come from. Each source module turns raw input into :class:`Paper` records
-and :class:`RecordError` reports; :mod:`newsletter.ingest` stores them.
+and :class:`RecordError` reports; :mod:`newsletter.store.ingest` stores them.
 
 A remote source also has a :class:`Source` class whose ``fetch`` yields the same records,
 plus a :class:`FetchFailure` for a request that failed after its retries: what was fetched
-before it is kept, and the failure is reported apart from bad records."""
+before it is kept, and the failure is reported apart from bad records. ``registry`` builds
+the enabled sources from the settings.
+
+May import the base modules (``models``, ``settings``, ``fetch``) only: the sources know
+nothing of the store, nor of anything after it."""
 
 from __future__ import annotations
 

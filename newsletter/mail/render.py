@@ -20,7 +20,6 @@ thread, while the previous email is on the wire (:meth:`Renderer.compose`,
 from __future__ import annotations
 
 import binascii
-import hashlib
 import logging
 import re
 import secrets
@@ -38,13 +37,12 @@ from urllib.parse import urlencode
 import jinja2
 import premailer
 
+from ..models import Paper, Pick, Subscriber, arxiv_id
+from ..settings import Settings
+from ..tokens import LinkSigner
+from ..transports import OutgoingEmail
 from .dkim import DkimSigner
-from .models import Paper, Subscriber, arxiv_id
-from .ranking import Pick
-from .settings import Settings
 from .text import display_text, one_line
-from .tokens import LinkSigner
-from .transports import OutgoingEmail
 
 HTML_TEMPLATE = "email/edition.html"
 TEXT_TEMPLATE = "email/edition.txt"
@@ -72,8 +70,8 @@ FEEDBACK_SIGNALS = {"more": 1, "less": -1}
 
 def templates_dir() -> Path:
     """``templates/`` inside the installed package (a wheel), else the source tree's."""
-    installed = Path(__file__).parent / "templates"
-    return installed if installed.is_dir() else Path(__file__).parent.parent / "templates"
+    installed = Path(__file__).parent.parent / "templates"
+    return installed if installed.is_dir() else Path(__file__).parent.parent.parent / "templates"
 
 
 def template_environment() -> jinja2.Environment:
@@ -155,16 +153,6 @@ def feedback_url(link: str, paper_id: str, signal: str) -> str:
     query, encoded, because some have a slash (``astro-ph/0601001``). The token says who
     marks; which paper and which way is the reader's choice anyway, and is checked on use."""
     return f"{link}?{urlencode({'paper': paper_id, 'signal': signal})}"
-
-
-def message_id(edition: date, subscriber_id: int, email: str, send_count: int, domain: str) -> str:
-    """Deterministic per (edition, subscriber, send): a retry of the same send has the same
-    Message-ID, a forced resend a new one. The address is in it too: SQLite may give a
-    removed subscriber's row id to a new one, who must not inherit their Message-IDs (nor,
-    on Resend, their idempotency keys)."""
-    key = f"{edition}:{subscriber_id}:{email.casefold()}:{send_count}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-    return f"<{edition.isoformat()}.{digest}@{domain}>"
 
 
 @dataclass(frozen=True)

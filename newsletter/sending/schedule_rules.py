@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from .models import Status, Subscriber
+from ..models import Status, Subscriber
 
 
 def local_now(subscriber: Subscriber, now: datetime) -> datetime:

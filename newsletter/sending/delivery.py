@@ -24,15 +24,16 @@ from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from urllib.parse import urlsplit
 
-from .edition import Pick, plan_edition
+from ..mail.render import OutgoingEmail, Renderer
+from ..mail.transport import check_real_send, transport_from_url
+from ..models import SUPPRESSED, Pick, Shard, Status, Subscriber, to_utc_iso, utcnow
+from ..settings import Settings
+from ..store.database import Store, SubscriberNotFound
+from ..tokens import link_signer
+from ..transports import SendResult, Transport, TransportError
+from ..transports.courier import Courier
+from .edition import plan_edition
 from .ledger import Delivery, DeliveryStatus, Ledger
-from .models import SUPPRESSED, Shard, Status, Subscriber, to_utc_iso, utcnow
-from .render import OutgoingEmail, Renderer
-from .settings import DEFAULT_FROM, Settings, SettingsError
-from .store import Store, SubscriberNotFound
-from .tokens import link_signer
-from .transports import SendResult, Transport, TransportError, transport_from_url
-from .transports.courier import Courier
 
 log = logging.getLogger(__name__)
 
@@ -113,14 +114,6 @@ class SendReport:
             "stats": self.stats.to_dict(),
             "outcomes": [asdict(o) for o in self.outcomes],
         }
-
-
-def check_real_send(settings: Settings) -> None:
-    if settings.from_address == DEFAULT_FROM or settings.sender_domain == "localhost":
-        raise SettingsError(
-            "NEWSLETTER_FROM is not set to a real address: mail servers reject mail from "
-            f"{settings.sender_email}. Set it, e.g. NEWSLETTER_FROM='Daily Papers <papers@example.org>'"
-        )
 
 
 def select_subscribers(
@@ -277,7 +270,7 @@ def send_edition(
 ) -> SendReport:
     """Send ``edition`` to every active subscriber (or those in ``to``, or ``subscribers``)
     of ``shard`` who has not had it. The caller holds the shard's sending lock
-    (:mod:`newsletter.locking`).
+    (:mod:`newsletter.sending.locking`).
 
     Each message is claimed in the ledger before it is handed to the transport and recorded
     after, so running the same send twice sends nothing the second time; the answer to one

@@ -15,7 +15,7 @@ from pathlib import Path
 import dkim
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
-from .settings import Settings, SettingsError
+from ..settings import Settings, SettingsError
 
 #: Signed one extra time (RFC 6376 section 5.4.2): a relay cannot add a second instance of
 #: these without breaking the signature. dkimpy's defaults sign ``List-Unsubscribe`` but

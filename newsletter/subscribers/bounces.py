@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from .models import SUPPRESSED, Status, to_utc_iso
-from .store import Store, SubscriberNotFound
+from ..models import SUPPRESSED, Status, to_utc_iso
+from ..store.database import Store, SubscriberNotFound
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from .models import Status, Subscriber, arxiv_id, profile_problem
-from .settings import MAX_TIMEZONE_CHARS, Settings, known_timezone
-from .store import DuplicateSubscriber, Store
-from .text import one_line
+from ..mail.text import one_line
+from ..models import Status, Subscriber, arxiv_id, profile_problem
+from ..settings import MAX_TIMEZONE_CHARS, Settings, known_timezone
+from ..store.database import DuplicateSubscriber, Store
 
 MAX_PAPERS_LIMIT = 50
 _CATEGORY = re.compile(r"^[a-z\-]+(\.[A-Za-z\-]+)?$")

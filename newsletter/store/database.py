@@ -1,5 +1,5 @@
 """The SQLite store (through sqlite-utils): papers, subscribers and their profiles,
-feedback, and the event log. The deliveries table belongs to :mod:`newsletter.ledger`."""
+feedback, and the event log. The deliveries table belongs to :mod:`newsletter.sending.ledger`."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Literal
 import sqlite_utils
 from sqlite_utils.db import NotFoundError
 
+from ..models import Paper, Status, Subscriber, profile_problem, title_key, utcnow
 from .migrations import migrate
-from .models import Paper, Status, Subscriber, profile_problem, title_key, utcnow
 
 log = logging.getLogger(__name__)
 

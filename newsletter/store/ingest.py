@@ -13,15 +13,15 @@ from pathlib import Path
 
 import httpx
 
-from .fetch import FetchError, fetch_text
-from .models import Paper
-from .sources import FetchFailure, RecordError, Source
-from .sources.arxiv_api import parse_arxiv_atom
-from .sources.arxiv_rss import parse_arxiv_rss
-from .sources.hf_daily import parse_hf_daily
-from .sources.jsonl import looks_like_jsonl, parse_jsonl
-from .sources.sample_page import looks_like_sample_page, parse_sample_page
-from .store import Store
+from ..fetch import FetchError, fetch_text
+from ..models import Paper
+from ..sources import FetchFailure, RecordError, Source
+from ..sources.arxiv_api import parse_arxiv_atom
+from ..sources.arxiv_rss import parse_arxiv_rss
+from ..sources.hf_daily import parse_hf_daily
+from ..sources.jsonl import looks_like_jsonl, parse_jsonl
+from ..sources.sample_page import looks_like_sample_page, parse_sample_page
+from .database import Store
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class IngestSummary:
     """Several sources' reports, with their totals."""
 
     sources: dict[str, IngestReport] = field(default_factory=dict)
-    #: Papers embedded for the semantic model afterwards (``semantic.embed_new_papers``).
+    #: Papers embedded for the semantic model afterwards (``ranking.embeddings.embed_new_papers``).
     embedded: int = 0
 
     def to_dict(self) -> dict:

@@ -40,9 +40,9 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from .models import Paper, Subscriber
+from ..models import Paper, Pick, Subscriber
+from ..settings import Settings
 from .semantic import PaperVectors, center
-from .settings import Settings
 
 #: Words that say nothing about a research interest, as people write interests.
 PROFILE_FILLER = frozenset(
@@ -112,13 +112,6 @@ def paper_text(paper: Paper) -> str:
 
 
 @dataclass(frozen=True)
-class Pick:
-    paper: Paper
-    score: float
-    reason: str
-
-
-@dataclass(frozen=True)
 class RankingParams:
     """The knobs of the ranking; :meth:`from_settings` fills them from the settings."""
 
@@ -172,7 +165,7 @@ class BlockRows(Protocol):
 
 @dataclass
 class SemanticInputs:
-    """Sentence embeddings (L2-normalized) from :mod:`newsletter.semantic`."""
+    """Sentence embeddings (L2-normalized) from :mod:`newsletter.ranking.semantic`."""
 
     #: The candidates' passages, in the order of ``papers``.
     papers: PaperVectors

@@ -1,7 +1,7 @@
 """An edition: which papers each subscriber gets on a date.
 
 :func:`plan_edition` ranks (or reads back what the ledger recorded), :func:`preview` shows
-it; :mod:`newsletter.delivery` sends it.
+it; :mod:`newsletter.sending.delivery` sends it.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from datetime import UTC, date, datetime, time, timedelta
 import numpy as np
 import scipy.sparse as sp
 
-from . import semantic
+from ..mail.render import Renderer
+from ..models import Paper, Pick, Subscriber
+from ..ranking import embeddings, semantic
+from ..ranking.engine import RankingParams, SemanticInputs, Signals, rank
+from ..settings import Settings
+from ..store.database import Store
+from ..tokens import link_signer
 from .ledger import Delivery, History, Ledger
-from .models import Paper, Subscriber
-from .ranking import Pick, RankingParams, SemanticInputs, Signals, rank
-from .render import Renderer
-from .settings import Settings
-from .store import Store
-from .tokens import link_signer
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +107,12 @@ def _semantic_inputs(
     feedback = {
         p.id: p for group in (signals.liked, signals.disliked) for ps in group.values() for p in ps
     }
-    feedback_vectors = semantic.paper_vectors(store, model, list(feedback.values())).centroids()
+    feedback_vectors = embeddings.paper_vectors(store, model, list(feedback.values())).centroids()
     return SemanticInputs(
-        papers=semantic.paper_vectors(store, model, papers),
-        profiles=semantic.profile_vectors(store, model, subscribers),
+        papers=embeddings.paper_vectors(store, model, papers),
+        profiles=embeddings.profile_vectors(store, model, subscribers),
         feedback=dict(zip(feedback, feedback_vectors, strict=True)),
-        center=semantic.corpus_center(store, model),
+        center=embeddings.corpus_center(store, model),
     )
 
 
@@ -177,3 +177,21 @@ def preview(
     picks = plan_edition(store, settings, edition, [subscriber]).get(subscriber.id, [])
     renderer = Renderer(settings, link_signer(settings, store, real_send=False))
     return subscriber, picks, renderer
+
+
+def preview_picks(
+    store: Store, settings: Settings, subscriber: Subscriber, edition: date
+) -> list[Pick]:
+    """The papers ``edition`` would pick for the subscriber's profile as it is now, even
+    once the edition was sent: a subscriber who changes their interests after reading
+    today's email wants to see what the change does."""
+    return plan_edition(store, settings, edition, [subscriber], rerank=True)[subscriber.id]
+
+
+def recently_sent(
+    store: Store, subscriber: Subscriber, editions: int = 3
+) -> list[tuple[str, Paper]]:
+    """(edition date, paper) for the papers of the subscriber's last few editions, newest
+    edition first."""
+    deliveries = Ledger(store).recent_sent(subscriber.id, editions)
+    return [(d.edition, paper) for d in deliveries for paper in store.papers_by_ids(d.paper_ids)]

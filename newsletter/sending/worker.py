@@ -17,15 +17,15 @@ from datetime import UTC, datetime
 
 import schedule
 
+from ..models import Shard, Status, to_utc_iso, utcnow
+from ..settings import Settings
+from ..store.database import Store
+from ..subscribers.subscriptions import expire_pending
 from .daily import ingest_enabled_sources
 from .delivery import SendReport, send_edition
 from .ledger import Delivery, DeliveryStatus, Ledger
 from .locking import SendingLock
-from .models import Shard, Status, to_utc_iso, utcnow
 from .schedule_rules import due_now
-from .settings import Settings
-from .store import Store
-from .subscriptions import expire_pending
 
 log = logging.getLogger(__name__)
 

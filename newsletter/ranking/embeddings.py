@@ -1,0 +1,121 @@
+"""The embeddings of the semantic model kept in the database: a paper's passages are
+embedded once per text (at ingest, or when it is next ranked), a profile's interests once
+per change, and the corpus's average passage is read from the stored ones. The one part of
+ranking that reads the store: the ranker and the model (:mod:`newsletter.ranking.semantic`)
+never do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ..models import Paper, Subscriber
+from ..settings import Settings
+from ..store.database import Store
+from . import semantic
+
+log = logging.getLogger(__name__)
+
+
+def paper_vectors(
+    store: Store, model: semantic.Embedder, papers: Sequence[Paper]
+) -> semantic.PaperVectors:
+    """Passage embeddings of ``papers`` (in order): from the store, or computed and stored
+    once per paper text."""
+    texts = ["\n".join(semantic.passages(p)) for p in papers]
+    stacked = _cached(
+        store,
+        model,
+        "paper_embeddings",
+        "paper_id",
+        [p.id for p in papers],
+        texts,
+        pieces=lambda text: text.split("\n"),
+    )
+    return semantic._stack(stacked)
+
+
+def embed_new_papers(store: Store, settings: Settings) -> int:
+    """Embed the newest papers that have no embedding yet (after an ingest), so that
+    sending does not wait for the model; how many. At most ``CENTER_PAPERS`` of them: older
+    ones are no longer candidates (one ranked anyway is embedded then). Nothing without
+    the semantic extra, and the model is loaded only when there is something to embed."""
+    if not semantic.wanted(settings):
+        return 0
+    papers = store.papers_without_embedding(semantic.MODEL_NAME, semantic.CENTER_PAPERS)
+    if not papers:
+        return 0
+    model = semantic.embedder(settings)
+    for start in range(0, len(papers), semantic.EMBED_BATCH_PAPERS):
+        paper_vectors(store, model, papers[start : start + semantic.EMBED_BATCH_PAPERS])
+    return len(papers)
+
+
+def corpus_center(store: Store, model: semantic.Embedder) -> np.ndarray:
+    """Where similarities are measured from: the average passage of the newest
+    ``CENTER_PAPERS`` papers with stored embeddings (today's candidates among them, as
+    :func:`paper_vectors` stores them), or the origin while there are too few."""
+    stored = store.recent_paper_embeddings(model.name, semantic.CENTER_PAPERS)
+    vectors = [np.frombuffer(v, dtype=np.float32).reshape(-1, model.dimension) for v in stored]
+    return semantic._reference_point(
+        np.vstack(vectors) if vectors else np.zeros((0, model.dimension), np.float32),
+        len(stored),
+    )
+
+
+def profile_vectors(
+    store: Store, model: semantic.Embedder, subscribers: Sequence[Subscriber]
+) -> np.ndarray:
+    """Embeddings of the subscribers' interests: recomputed only when the text changed."""
+    texts = [s.interests or "" for s in subscribers]
+    stacked = _cached(
+        store,
+        model,
+        "profile_embeddings",
+        "subscriber_id",
+        [s.id for s in subscribers],
+        texts,
+        pieces=lambda text: [text],
+    )
+    return np.vstack(stacked) if stacked else np.zeros((0, 0), np.float32)
+
+
+def _cached(
+    store: Store,
+    model: semantic.Embedder,
+    table: str,
+    key: str,
+    keys: list,
+    texts: list[str],
+    pieces: Callable[[str], list[str]],
+) -> list[np.ndarray]:
+    """For each text, the embeddings of its ``pieces`` (rows x dim): stored ones whose text
+    is unchanged, the others computed in one batch and stored."""
+    digests = [_digest(t) for t in texts]
+    stored = store.embeddings(table, key, model.name, keys)
+    result: list[np.ndarray | None] = [
+        np.frombuffer(stored[k][1], dtype=np.float32).reshape(-1, model.dimension)
+        if stored.get(k, ("",))[0] == d
+        else None
+        for k, d in zip(keys, digests, strict=True)
+    ]
+    missing = [i for i, vectors in enumerate(result) if vectors is None]
+    if missing:
+        split = [pieces(texts[i]) for i in missing]
+        fresh = model.embed([piece for parts in split for piece in parts])
+        bounds = np.cumsum([0, *map(len, split)])
+        for n, i in enumerate(missing):
+            result[i] = fresh[bounds[n] : bounds[n + 1]]
+        store.save_embeddings(
+            table, key, model.name, [(keys[i], digests[i], result[i].tobytes()) for i in missing]
+        )
+        log.info("embedded %d text(s) for %s", len(missing), table)
+    return result  # type: ignore[return-value]
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
