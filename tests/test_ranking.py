@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from newsletter import ranking
 from newsletter.models import Paper, Subscriber
+from newsletter.ranking import engine as ranking
 from newsletter.ranking.engine import RankingParams, SemanticInputs, analyze, rank, stem
 from newsletter.ranking.semantic import PaperVectors
 
