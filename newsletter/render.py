@@ -39,7 +39,7 @@ import jinja2
 import premailer
 
 from .dkim import DkimSigner
-from .models import Paper, Subscriber, arxiv_id
+from .models import Paper, Subscriber, paper_link
 from .ranking import Pick
 from .settings import Settings
 from .text import display_text
@@ -142,11 +142,9 @@ def short_authors(authors: list[str]) -> str:
 
 
 def paper_url(paper: Paper) -> str:
-    if paper.url:
-        return paper.url
-    if ident := arxiv_id(paper.id):
-        return f"https://arxiv.org/abs/{ident}"
-    return ""
+    """The link an email or a page shows for a paper: never one that is not http(s), even
+    for a paper stored before links were checked."""
+    return paper_link(paper.id, paper.url)
 
 
 def feedback_url(link: str, paper_id: str, signal: str) -> str:
