@@ -28,10 +28,10 @@ from .store.ingest import (
     IngestError,
     IngestSummary,
     ingest_sources,
-    ingest_text,
     ingest_url,
     read_input,
     sample_papers_path,
+    store_records,
 )
 from .subscribers.profiles import (
     InvalidSubscriber,
@@ -187,11 +187,14 @@ def ingest(
     summary = IngestSummary()
     if target and target.startswith(("http://", "https://")):
         with http_client(settings) as client:
-            summary.sources[target] = ingest_url(_store(ctx), client, target, fmt)
+            summary.sources[target] = ingest_url(
+                _store(ctx), client, target, fmt, settings.max_response_bytes
+            )
     elif target or sample:
         path = Path(target) if target else sample_papers_path()
-        text = read_input(path)  # before opening the store: a typo must not create a database
-        summary.sources[str(path)] = ingest_text(_store(ctx), text, fmt, str(path))
+        # Opened before the store: a typo must not create a database.
+        with read_input(path, fmt) as records:
+            summary.sources[str(path)] = store_records(_store(ctx), records, str(path))
     else:
         names = sources or settings.sources
         if not names:
@@ -213,6 +216,8 @@ def ingest(
         for name, report in summary.sources.items():
             for error in report.errors:
                 click.echo(f"skipped: {error}", err=True)
+            for warning in report.warnings:
+                click.echo(f"warning: {warning}", err=True)
             for failure in report.failures:
                 click.echo(f"failed: {failure}", err=True)
             click.echo(f"Ingested {name}: {report}")

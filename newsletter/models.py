@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class Status(StrEnum):
@@ -194,6 +195,34 @@ def arxiv_id(raw: str) -> str | None:
         if match := pattern.match(text):
             return match.group(1)
     return None
+
+
+#: Characters no link may hold: C0 and C1 controls, space and DEL. Browsers drop tabs and
+#: newlines from a URL (``java\tscript:``), so a link holding one is refused, not cleaned.
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f]")
+
+
+def safe_url(value: str) -> str | None:
+    """``value`` without the whitespace around it if it is an absolute ``http`` or ``https``
+    URL with a host, else None. A paper's link goes into an ``href``: ``javascript:`` or
+    ``data:`` there would run when the reader clicks the title."""
+    url = value.strip()
+    if _URL_FORBIDDEN.search(url):
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # a malformed IPv6 host or port
+        return None
+    return url if parts.scheme in ("http", "https") and host else None
+
+
+def paper_link(paper_id: str, url: str = "") -> str:
+    """The link of a paper: the arXiv page of an arXiv id (built from the id, whatever a
+    feed says), else ``url`` if it is safe (:func:`safe_url`), else ""."""
+    if ident := arxiv_id(paper_id):
+        return f"https://arxiv.org/abs/{ident}"
+    return safe_url(url) or ""
 
 
 def title_key(title: str) -> str:

@@ -116,6 +116,9 @@ class Settings:
     #: Seconds to wait for a source to connect or answer, and retries after a failure.
     fetch_timeout: float = 30.0
     fetch_retries: int = 4
+    #: The largest response body read from a source or an ingested URL, in bytes (after
+    #: decompression); a larger one is cut there and reported as a failed request.
+    max_response_bytes: int = 50_000_000
     #: Soft bounces within ``soft_bounce_window_days`` that suppress an address.
     soft_bounce_limit: int = 3
     soft_bounce_window_days: int = 30
@@ -164,6 +167,7 @@ class Settings:
             (self.arxiv_max_results >= 1, "arxiv_max_results must be at least 1"),
             (self.fetch_timeout > 0, "fetch_timeout must be positive"),
             (self.fetch_retries >= 0, "fetch_retries must not be negative"),
+            (self.max_response_bytes >= 1024, "max_response_bytes must be at least 1024"),
             (1 <= self.send_connections <= 32, "send_connections must be 1-32"),
             (self.max_per_second >= 0 and self.max_per_hour >= 0, "send caps must not be negative"),
             (self.storm_window >= 1, "storm_window must be at least 1"),

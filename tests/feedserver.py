@@ -23,6 +23,8 @@ class Reply:
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    #: A Content-Length above the body's: the connection closes midway through the body.
+    content_length: int | None = None
 
 
 @dataclass
@@ -102,7 +104,7 @@ def _handler(server: FeedServer) -> type[BaseHTTPRequestHandler]:
             self.send_response(reply.status)
             for name, value in reply.headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Length", str(len(reply.body)))
+            self.send_header("Content-Length", str(reply.content_length or len(reply.body)))
             self.end_headers()
             self.wfile.write(reply.body)
 

@@ -259,6 +259,24 @@ def test_hostile_text_stays_inert_in_both_parts(settings, hostile):
     assert message["Subject"].endswith(f"{hostile} (+1 more)")
 
 
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(1)", " JaVaScRiPt:alert(1)", "data:text/html;base64,PHNjcmlwdD4="]
+)
+def test_a_stored_link_that_is_not_http_is_never_rendered(settings, url):
+    papers = [make_paper(1, id="local-1", url=url), make_paper(2, url=url)]
+    renderer = Renderer(settings, LinkSigner(SECRET))
+    message = renderer.message(sample_subscriber(), picks_of(papers), EDITION, "<m@x>")
+    html, text = html_of(message), text_of(message)
+
+    document = lxml.html.document_fromstring(html)
+    hrefs = [a.get("href") for a in document.iter("a")]
+    assert all(urlsplit(h.strip()).scheme in ("http", "https", "mailto") for h in hrefs), hrefs
+    first, second = document.find_class("card")
+    assert not first.find_class("title-link")  # no link rather than that one
+    assert second.find_class("title-link")[0].get("href") == "https://arxiv.org/abs/2501.00002"
+    assert url.strip().lower()[:5] not in (html + text).lower()
+
+
 def test_twenty_five_long_papers_stay_under_gmail_clipping_size(settings):
     long = "Spectral graph neural networks with very long and descriptive titles " * 8
     papers = [

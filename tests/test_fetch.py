@@ -216,3 +216,37 @@ def test_retry_after_header_values(header: str | None, seconds: float | None) ->
     now = datetime(2015, 10, 21, 7, 28, tzinfo=UTC)
 
     assert retry_after(header, now=now) == seconds
+
+
+def test_a_body_over_the_cap_fails_at_once_naming_the_cap(
+    feed_server: FeedServer, client: httpx.Client, sleeps: list[float]
+) -> None:
+    url = feed_server.script("/big", Reply(body=b"x" * 10_000))
+
+    assert fetch_text(client, url, max_bytes=10_000) == "x" * 10_000
+    with pytest.raises(FetchError, match=r"response larger than 9,999 bytes"):
+        fetch_text(client, url, max_bytes=9_999, sleep=sleeps.append)
+
+    assert len(feed_server.requests) == 2 and sleeps == []
+
+
+def test_the_cap_counts_the_decompressed_body(
+    feed_server: FeedServer, client: httpx.Client
+) -> None:
+    import gzip
+
+    bomb = gzip.compress(b"[" + b" " * 1_000_000 + b"]")
+    url = feed_server.script("/bomb", Reply(body=bomb, headers={"Content-Encoding": "gzip"}))
+
+    with pytest.raises(FetchError, match="larger than"):
+        fetch_text(client, url, max_bytes=100_000)
+
+
+def test_a_body_cut_short_is_retried_from_its_start(
+    feed_server: FeedServer, client: httpx.Client, sleeps: list[float]
+) -> None:
+    cut = Reply(body=b"partial", content_length=100)
+    url = feed_server.script("/cut", cut, Reply(body=b"complete"))
+
+    assert fetch_text(client, url, sleep=sleeps.append) == "complete"
+    assert len(feed_server.requests) == 2 and len(sleeps) == 1

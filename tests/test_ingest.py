@@ -11,9 +11,15 @@ import pytest
 
 from newsletter.sources.sample_page import parse_sample_page
 from newsletter.store.database import Store
-from newsletter.store.ingest import IngestError, ingest_path, ingest_text, sample_papers_path
+from newsletter.store.ingest import (
+    IngestError,
+    ingest_path,
+    ingest_text,
+    sample_papers_path,
+    store_records,
+)
 
-from .conftest import write_jsonl
+from .conftest import make_paper, write_jsonl
 
 FIRST_SAMPLE_TITLE = (
     "Multi-index Based Solution Theory to the Φ^4 Equation in the Full Subcritical Regime"
@@ -379,3 +385,163 @@ def test_a_paper_without_id_arriving_after_its_arxiv_record_merges_into_it(store
     assert (report.new, report.updated) == (0, 1)
     assert store.count("papers") == 1
     assert store.get_paper("2501.01234").upvotes == 9
+
+
+# -- hostile records ----------------------------------------------------------------------
+
+
+def test_hostile_jsonl_records_cost_only_their_line(store: Store, tmp_path: Path):
+    path = write_jsonl(
+        tmp_path / "hostile.jsonl",
+        [
+            *[_record(n) for n in range(1, 601)],  # lines 1-600: more than one batch
+            "[" * 100_000 + "]" * 100_000,  # line 601: RecursionError in the parser
+            '{"title": "t", "abstract": "a", "upvotes": 1' + "0" * 5000 + "}",  # 602
+            _record(603, upvotes=10**30),  # overflows an SQLite integer
+            _record(604, published="0001-01-01T00:00:00+05:00"),  # before year 1 in UTC
+            _record(605, published="9999-12-31T23:00:00-05:00"),  # after 9999 in UTC
+            _record(606, published="1970-01-01T00:00:00Z"),  # before arXiv
+            _record(607, upvotes=True),
+            _record(608),
+        ],
+    )
+
+    report = ingest_path(store, path)
+
+    assert report.new == 601 and store.count("papers") == 601
+    assert report.skipped == 7 and not report.failures
+    for number in range(601, 608):
+        assert len(_line_of(report.errors, number)) == 1, (number, report.errors)
+    assert store.get_paper("2501.00001") is not None
+    assert store.get_paper("2501.00600") is not None
+    assert store.get_paper("2501.00608") is not None
+    assert all(len(e) < 300 for e in report.errors)  # a huge value is not copied whole
+
+
+def test_a_date_more_than_two_days_ahead_is_refused(store: Store):
+    from datetime import UTC, datetime, timedelta
+
+    soon = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    later = (datetime.now(UTC) + timedelta(days=5)).isoformat()
+    text = "\n".join(json.dumps(_record(n, published=t)) for n, t in [(1, soon), (2, later)])
+
+    report = ingest_text(store, text, "jsonl")
+
+    assert report.new == 1 and store.get_paper("2501.00001") is not None
+    assert len(_line_of(report.errors, 2)) == 1 and "future" in report.errors[0]
+    assert report.newest and report.newest < later  # the newest mark never jumps ahead
+
+
+def test_a_paper_the_store_cannot_take_is_reported_and_its_batch_kept(store: Store):
+    papers = [make_paper(n) for n in range(1, 4)]
+    papers[1].upvotes = 10**30  # bypassing the parser, which refuses it
+
+    report = store_records(store, papers, "test")
+
+    assert (report.new, report.skipped) == (2, 1)
+    assert report.errors and "2501.00002" in report.errors[0]
+    assert store.get_paper("2501.00001") and store.get_paper("2501.00003")
+
+
+def test_a_reader_that_breaks_down_keeps_what_came_before(store: Store):
+    def records():
+        yield make_paper(1)
+        raise RuntimeError("the parser has a bug")
+
+    report = store_records(store, records(), "test")
+
+    assert report.new == 1 and store.get_paper("2501.00001") is not None
+    assert report.failures and "RuntimeError: the parser has a bug" in report.failures[0]
+
+
+# -- links ------------------------------------------------------------------------------------
+
+
+HOSTILE_URLS = [
+    "javascript:alert(1)",
+    " JaVaScRiPt:alert(document.cookie)",
+    "java\tscript:alert(1)",
+    "data:text/html;base64,PHNjcmlwdD5hbGVydCgxKTwvc2NyaXB0Pg==",
+    "vbscript:msgbox(1)",
+    "//evil.example/p",
+    "https://",
+    "http://exa mple.org/",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_a_link_that_is_not_http_is_dropped_and_reported_and_the_paper_kept(store: Store, url: str):
+    text = json.dumps({"id": "local-1", "title": "A title", "abstract": "An abstract.", "url": url})
+
+    report = ingest_text(store, text, "jsonl")
+
+    assert (report.new, report.skipped) == (1, 0)
+    assert store.get_paper("local-1").url == ""
+    assert len(report.warnings) == 1 and _line_of(report.warnings, 1)
+    assert "http" in report.warnings[0]
+
+
+def test_http_links_are_kept_and_an_arxiv_papers_link_is_built_from_its_id(store: Store):
+    records = [
+        {"id": "local-1", "title": "One", "abstract": "A.", "url": " https://example.org/p?q=1 "},
+        {"id": "local-2", "title": "Two", "abstract": "B.", "url": "HTTP://example.org/two"},
+        _record(3, url="https://evil.example/not-the-paper"),
+        _record(4, url="javascript:alert(1)"),
+    ]
+
+    report = ingest_text(store, "\n".join(json.dumps(r) for r in records), "jsonl")
+
+    assert report.new == 4 and len(report.warnings) == 1 and _line_of(report.warnings, 4)
+    assert store.get_paper("local-1").url == "https://example.org/p?q=1"
+    assert store.get_paper("local-2").url == "HTTP://example.org/two"
+    assert store.get_paper("2501.00003").url == "https://arxiv.org/abs/2501.00003"
+    assert store.get_paper("2501.00004").url == "https://arxiv.org/abs/2501.00004"
+
+
+def test_cli_ingest_prints_a_dropped_link(run_cli, tmp_path: Path):
+    path = write_jsonl(tmp_path / "p.jsonl", [{"title": "T", "abstract": "A.", "url": "data:,x"}])
+
+    result = run_cli("ingest", str(path))
+
+    assert result.exit_code == 0, result.output
+    assert "line 1" in result.stderr and "data:,x" in result.stderr
+    assert json.loads(run_cli("ingest", str(path), "--json").stdout)["warnings"]
+
+
+# -- large and broken files -----------------------------------------------------------------
+
+
+def test_an_invalid_utf8_byte_costs_its_line_only(store: Store, tmp_path: Path):
+    path = tmp_path / "bytes.jsonl"
+    lines = [json.dumps(_record(n), ensure_ascii=False).encode() for n in (1, 2, 3)]
+    lines[1] = lines[1].replace(b"graphs", b"gr\xffphs")
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    report = ingest_path(store, path)
+
+    assert report.new == 2 and report.skipped == 1
+    assert len(_line_of(report.errors, 2)) == 1 and "UTF-8" in report.errors[0]
+    assert store.get_paper("2501.00001") and store.get_paper("2501.00003")
+
+
+def test_an_overlong_line_is_skipped_unread_and_the_next_lines_kept(store: Store, tmp_path: Path):
+    from newsletter.sources.jsonl import MAX_LINE_BYTES
+
+    huge = json.dumps(_record(2, abstract="x" * (MAX_LINE_BYTES + 10)))
+    path = write_jsonl(tmp_path / "long.jsonl", [_record(1), huge, _record(3), _record(4)])
+
+    report = ingest_path(store, path)
+
+    assert report.new == 3 and report.skipped == 1
+    assert len(_line_of(report.errors, 2)) == 1 and "longer than" in report.errors[0]
+    assert store.get_paper("2501.00004") is not None
+
+
+def test_jsonl_with_a_line_separator_inside_a_string_is_one_record(store: Store, tmp_path: Path):
+    record = _record(1, abstract="First part\u2028second part, on one JSON line.")
+    path = tmp_path / "sep.jsonl"
+    path.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    report = ingest_path(store, path)
+
+    assert (report.new, report.skipped) == (1, 0)

@@ -296,3 +296,135 @@ def test_a_failed_page_does_not_move_the_newest_mark_so_the_next_run_asks_again(
     assert store.get_meta(f"source.{source.cursor}.newest") is None
     other = ArxivAPISource(["math.AP"], base_url=feed_server.url("/api/query"))
     assert other.cursor != source.cursor  # a one-off ingest of other categories has its own mark
+
+
+def _hostile_hf_answer() -> bytes:
+    """The recorded answer with one item whose upvotes overflow an SQLite integer."""
+    items = json.loads(HF)
+    items[3]["paper"]["upvotes"] = 10**30
+    return json.dumps(items).encode()
+
+
+def test_daily_run_with_a_hostile_hf_item_still_fetches_the_others_and_sends(
+    run_cli, env, feed_server, tmp_path
+):
+    feed_server.script("/api/daily_papers", Reply(body=_hostile_hf_answer()))
+    feed_server.script("/rss/cs.AI", Reply(body=RSS))
+    run_cli("subscribers", "add", "ai@example.org", "--interests", "large language models agents")
+    daily_env = {
+        **env,
+        "NEWSLETTER_SOURCES": "hf-daily,arxiv-rss",
+        "NEWSLETTER_ARXIV_CATEGORIES": "cs.AI",
+    }
+
+    result = run_cli("run", "--json", env=daily_env)
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    hf = report["ingest"]["sources"]["hf-daily"]
+    assert (hf["new"], hf["skipped"]) == (29, 1)
+    assert "items[3]" in hf["errors"][0] and "upvotes" in hf["errors"][0]
+    assert report["ingest"]["sources"]["arxiv-rss"]["new"] == 7
+    assert report["send"]["counts"] == {"sent": 1}
+    assert len(list((tmp_path / "outbox").rglob("*.eml"))) == 1
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        (
+            "<published>2024-05-22T16:11:45Z</published>",
+            "<published>0001-01-01T00:00:00+05:00</published>",
+        ),
+        (
+            "<published>2024-05-22T16:11:45Z</published>",
+            "<published>9999-12-31T23:00:00-05:00</published>",
+        ),
+    ],
+)
+def test_an_atom_entry_with_a_date_out_of_range_costs_only_that_entry(
+    run_cli, env, feed_server, store, old, new
+):
+    feed_server.script("/api/query", Reply(body=API_100.replace(old.encode(), new.encode())))
+    result, report = _ingest(run_cli, env, "--source", "arxiv", "--category", "cs.SE")
+    assert result.exit_code == 0, result.output
+    assert report["new"] == 99 and store.get_paper("2405.13786") is None
+    assert len(report["errors"]) == 1 and "entry 2" in report["errors"][0]
+
+
+class _BrokenSource:
+    """A source whose reader breaks down after one paper."""
+
+    name = "broken"
+    cursor = "broken"
+
+    def fetch(self, client, since):
+        from .conftest import make_paper
+
+        yield make_paper(900)
+        raise RecursionError("maximum recursion depth exceeded")
+
+
+def test_a_source_whose_reader_breaks_down_is_a_failure_and_the_next_one_still_runs(
+    feed_server, store, client
+):
+    feed_server.script("/rss/cs.AI", Reply(body=RSS))
+    later = ArxivRSSSource(["cs.AI"], base_url=feed_server.url("/rss"))
+
+    summary = ingest_sources(store, [_BrokenSource(), later], client)
+
+    broken = summary.sources["broken"]
+    assert broken.new == 1 and store.get_paper("2501.00900") is not None
+    assert broken.failures and "RecursionError" in broken.failures[0]
+    assert summary.sources["arxiv-rss"].new == 7
+
+
+def test_a_remote_jsonl_over_the_size_cap_keeps_the_papers_before_the_cut(
+    run_cli, env, feed_server, store
+):
+    lines = [
+        json.dumps({"id": f"2501.{n:05d}", "title": f"Paper {n}", "abstract": "An abstract."})
+        for n in range(1, 201)
+    ]
+    body = ("\n".join(lines) + "\n").encode()
+    feed_server.script("/big.jsonl", Reply(body=body))
+    cap = len(body) // 2
+
+    result, report = _ingest(
+        run_cli, {**env, "NEWSLETTER_MAX_RESPONSE_BYTES": str(cap)}, feed_server.url("/big.jsonl")
+    )
+
+    assert result.exit_code == 1  # the operator must hear of the cut
+    kept = body[:cap].count(b"\n")
+    assert 90 <= kept < 200 and report["new"] == kept == store.count("papers")
+    assert len(report["failures"]) == 1 and f"larger than {cap:,} bytes" in report["failures"][0]
+    assert len(feed_server.requests) == 1  # a body over the cap is not asked for again
+
+
+def test_a_source_answer_over_the_size_cap_is_a_failed_request(run_cli, env, feed_server, store):
+    feed_server.script("/api/daily_papers", Reply(body=HF))
+    capped = {**env, "NEWSLETTER_MAX_RESPONSE_BYTES": str(len(HF) - 1)}
+
+    result, report = _ingest(run_cli, capped, "--source", "hf-daily")
+
+    assert result.exit_code == 1 and store.count("papers") == 0
+    assert "larger than" in report["failures"][0]
+    result, report = _ingest(
+        run_cli, {**capped, "NEWSLETTER_MAX_RESPONSE_BYTES": str(len(HF))}, "--source", "hf-daily"
+    )
+    assert result.exit_code == 0 and report["new"] == 30
+
+
+def test_a_remote_jsonl_with_a_bad_byte_costs_that_line(run_cli, env, feed_server, store):
+    lines = [
+        json.dumps({"id": f"2501.{n:05d}", "title": f"Paper {n}", "abstract": "An abstract."})
+        for n in (1, 2, 3)
+    ]
+    body = "\n".join(lines).encode().replace(b"Paper 2", b"Paper \xff2")
+    feed_server.script("/p.jsonl", Reply(body=body))
+
+    result, report = _ingest(run_cli, env, feed_server.url("/p.jsonl"))
+
+    assert result.exit_code == 0, result.output
+    assert report["new"] == 2 and len(report["errors"]) == 1
+    assert "line 2" in report["errors"][0] and "UTF-8" in report["errors"][0]

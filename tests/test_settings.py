@@ -98,6 +98,9 @@ def test_environment_values_are_converted_to_the_field_type():
 
     assert settings.papers_per_email == 8
     assert settings.min_score == 0.5
+    assert (
+        load_settings(environ={"NEWSLETTER_MAX_RESPONSE_BYTES": "2048"}).max_response_bytes == 2048
+    )
 
 
 def test_explicit_overrides_beat_environment_and_toml(isolated: Path):
@@ -239,6 +242,7 @@ def test_invalid_toml_is_a_settings_error_naming_the_file(isolated: Path):
         ("papers_per_email = -1", "papers_per_email must be 1-50"),
         ('timezone = "Mars/Olympus"', "Mars/Olympus"),
         ('timezone = "Europe"', "timezone 'Europe' is not an IANA name"),
+        ("max_response_bytes = 0", "max_response_bytes must be at least 1024"),
     ],
 )
 def test_settings_of_the_wrong_type_or_range_are_refused(tmp_path, toml, message):

@@ -464,3 +464,68 @@ def test_hf_bad_items_are_reported_by_index_and_others_kept() -> None:
             "items[5] (2611.10185)", "numComments must be a non-negative integer, got 'many'"
         ),
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "not readable JSON (nested too deeply)"),
+        ('[{"paper": {"upvotes": 1' + "0" * 5000 + "}}]", "not readable JSON (Exceeds the limit"),
+    ],
+)
+def test_hf_body_too_deep_or_with_a_huge_integer_is_one_document_error(body, message) -> None:
+    records = list(parse_hf_daily(body))
+
+    assert len(records) == 1 and records[0].where == "document"
+    assert records[0].message.startswith(message)
+
+
+def test_hf_counts_out_of_range_cost_only_their_item() -> None:
+    items = json.loads(fixture("hf-daily-papers.json"))[:3]
+    items[0]["paper"]["upvotes"] = 10**30
+    items[1]["numComments"] = 10**10
+    items[2]["paper"]["publishedAt"] = "9999-12-31T23:00:00-05:00"
+
+    papers, errors = split(list(parse_hf_daily(json.dumps([*items, items[0] | {"paper": {}}]))))
+
+    assert papers == []
+    assert [e.where for e in errors] == [
+        "items[0] (2611.10000)",
+        "items[1] (2611.10037)",
+        "items[2] (2611.10074)",
+        "items[3]",
+    ]
+    assert errors[0].message == f"upvotes must be at most 1,000,000,000, got {10**30}"
+    assert errors[1].message.startswith("numComments must be at most")
+    assert errors[2].message.startswith("published is out of range")
+
+
+def test_hf_paper_without_an_arxiv_id_links_to_its_page_with_the_id_quoted() -> None:
+    item = json.loads(fixture("hf-daily-papers.json"))[0]
+    item["paper"]["id"] = 'x" onclick="alert(1)'
+
+    (paper,) = parse_hf_daily(json.dumps([item]))
+
+    assert paper.url == "https://huggingface.co/papers/x%22%20onclick%3D%22alert%281%29"
+
+
+@pytest.mark.parametrize(
+    ("date", "message"),
+    [
+        ("0001-01-01T00:00:00+05:00", "date is out of range"),
+        ("Fri, 31 Dec 9999 23:00:00 -0500", "date is out of range"),
+        ("Thu, 01 Jan 1970 00:00:00 +0000", "date is before 1991"),
+        ("Fri, 31 Dec 2100 00:00:00 +0000", "date is in the future"),
+    ],
+)
+def test_rss_item_with_a_date_out_of_range_is_reported_and_others_kept(date, message) -> None:
+    good = rss_item("2508.00001", "new", "Abstract: Kept.")
+    bad = rss_item("2508.00002", "new", "Abstract: Refused.").replace(
+        "Fri, 23 Aug 2024 00:00:00 -0400", date
+    )
+
+    papers, errors = split(list(parse_arxiv_rss(RSS_HEAD + good + bad + "</channel></rss>")))
+
+    assert [p.id for p in papers] == ["2508.00001"]
+    assert len(errors) == 1 and errors[0].where.startswith("item 2")
+    assert errors[0].message.startswith(message)

@@ -37,7 +37,7 @@ from urllib.parse import urlencode
 import jinja2
 import premailer
 
-from ..models import Paper, Pick, Subscriber, arxiv_id
+from ..models import Paper, Pick, Subscriber, paper_link
 from ..settings import Settings
 from ..tokens import LinkSigner
 from ..transports import OutgoingEmail
@@ -140,11 +140,9 @@ def short_authors(authors: list[str]) -> str:
 
 
 def paper_url(paper: Paper) -> str:
-    if paper.url:
-        return paper.url
-    if ident := arxiv_id(paper.id):
-        return f"https://arxiv.org/abs/{ident}"
-    return ""
+    """The link an email or a page shows for a paper: never one that is not http(s), even
+    for a paper stored before links were checked."""
+    return paper_link(paper.id, paper.url)
 
 
 def feedback_url(link: str, paper_id: str, signal: str) -> str:

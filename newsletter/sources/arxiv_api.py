@@ -18,7 +18,7 @@ import httpx
 
 from ..fetch import FetchError, fetch_text
 from ..models import Paper, arxiv_id
-from . import FetchFailure, FetchResult, ParseResult, RecordError
+from . import RECORD_FAILURES, FetchFailure, FetchResult, ParseResult, RecordError
 from .xmlfeed import ARXIV, ATOM, feed_entries, text_of, timestamp
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def parse_arxiv_atom(text: str) -> ParseResult:
             continue
         try:
             yield paper_from_entry(entry)
-        except ValueError as exc:
+        except RECORD_FAILURES as exc:
             yield RecordError(where, str(exc))
 
 
@@ -116,6 +116,8 @@ class ArxivAPISource:
     delay: float = 3.0
     retries: int = 4
     sleep: Callable[[float], None] = time.sleep
+    #: The largest response read (None: no cap); the settings' ``max_response_bytes``.
+    max_bytes: int | None = None
     name: str = SOURCE
 
     @property
@@ -129,7 +131,9 @@ class ArxivAPISource:
             size = min(self.page_size, self.max_results - start)
             url = build_query_url(self.base_url, self.categories, self.terms, start, size)
             try:
-                text = fetch_text(client, url, retries=self.retries, sleep=self.sleep)
+                text = fetch_text(
+                    client, url, retries=self.retries, sleep=self.sleep, max_bytes=self.max_bytes
+                )
             except FetchError as exc:
                 yield FetchFailure(f"arxiv page {start // self.page_size + 1}", str(exc))
                 return

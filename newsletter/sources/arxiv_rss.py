@@ -18,7 +18,7 @@ import httpx
 
 from ..fetch import FetchError, fetch_text
 from ..models import Paper, arxiv_id
-from . import FetchFailure, FetchResult, ParseResult, RecordError
+from . import RECORD_FAILURES, FetchFailure, FetchResult, ParseResult, RecordError
 from .xmlfeed import ARXIV, ATOM, feed_entries, text_of, timestamp
 
 SOURCE = "arxiv-rss"
@@ -39,7 +39,7 @@ def parse_arxiv_rss(text: str) -> ParseResult:
         raw_id = _raw_id(entry)
         try:
             yield paper_from_item(entry)
-        except ValueError as exc:
+        except RECORD_FAILURES as exc:
             yield RecordError(f"{label} ({raw_id})" if raw_id else label, str(exc))
 
 
@@ -90,6 +90,8 @@ class ArxivRSSSource:
     base_url: str = DEFAULT_URL
     retries: int = 4
     sleep: Callable[[float], None] = time.sleep
+    #: The largest response read (None: no cap); the settings' ``max_response_bytes``.
+    max_bytes: int | None = None
     name: str = SOURCE
 
     @property
@@ -100,7 +102,9 @@ class ArxivRSSSource:
         for category in self.categories:
             url = f"{self.base_url.rstrip('/')}/{category}"
             try:
-                text = fetch_text(client, url, retries=self.retries, sleep=self.sleep)
+                text = fetch_text(
+                    client, url, retries=self.retries, sleep=self.sleep, max_bytes=self.max_bytes
+                )
             except FetchError as exc:
                 yield FetchFailure(f"arxiv-rss {category}", str(exc))
                 continue

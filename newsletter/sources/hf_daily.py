@@ -10,12 +10,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from ..fetch import FetchError, fetch_text
-from ..models import Paper, arxiv_id
-from . import FetchFailure, FetchResult, ParseResult, RecordError
+from ..models import Paper
+from . import (
+    RECORD_FAILURES,
+    FetchFailure,
+    FetchResult,
+    ParseResult,
+    RecordError,
+    count,
+    json_failure,
+)
 from .jsonl import paper_from_record
 
 SOURCE = "hf-daily"
@@ -30,6 +39,9 @@ def parse_hf_daily(text: str) -> ParseResult:
     except json.JSONDecodeError as exc:
         yield RecordError("document", f"not valid JSON ({exc.msg} at line {exc.lineno})")
         return
+    except RECORD_FAILURES as exc:  # nested too deeply, an integer of 4,300+ digits
+        yield RecordError("document", f"not readable JSON ({json_failure(exc)})")
+        return
     if not isinstance(items, list):
         yield RecordError("document", f"expected a JSON list, got {type(items).__name__}")
         return
@@ -40,7 +52,7 @@ def parse_hf_daily(text: str) -> ParseResult:
             where = f"{where} ({paper['id']})"
         try:
             yield paper_from_item(item)
-        except ValueError as exc:
+        except RECORD_FAILURES as exc:
             yield RecordError(where, str(exc))
 
 
@@ -54,13 +66,13 @@ def paper_from_item(item: Any) -> Paper:
     raw_id = paper.get("id")
     if not isinstance(raw_id, str) or not raw_id.strip():
         raise ValueError("missing paper.id")
-    key = arxiv_id(raw_id)
     record = {
         "id": raw_id,
         "title": paper.get("title") or item.get("title"),
         "abstract": paper.get("summary") or item.get("summary"),
         "authors": paper.get("authors"),
-        "url": f"https://arxiv.org/abs/{key}" if key else f"https://huggingface.co/papers/{raw_id}",
+        # An arXiv paper's link is its arXiv page (paper_from_record builds it from the id).
+        "url": f"https://huggingface.co/papers/{quote(raw_id.strip(), safe='')}",
         "published": paper.get("publishedAt") or item.get("publishedAt"),
         "upvotes": paper.get("upvotes"),
     }
@@ -69,19 +81,11 @@ def paper_from_item(item: Any) -> Paper:
         raise ValueError(f"githubRepo must be a string, got {type(github_repo).__name__}")
     result = paper_from_record(record, SOURCE)
     extra = {
-        "num_comments": _count(item.get("numComments"), "numComments"),
+        "num_comments": count(item.get("numComments"), "numComments"),
         "github_repo": github_repo,
     }
     result.extra = {k: v for k, v in extra.items() if v not in (None, "")}
     return result
-
-
-def _count(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return value
 
 
 @dataclass
@@ -93,6 +97,8 @@ class HFDailySource:
     base_url: str = DEFAULT_URL
     retries: int = 4
     sleep: Callable[[float], None] = time.sleep
+    #: The largest response read (None: no cap); the settings' ``max_response_bytes``.
+    max_bytes: int | None = None
     name: str = SOURCE
 
     @property
@@ -108,6 +114,7 @@ class HFDailySource:
                 params={"date": day.isoformat()},
                 retries=self.retries,
                 sleep=self.sleep,
+                max_bytes=self.max_bytes,
             )
         except FetchError as exc:
             yield FetchFailure(f"hf-daily {day}", str(exc))

@@ -1,44 +1,91 @@
 """JSON Lines: one paper per line, ``{"id", "title", "abstract", "authors", "categories",
 "url", "published", "upvotes"}``; only title and abstract are required (``summary`` is
-accepted for ``abstract``), and a paper without an id is keyed by its title."""
+accepted for ``abstract``), and a paper without an id is keyed by its title.
+
+A file is read a line at a time, each line decoded on its own: memory stays bounded
+whatever the size, and an invalid UTF-8 byte, a line longer than :data:`MAX_LINE_BYTES` or
+JSON nested too deeply costs only its line."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 
-from ..models import Paper, paper_id, to_utc_iso
-from . import ParseResult, RecordError
+from ..models import Paper, paper_id, paper_link, safe_url
+from . import (
+    RECORD_FAILURES,
+    ParseResult,
+    RecordError,
+    RecordWarning,
+    count,
+    json_failure,
+    publication_time,
+    shown,
+)
 
 SOURCE = "jsonl"
+#: The longest line read; a longer one is skipped (a paper's record is a few kilobytes).
+MAX_LINE_BYTES = 2**20
 
 
 def looks_like_jsonl(text: str) -> bool:
     return text.lstrip().startswith("{")
 
 
-def parse_jsonl(text: str, source: str = SOURCE) -> ParseResult:
-    for number, line in enumerate(text.splitlines(), start=1):
+def read_lines(file: IO[bytes]) -> Iterator[bytes]:
+    """The lines of a binary file, one at a time, without their ``\\n``. Of a line longer
+    than :data:`MAX_LINE_BYTES`, only the first ``MAX_LINE_BYTES + 1`` bytes come (so that
+    :func:`parse_jsonl` reports it); the rest is read past, never held."""
+    while line := file.readline(MAX_LINE_BYTES + 1):
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while (rest := file.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+                pass
+        yield line.removesuffix(b"\n")
+
+
+def parse_jsonl(lines: str | Iterable[bytes | str], source: str = SOURCE) -> ParseResult:
+    """Papers from a whole text or from its lines (bytes are decoded a line at a time). A
+    bad line is reported by its number and skipped; a refused link costs only the link."""
+    if isinstance(lines, str):
+        lines = lines.split("\n")
+    for number, raw in enumerate(lines, start=1):
+        where = f"line {number}"
+        if len(raw) > MAX_LINE_BYTES:
+            yield RecordError(where, f"longer than {MAX_LINE_BYTES:,} bytes")
+            continue
+        try:
+            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as exc:
+            yield RecordError(where, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
+            continue
         if not line.strip():
             continue
-        where = f"line {number}"
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             yield RecordError(where, f"not valid JSON ({exc.msg} at column {exc.colno})")
             continue
+        except RECORD_FAILURES as exc:  # nested too deeply, an integer of 4,300+ digits
+            yield RecordError(where, f"not readable JSON ({json_failure(exc)})")
+            continue
         if not isinstance(record, dict):
             yield RecordError(where, f"expected a JSON object, got {type(record).__name__}")
             continue
         try:
-            yield paper_from_record(record, source)
-        except ValueError as exc:
+            paper = paper_from_record(record, source)
+        except RECORD_FAILURES as exc:
             yield RecordError(where, str(exc))
+            continue
+        if (url := _text(record, "url")) and safe_url(url) is None:
+            yield RecordWarning(where, f"url {shown(url)} dropped: only http(s) links are kept")
+        yield paper
 
 
 def paper_from_record(record: dict[str, Any], source: str) -> Paper:
-    """A paper from one JSON object; ValueError names the field that is wrong."""
+    """A paper from one JSON object; ValueError names the field that is wrong. Its link is
+    the arXiv page of an arXiv id, else ``url`` if that is http(s) (see ``paper_link``)."""
     title = _text(record, "title")
     abstract = _text(record, "abstract") or _text(record, "summary")
     if not title:
@@ -48,16 +95,17 @@ def paper_from_record(record: dict[str, Any], source: str) -> Paper:
     raw_id = record.get("id")
     if raw_id is not None and not isinstance(raw_id, str | int):
         raise ValueError("id must be a string")
+    key = paper_id(str(raw_id) if raw_id is not None else None, title)
     return Paper(
-        id=paper_id(str(raw_id) if raw_id is not None else None, title),
+        id=key,
         title=" ".join(title.split()),
         abstract=abstract,
         source=source,
         authors=_names(record.get("authors"), "authors"),
         categories=_names(record.get("categories"), "categories"),
-        url=_text(record, "url"),
+        url=paper_link(key, _text(record, "url")),
         published_at=_timestamp(record.get("published")),
-        upvotes=_count(record.get("upvotes")),
+        upvotes=count(record.get("upvotes"), "upvotes"),
     )
 
 
@@ -92,14 +140,7 @@ def _timestamp(value: Any) -> str | None:
     if value in (None, ""):
         return None
     try:
-        return to_utc_iso(datetime.fromisoformat(str(value)))
+        moment = datetime.fromisoformat(str(value))
     except ValueError as exc:
-        raise ValueError(f"published is not an ISO-8601 time: {value!r}") from exc
-
-
-def _count(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"upvotes must be a non-negative integer, got {value!r}")
-    return value
+        raise ValueError(f"published is not an ISO-8601 time: {shown(value)}") from exc
+    return publication_time(moment, "published")

@@ -41,6 +41,7 @@ def build_source(
             max_results=settings.arxiv_max_results,
             delay=settings.arxiv_delay,
             retries=settings.fetch_retries,
+            max_bytes=settings.max_response_bytes,
         )
     if name == "arxiv-rss":
         if not categories:
@@ -49,10 +50,18 @@ def build_source(
                 "or arxiv_categories in the settings"
             )
         return ArxivRSSSource(
-            categories, base_url=settings.arxiv_rss_url, retries=settings.fetch_retries
+            categories,
+            base_url=settings.arxiv_rss_url,
+            retries=settings.fetch_retries,
+            max_bytes=settings.max_response_bytes,
         )
     if name == "hf-daily":
-        return HFDailySource(day, base_url=settings.hf_daily_url, retries=settings.fetch_retries)
+        return HFDailySource(
+            day,
+            base_url=settings.hf_daily_url,
+            retries=settings.fetch_retries,
+            max_bytes=settings.max_response_bytes,
+        )
     raise SettingsError(f"unknown source {name!r}; known: {', '.join(REMOTE_SOURCES)}")
 
 

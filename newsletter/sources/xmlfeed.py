@@ -12,8 +12,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
-from ..models import to_utc_iso
-from . import RecordError
+from . import RecordError, publication_time, shown
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
@@ -81,7 +80,8 @@ def text_of(element: ET.Element, path: str) -> str:
 
 
 def timestamp(value: str, name: str) -> str | None:
-    """An ISO-8601 (Atom) or RFC 822 (RSS) time as UTC ISO text; "" is None."""
+    """An ISO-8601 (Atom) or RFC 822 (RSS) time as UTC ISO text; "" is None. ValueError
+    refuses one that is not a date or is out of range (see ``publication_time``)."""
     if not value:
         return None
     try:
@@ -90,5 +90,5 @@ def timestamp(value: str, name: str) -> str | None:
         try:
             moment = parsedate_to_datetime(value)
         except (TypeError, ValueError):
-            raise ValueError(f"{name} is not a date: {value!r}") from None
-    return to_utc_iso(moment)
+            raise ValueError(f"{name} is not a date: {shown(value)}") from None
+    return publication_time(moment, name)
