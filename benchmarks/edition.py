@@ -73,7 +73,8 @@ from newsletter.sending.edition import plan_edition
 from newsletter.sending.locking import SendingLock
 from newsletter.sending.worker import Worker
 from newsletter.settings import Settings
-from newsletter.store.database import Store
+from newsletter.store import Store, open_store
+from newsletter.store.database import SQLiteStore
 from newsletter.store.ingest import parse_text, sample_papers_path
 from newsletter.tokens import LinkSigner
 
@@ -211,7 +212,7 @@ def add_subscribers(store: Store, count: int, papers: list[Paper], rng: random.R
 
 def build_database(path: Path, subscribers: int, papers: int, seed: int) -> None:
     rng = random.Random(seed)
-    with Store(path) as store:
+    with SQLiteStore(path) as store:  # SQLite itself: its log is checkpointed
         with store.transaction():
             new = synthetic_papers(base_papers(), papers, datetime.now(UTC), rng)
             for paper in new:
@@ -360,7 +361,7 @@ def premailer_ms_per_email(settings: Settings, edition: date, count: int) -> flo
     sent: read back from the ledger) from the template that is not inlined and to inline
     each with premailer, as before inlining once per run; the text part too."""
     renderer = Renderer(settings, LinkSigner(settings.secret_key))
-    with Store(settings.db) as store:
+    with open_store(settings) as store:
         readers = store.list_subscribers(Status.ACTIVE)[:count]
         plan = plan_edition(store, settings, edition, readers)
     emails = [(s, plan[s.id]) for s in readers if plan.get(s.id)]
@@ -380,7 +381,7 @@ def median_email(settings: Settings, edition: date) -> bytes:
     """An email of the edition of median size (of the first hundred readers'), flattened
     as SMTP sends it."""
     renderer = Renderer(settings, LinkSigner(settings.secret_key))
-    with Store(settings.db) as store:
+    with open_store(settings) as store:
         readers = store.list_subscribers(Status.ACTIVE)[:100]
         plan = plan_edition(store, settings, edition, readers)
     emails = [

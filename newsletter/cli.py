@@ -17,12 +17,13 @@ from .ranking import embeddings
 from .sending.daily import run_daily
 from .sending.delivery import Outcome, SendReport, send_edition
 from .sending.edition import preview
+from .sending.ledger import ClaimRefusal, Refusal
 from .sending.locking import LockBusy, SendingLock
 from .sending.status import status_report
 from .sending.worker import Worker
 from .settings import Settings, SettingsError, load_settings
 from .sources.registry import REMOTE_SOURCES, build_source, http_client
-from .store.database import DuplicateSubscriber, Store, SubscriberNotFound
+from .store import DuplicateSubscriber, Store, SubscriberNotFound, UnsupportedStore, open_store
 from .store.ingest import (
     FORMATS,
     IngestError,
@@ -54,6 +55,7 @@ USER_ERRORS = (
     SubscriberNotFound,
     DuplicateSubscriber,
     TransportError,
+    UnsupportedStore,
 )
 
 
@@ -92,7 +94,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _store(ctx: click.Context) -> Store:
-    return ctx.with_resource(Store(_settings(ctx).db))
+    return ctx.with_resource(open_store(_settings(ctx)))
 
 
 def _edition(value: Any) -> date:
@@ -240,7 +242,7 @@ def run(ctx: click.Context, edition: Any, as_json: bool) -> None:
     ctx.with_resource(SendingLock(_settings(ctx).db))
     report = run_daily(_store(ctx), _settings(ctx), _edition(edition))
     if as_json:
-        _json(report.to_dict())
+        _json({**report.to_dict(), "send": _send_report_dict(report.send)})
     else:
         for name, result in report.ingest.sources.items():
             click.echo(f"Ingested {name}: {result}")
@@ -580,7 +582,7 @@ def send(
         shard=shard,
     )
     if as_json:
-        _json(report.to_dict())
+        _json(_send_report_dict(report))
     else:
         if bar is not None:
             bar.render_finish()
@@ -607,8 +609,45 @@ def _send_summary(report: SendReport) -> str:
 
 def _echo_outcome(outcome: Outcome) -> None:
     click.echo(
-        f"{_SYMBOLS.get(outcome.status, '?')} {outcome.status:<10} {outcome.email}: {outcome.detail}"
+        f"{_SYMBOLS.get(outcome.status, '?')} {outcome.status:<10} {outcome.email}: {_detail(outcome)}"
     )
+
+
+def _send_report_dict(report: SendReport) -> dict[str, Any]:
+    """The report as JSON, with the ledger's refusals worded as the console words them."""
+    data = report.to_dict()
+    data["outcomes"] = [
+        {**row, "detail": _detail(outcome)}
+        for outcome, row in zip(report.outcomes, data["outcomes"], strict=True)
+    ]
+    return data
+
+
+def _detail(outcome: Outcome) -> str:
+    return _refusal_sentence(outcome.refusal) if outcome.refusal else outcome.detail
+
+
+def _refusal_sentence(refusal: Refusal) -> str:
+    """Why the ledger would not let a message go, and what the operator can do about it."""
+    row = refusal.delivery
+    match refusal.reason:
+        case ClaimRefusal.ALREADY_SENT:
+            return f"already sent ({row.message_id}); --force sends again"
+        case ClaimRefusal.BEING_SENT:
+            holder = (
+                f" ({row.lease_owner}, until {row.lease_expires_at[:16]}Z)"
+                if row.lease_owner and row.lease_expires_at
+                else ""
+            )
+            return f"being sent by another run{holder}"
+        case ClaimRefusal.REJECTED:
+            return f"the server rejected it ({row.last_error}); --force tries again"
+        case ClaimRefusal.SUPPRESSED:
+            return "the address is suppressed"
+        case ClaimRefusal.GAVE_UP:
+            return f"gave up after {row.attempts} attempts ({row.last_error})"
+        case ClaimRefusal.NOT_YET:
+            return f"failed ({row.last_error}); next try after {(row.next_attempt_at or '')[:16]}Z"
 
 
 @cli.command("preview")

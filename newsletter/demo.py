@@ -10,7 +10,7 @@ from pathlib import Path
 from .mail.transport import transport_from_url
 from .sending.delivery import SendReport, send_edition
 from .settings import Settings
-from .store.database import DuplicateSubscriber, Store
+from .store import DuplicateSubscriber, open_store
 from .store.ingest import IngestReport, ingest_path, sample_papers_path
 from .subscribers.profiles import add_subscriber
 
@@ -57,7 +57,7 @@ def run_demo(settings: Settings, edition: date | None = None) -> DemoResult:
         # The demo's subscribers are example addresses: never hand them to a mail server.
         settings = dataclasses.replace(settings, transport=DEFAULT_OUTBOX)
     edition = edition or date.today()
-    with Store(settings.db) as store:
+    with open_store(settings) as store:
         ingest = ingest_path(store, sample_papers_path())
         added = []
         for sample in SAMPLE_SUBSCRIBERS:

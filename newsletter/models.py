@@ -138,6 +138,41 @@ class Pick:
     reason: str
 
 
+class DeliveryStatus(StrEnum):
+    """Where one (edition, subscriber) message is; see :mod:`newsletter.sending.ledger`."""
+
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    SUPPRESSED = "suppressed"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One row of the delivery ledger: the message of an edition to a subscriber.
+    ``lease_owner`` is the process that last claimed it, which holds it until
+    ``lease_expires_at`` while it is ``sending``."""
+
+    id: int
+    edition: str
+    subscriber_id: int
+    email: str
+    status: DeliveryStatus
+    message_id: str
+    paper_ids: list[str]
+    picks: list[dict]
+    attempts: int
+    send_count: int
+    sent_at: str | None
+    last_error: str | None
+    claimed_at: str | None = None
+    next_attempt_at: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: str | None = None
+
+
 @dataclass(frozen=True)
 class Shard:
     """One of ``count`` parts of the list, for sending an edition from several processes:

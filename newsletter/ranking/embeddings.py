@@ -15,7 +15,7 @@ import numpy as np
 
 from ..models import Paper, Subscriber
 from ..settings import Settings
-from ..store.database import Store
+from ..store import Store
 from . import semantic
 
 log = logging.getLogger(__name__)

@@ -26,14 +26,14 @@ from urllib.parse import urlsplit
 
 from ..mail.render import OutgoingEmail, Renderer
 from ..mail.transport import check_real_send, transport_from_url
-from ..models import SUPPRESSED, Pick, Shard, Status, Subscriber, to_utc_iso, utcnow
+from ..models import SUPPRESSED, Pick, Shard, Status, Subscriber, to_utc_iso
 from ..settings import Settings
-from ..store.database import Store, SubscriberNotFound
+from ..store import Store, SubscriberNotFound
 from ..tokens import link_signer
 from ..transports import SendResult, Transport, TransportError
 from ..transports.courier import Courier
 from .edition import plan_edition
-from .ledger import Delivery, DeliveryStatus, Ledger
+from .ledger import Delivery, DeliveryStatus, Ledger, Refusal
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,12 @@ class Outcome:
     detail: str
     papers: int = 0
     message_id: str | None = None
+    #: Why the ledger refused the claim, for the caller to word (``detail`` is its name).
+    refusal: Refusal | None = None
+
+    def to_dict(self) -> dict:
+        fields = {k: v for k, v in vars(self).items() if k != "refusal"}
+        return {**fields, "refusal": self.refusal.reason if self.refusal else None}
 
 
 @dataclass
@@ -112,7 +118,7 @@ class SendReport:
             "stopped": self.stopped,
             "unknown": self.unknown,
             "stats": self.stats.to_dict(),
-            "outcomes": [asdict(o) for o in self.outcomes],
+            "outcomes": [o.to_dict() for o in self.outcomes],
         }
 
 
@@ -267,6 +273,7 @@ def send_edition(
     should_stop: Callable[[], bool] = lambda: False,
     sleep: Callable[[float], None] = time.sleep,
     shard: Shard = WHOLE_LIST,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> SendReport:
     """Send ``edition`` to every active subscriber (or those in ``to``, or ``subscribers``)
     of ``shard`` who has not had it. The caller holds the shard's sending lock
@@ -278,7 +285,7 @@ def send_edition(
     the one before it is on the wire. One subscriber's failure is recorded and the run goes
     on; a transport that cannot work at all (server unreachable, login refused) stops it,
     and the messages not yet claimed stay for the next run. ``report.stats`` says where the
-    time went.
+    time went. ``now`` is the ledger's clock.
     """
     started = time.perf_counter()
 
@@ -290,7 +297,7 @@ def send_edition(
     if real:
         check_real_send(settings)
     renderer = Renderer(settings, link_signer(settings, store, real_send=real))
-    ledger = Ledger(store)
+    ledger = Ledger(store, now)
     if subscribers is None:
         subscribers, suppressed, skipped = select_subscribers(store, to, shard)
     else:
@@ -306,12 +313,12 @@ def send_edition(
                 edition, subscriber, settings.sender_domain, f"address {subscriber.status}"
             )
         run.note(Outcome(subscriber.email, "suppressed", f"the address is {subscriber.status}"))
-    planned_at = utcnow()
+    planned_at = to_utc_iso(now())
     with stats.timing("rank"):
         plan = plan_edition(store, settings, edition, subscribers)
     recorded = ledger.for_edition(edition)
     domain = settings.sender_domain
-    hour_ago = to_utc_iso(datetime.now(UTC) - timedelta(hours=1))
+    hour_ago = to_utc_iso(now() - timedelta(hours=1))
     throttle = _Throttle(settings, ledger.sent_since(hour_ago, shard), sleep, shard.count)
     # Parallel connections for SMTP only: a relay's rate-limit state lives in its object.
     # Each SMTP connection is held by a courier process, which talks to the server while
@@ -345,20 +352,22 @@ def send_edition(
                 # One commit: the answers that came in, then the claim of this message.
                 fatal = run.finish_all(answered)
                 report.stopped = None if fatal else _stop_reason(should_stop, run.storm, throttle)
-                delivery, why = (
-                    (None, "")
+                claimed = (
+                    None
                     if fatal or report.stopped
                     else ledger.claim(edition, subscriber, picks, domain, force, planned_at)
                 )
-                if delivery is not None and message is None:
-                    run.cannot_render(delivery, subscriber, picks, error)
+                if isinstance(claimed, Delivery) and message is None:
+                    run.cannot_render(claimed, subscriber, picks, error)
             if fatal:
                 raise fatal
             if report.stopped:
                 break
-            if delivery is None:
-                run.note(Outcome(subscriber.email, "skipped", why, len(picks)))
+            if isinstance(claimed, Refusal):
+                why = claimed.reason
+                run.note(Outcome(subscriber.email, "skipped", why, len(picks), refusal=claimed))
                 continue
+            delivery = claimed
             attempted += 1
             if message is None:
                 continue

@@ -19,7 +19,7 @@ import schedule
 
 from ..models import Shard, Status, to_utc_iso, utcnow
 from ..settings import Settings
-from ..store.database import Store
+from ..store import open_store
 from ..subscribers.subscriptions import expire_pending
 from .daily import ingest_enabled_sources
 from .delivery import SendReport, send_edition
@@ -62,7 +62,7 @@ class Worker:
         """Send every edition that is due now to the subscribers still waiting for it."""
         now = self.clock()
         reports = []
-        with Store(self.settings.db) as store:
+        with open_store(self.settings) as store:
             ledger = Ledger(store)
             # Rows a dead run left 'sending' wait again (the worker holds the sending lock).
             ledger.mark_unknown(self.shard)
@@ -86,7 +86,7 @@ class Worker:
         return reports
 
     def ingest(self) -> None:
-        with Store(self.settings.db) as store:
+        with open_store(self.settings) as store:
             expire_pending(store, self.settings)
             summary = ingest_enabled_sources(store, self.settings)
             store.set_meta("worker.last_ingest", utcnow())
@@ -132,7 +132,7 @@ class Worker:
     def _note_next(self, jobs: schedule.Scheduler) -> None:
         if jobs.next_run is None:
             return
-        with Store(self.settings.db) as store:
+        with open_store(self.settings) as store:
             stamp = jobs.next_run.astimezone(UTC).isoformat(timespec="seconds")
             if store.get_meta("worker.next_run") != stamp:
                 store.set_meta("worker.next_run", stamp)

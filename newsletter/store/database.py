@@ -1,5 +1,6 @@
 """The SQLite store (through sqlite-utils): papers, subscribers and their profiles,
-feedback, and the event log. The deliveries table belongs to :mod:`newsletter.sending.ledger`."""
+feedback, embeddings, the event log and the rate limits; the deliveries table is
+:mod:`newsletter.store.deliveries`. Callers see it as a :class:`newsletter.store.Store`."""
 
 from __future__ import annotations
 
@@ -9,31 +10,21 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import sqlite_utils
 from sqlite_utils.db import NotFoundError
 
 from ..models import Paper, Status, Subscriber, profile_problem, title_key, utcnow
+from .deliveries import KEYS_PER_QUERY, SQLiteDeliveries
+from .interface import DuplicateSubscriber, SaveOutcome, SubscriberNotFound
 from .migrations import migrate
 
 log = logging.getLogger(__name__)
 
-SaveOutcome = Literal["new", "updated", "unchanged"]
-#: Keys per ``IN (...)`` query: under SQLite's smallest limit on bound parameters (999).
-KEYS_PER_QUERY = 900
 
-
-class SubscriberNotFound(LookupError):
-    pass
-
-
-class DuplicateSubscriber(ValueError):
-    pass
-
-
-class Store:
-    """All reads and writes of the database, except the delivery ledger's."""
+class SQLiteStore:
+    """:class:`newsletter.store.interface.Store` in one SQLite file, in WAL mode."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -54,11 +45,12 @@ class Store:
         applied = migrate(self.conn)
         if applied:
             log.info("database %s: applied %d migration(s)", self.path, applied)
+        self.deliveries = SQLiteDeliveries(self.conn)
 
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> SQLiteStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -77,6 +69,11 @@ class Store:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self.db.atomic():  # nested in a transaction: a savepoint
+            yield
 
     # -- meta ---------------------------------------------------------------------------------
 
@@ -146,12 +143,7 @@ class Store:
     def _rekey_paper(self, old: str, new: str) -> None:
         self.conn.execute("UPDATE papers SET id = ? WHERE id = ?", [new, old])
         self.conn.execute("UPDATE feedback SET paper_id = ? WHERE paper_id = ?", [new, old])
-        quoted_old, quoted_new = json.dumps(old), json.dumps(new)
-        self.conn.execute(
-            "UPDATE deliveries SET paper_ids = replace(paper_ids, ?, ?),"
-            " picks = replace(picks, ?, ?) WHERE paper_ids LIKE ?",
-            [quoted_old, quoted_new, quoted_old, quoted_new, f"%{quoted_old}%"],
-        )
+        self.deliveries.rekey_paper(old, new)
         log.info("paper %s is now known by its id %s", old, new)
 
     def get_paper(self, paper_id: str) -> Paper | None:
@@ -452,6 +444,19 @@ class Store:
             f"SELECT * FROM events {where} ORDER BY id DESC LIMIT ?", [*params, limit]
         )
         return [{**r, "detail": json.loads(r["detail"])} for r in rows]
+
+    # -- rate limits: every request let through is a row of rate_limit_hits -------------------
+
+    def take_rate_limit_slot(self, key: str, limit: int, window_start: float, now: float) -> bool:
+        with self.transaction():
+            self.conn.execute("DELETE FROM rate_limit_hits WHERE at <= ?", [window_start])
+            (count,) = self.conn.execute(
+                "SELECT count(*) FROM rate_limit_hits WHERE key = ?", [key]
+            ).fetchone()
+            if count >= limit:
+                return False
+            self.conn.execute("INSERT INTO rate_limit_hits (key, at) VALUES (?, ?)", [key, now])
+        return True
 
 
 def _paper_row(paper: Paper) -> dict[str, Any]:

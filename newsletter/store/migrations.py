@@ -131,6 +131,11 @@ CREATE INDEX idx_deliveries_status ON deliveries (status, edition);
 CREATE INDEX idx_events_subscriber ON events (subscriber_id, kind, at);
 """
 
+DELIVERY_LEASES = """
+ALTER TABLE deliveries ADD COLUMN lease_owner TEXT;       -- the process that last claimed it
+ALTER TABLE deliveries ADD COLUMN lease_expires_at TEXT;  -- it holds a 'sending' row until then
+"""
+
 MIGRATIONS: list[str] = [
     INITIAL_SCHEMA,
     PAPER_EXTRA,
@@ -138,6 +143,7 @@ MIGRATIONS: list[str] = [
     RATE_LIMITS,
     EMBEDDINGS,
     DELIVERY_RETRIES,
+    DELIVERY_LEASES,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -19,7 +19,7 @@ from email_validator import EmailNotValidError, validate_email
 from ..mail.text import one_line
 from ..models import Status, Subscriber, arxiv_id, profile_problem
 from ..settings import MAX_TIMEZONE_CHARS, Settings, known_timezone
-from ..store.database import DuplicateSubscriber, Store
+from ..store import DuplicateSubscriber, Store
 
 MAX_PAPERS_LIMIT = 50
 _CATEGORY = re.compile(r"^[a-z\-]+(\.[A-Za-z\-]+)?$")

@@ -24,7 +24,7 @@ from ..mail.render import FEEDBACK_SIGNALS
 from ..mail.transport import transport_from_url
 from ..models import Paper, Status, Subscriber, to_utc_iso
 from ..settings import Settings
-from ..store.database import Store, SubscriberNotFound
+from ..store import Store, SubscriberNotFound
 from ..tokens import BadToken, LinkSigner
 from ..transports import SendResult, TransportError
 from .profiles import (

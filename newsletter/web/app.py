@@ -40,7 +40,7 @@ from ..mail.transport import check_real_send, transport_from_url
 from ..models import Pick, Status, Subscriber
 from ..sending.edition import preview_picks, recently_sent
 from ..settings import Settings
-from ..store.database import Store
+from ..store import Store, open_store
 from ..subscribers.bounces import (
     PARSERS,
     WebhookError,
@@ -169,7 +169,7 @@ class WebApp:
         real_send = transport_from_url(settings.transport, settings).delivers_mail
         if real_send:
             check_real_send(settings)
-        with Store(settings.db) as store:
+        with open_store(settings) as store:
             self.signer = link_signer(settings, store, real_send=real_send)
         # Signed with the link key (its own salt) so that a form outlives a restart; a local
         # run without one signs with a key of its own.
@@ -212,7 +212,7 @@ class WebApp:
     # -- plumbing -----------------------------------------------------------------------------
 
     def in_store(self, fn: Callable[..., T], *args: Any) -> T:
-        with Store(self.settings.db) as store:
+        with open_store(self.settings) as store:
             return fn(store, *args)
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
