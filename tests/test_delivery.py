@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -81,13 +81,6 @@ def _smtp(settings, box, **changes):
     return replace(settings, transport=box.url, **changes)
 
 
-def _retry_now(store):
-    store.conn.execute(
-        "UPDATE deliveries SET next_attempt_at = '2000-01-01' WHERE status = 'failed'"
-    )
-    store.conn.commit()
-
-
 def test_temporary_refusals_arrive_later_and_permanent_ones_are_suppressed(
     store, settings, tmp_path, scripted_smtp
 ):
@@ -116,8 +109,8 @@ def test_temporary_refusals_arrive_later_and_permanent_ones_are_suppressed(
     busy.clear()  # the server is fine again
     again_too_soon = send_edition(store, _smtp(settings, box), TODAY)
     assert again_too_soon.counts.get("sent", 0) == 0  # back-off: not before the next try
-    _retry_now(store)
-    second = send_edition(store, _smtp(settings, box), TODAY)
+    an_hour_later = datetime.now(UTC) + timedelta(hours=1)  # the ledger's clock, past the back-off
+    second = send_edition(store, _smtp(settings, box), TODAY, now=lambda: an_hour_later)
     assert second.counts == {"sent": 2, "skipped": 2}
     received = sorted(r for env in box.envelopes for r in env.rcpt_tos)
     assert received == ["ok1@example.org", "ok2@example.org", "t1@example.org", "t2@example.org"]

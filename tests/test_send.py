@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from newsletter.sending.delivery import send_edition
 from newsletter.sending.ledger import Ledger
+from newsletter.settings import load_settings
 from newsletter.sources.jsonl import paper_from_record
 from newsletter.store import open_store
 from newsletter.store.ingest import ingest_path
@@ -182,13 +183,12 @@ def test_failed_delivery_is_retried_once_its_back_off_has_passed(
     assert "next try after" in too_soon.output
     assert [m["To"] for m in smtp_server.messages] == ["pde@example.org"]
 
-    with open_store(populated / "newsletter.db") as store:
-        store.conn.execute(
-            "update deliveries set next_attempt_at = '2000-01-01' where status = 'failed'"
-        )
-        store.conn.commit()
-    result = run_cli("send", env=smtp_env)
-    assert result.exit_code == 0, result.output
+    # An hour later (the ledger's clock), past the back-off: `newsletter send` again.
+    an_hour_later = datetime.now(UTC) + timedelta(hours=1)
+    settings = load_settings(smtp_env, db=populated / "newsletter.db")
+    with open_store(settings) as store:
+        report = send_edition(store, settings, TODAY, now=lambda: an_hour_later)
+    assert report.ok, report.to_dict()
     assert sorted(m["To"] for m in smtp_server.messages) == ["gnn@example.org", "pde@example.org"]
     with open_store(populated / "newsletter.db") as store:
         (row,) = store.db.query("select * from deliveries where email = 'gnn@example.org'")
