@@ -1,7 +1,7 @@
 """Sending: getting each edition out once. ``edition`` plans an edition (candidates, ranking,
 history); ``delivery`` is the loop that renders, claims and hands each message to a
 transport (connections, caps, error storms, suppression); ``ledger`` records every message
-(the only code that writes the deliveries table); ``schedule_rules`` says when a subscriber's
+(its rules: the only code that changes the deliveries rows, through the store's interface); ``schedule_rules`` says when a subscriber's
 edition is due, ``worker`` runs the day, ``daily`` is one day's run (ingest, then send),
 ``locking`` keeps to one sender per database (or shard), ``status`` reports.
 

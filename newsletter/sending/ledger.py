@@ -1,4 +1,6 @@
-"""The delivery ledger: one row per (edition, subscriber), the only code that writes it.
+"""The delivery ledger: one row per (edition, subscriber), and the rules of its rows. The
+ledger is the only code that changes them; their SQL is the store's
+(:class:`newsletter.store.DeliveryStore`), which carries the rules out atomically.
 
 A message is *claimed* (status ``sending``, in a transaction) right before it is handed to
 the transport and *recorded* right after: ``sent`` (with the server's or relay's id),
@@ -11,6 +13,11 @@ is *unknown*. The rule for those: they are recorded as such and sent again with 
 Message-ID (and, on relays that take one, the same idempotency key), so a copy that did
 arrive is recognised as the same message by mailbox providers. At most one message per open
 connection can be in that state.
+
+A claim also writes a lease: which process holds the message (``host:pid``) and until when.
+The lock makes it unneeded here (a crash is found when the next run starts), but it names
+the holder to the operator, and it is what a store shared by several hosts will go by.
+Time is the ledger's clock (``now``), which tests move by hand.
 """
 
 from __future__ import annotations
