@@ -17,7 +17,7 @@ from sqlite_utils.db import NotFoundError
 
 from ..models import Paper, Status, Subscriber, profile_problem, title_key, utcnow
 from .deliveries import KEYS_PER_QUERY, SQLiteDeliveries
-from .interface import DuplicateSubscriber, SaveOutcome, SubscriberNotFound
+from .interface import DeliveryStore, DuplicateSubscriber, SaveOutcome, SubscriberNotFound
 from .migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class SQLiteStore:
         applied = migrate(self.conn)
         if applied:
             log.info("database %s: applied %d migration(s)", self.path, applied)
-        self.deliveries = SQLiteDeliveries(self.conn)
+        self.deliveries: DeliveryStore = SQLiteDeliveries(self.conn)
 
     def close(self) -> None:
         self.conn.close()
