@@ -68,9 +68,9 @@ from aiosmtpd.smtp import Envelope, Session
 from newsletter.mail.render import HTML_TEMPLATE, TEXT_TEMPLATE, Renderer, inline_css
 from newsletter.models import Paper, Shard, Status, title_key, to_utc_iso
 from newsletter.ranking.engine import STOP_WORDS
-from newsletter.sending.delivery import SendStats
 from newsletter.sending.edition import plan_edition
 from newsletter.sending.locking import SendingLock
+from newsletter.sending.report import SendStats
 from newsletter.sending.worker import Worker
 from newsletter.settings import Settings
 from newsletter.store.database import Store

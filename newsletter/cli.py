@@ -15,9 +15,10 @@ from . import demo as demo_module
 from .models import Shard, Status
 from .ranking import embeddings
 from .sending.daily import run_daily
-from .sending.delivery import Outcome, SendReport, send_edition
+from .sending.delivery import RunControls, SendOptions, send_edition
 from .sending.edition import preview
 from .sending.locking import LockBusy, SendingLock
+from .sending.report import Outcome, SendReport
 from .sending.status import status_report
 from .sending.worker import Worker
 from .settings import Settings, SettingsError, load_settings
@@ -572,12 +573,8 @@ def send(
         store,
         settings,
         _edition(edition),
-        to=list(to),
-        dry_run=dry_run,
-        limit=limit,
-        force=force,
-        on_progress=progress,
-        shard=shard,
+        SendOptions(to=list(to), shard=shard, dry_run=dry_run, limit=limit, force=force),
+        RunControls(on_progress=progress),
     )
     if as_json:
         _json(report.to_dict())

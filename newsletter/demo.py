@@ -8,7 +8,8 @@ from datetime import date
 from pathlib import Path
 
 from .mail.transport import transport_from_url
-from .sending.delivery import SendReport, send_edition
+from .sending.delivery import SendOptions, send_edition
+from .sending.report import SendReport
 from .settings import Settings
 from .store.database import DuplicateSubscriber, Store
 from .store.ingest import IngestReport, ingest_path, sample_papers_path
@@ -71,7 +72,7 @@ def run_demo(settings: Settings, edition: date | None = None) -> DemoResult:
             store,
             settings,
             edition,
-            to=[s["email"] for s in SAMPLE_SUBSCRIBERS],
+            SendOptions(to=[s["email"] for s in SAMPLE_SUBSCRIBERS]),
             transport=transport,
         )
     outbox = Path(transport.directory)  # type: ignore[attr-defined]

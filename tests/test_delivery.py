@@ -14,7 +14,7 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from newsletter.models import Status
-from newsletter.sending.delivery import send_edition
+from newsletter.sending.delivery import RunControls, SendOptions, send_edition
 from newsletter.sending.ledger import Ledger
 from newsletter.sending.locking import LockBusy, SendingLock
 from newsletter.store.ingest import ingest_path
@@ -123,7 +123,9 @@ def test_temporary_refusals_arrive_later_and_permanent_ones_are_suppressed(
     assert received == ["ok1@example.org", "ok2@example.org", "t1@example.org", "t2@example.org"]
 
     # A suppressed address is never sent to again, whatever the console asks...
-    forced = send_edition(store, _smtp(settings, box), TODAY, to=["gone@example.org"], force=True)
+    forced = send_edition(
+        store, _smtp(settings, box), TODAY, SendOptions(to=["gone@example.org"], force=True)
+    )
     assert [o.status for o in forced.outcomes] == ["suppressed"]
     assert (
         Ledger(store).get(TODAY, store.get_subscriber("gone@example.org").id).status == "suppressed"
@@ -162,7 +164,7 @@ def test_per_second_cap_spaces_the_messages(store, settings, tmp_path, smtp_serv
         store,
         replace(settings, transport=smtp_server.url, max_per_second=2),
         TODAY,
-        sleep=lambda s: (waits.append(s), time.sleep(s)),
+        controls=RunControls(sleep=lambda s: (waits.append(s), time.sleep(s))),
     )
     assert report.counts == {"sent": 4}
     assert len(waits) >= 2 and all(0 < w <= 0.5 for w in waits)

@@ -21,7 +21,7 @@ from newsletter.mail.transport import transport_from_url
 from newsletter.models import Pick, Status, Subscriber
 from newsletter.settings import Settings
 from newsletter.tokens import LinkSigner
-from newsletter.transports import SendResult, TransportError, send_many
+from newsletter.transports import OneAtATime, SendResult, TransportError, send_many
 from newsletter.transports.postmark import PostmarkTransport
 from newsletter.transports.relay import RelayTransport
 from newsletter.transports.resend import ResendTransport
@@ -547,7 +547,7 @@ def test_send_many_splits_into_batches_of_the_relays_size(feed_server: FeedServe
         transport.send_many([plain(n) for n in range(101)])
 
 
-class Flaky:
+class Flaky(OneAtATime):
     """A transport without a batch endpoint whose connection dies after ``works`` sends."""
 
     delivers_mail = True

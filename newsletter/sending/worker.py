@@ -22,9 +22,10 @@ from ..settings import Settings
 from ..store.database import Store
 from ..subscribers.subscriptions import expire_pending
 from .daily import ingest_enabled_sources
-from .delivery import SendReport, send_edition
+from .delivery import RunControls, SendOptions, send_edition
 from .ledger import Delivery, DeliveryStatus, Ledger
 from .locking import SendingLock
+from .report import SendReport
 from .schedule_rules import due_now
 
 log = logging.getLogger(__name__)
@@ -76,9 +77,8 @@ class Worker:
                         store,
                         self.settings,
                         edition,
-                        subscribers=pending,
-                        should_stop=self.stopping.is_set,
-                        shard=self.shard,
+                        SendOptions(subscribers=pending, shard=self.shard),
+                        RunControls(should_stop=self.stopping.is_set),
                     )
                     log.info("edition %s: %s", edition, report.counts)
                     reports.append(report)

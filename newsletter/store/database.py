@@ -446,10 +446,16 @@ class Store:
             [subscriber_id, kind, since, subscriber_id, str(Status.ACTIVE)],
         ).fetchone()[0]
 
-    def events(self, kind: str | None = None, limit: int = 100) -> list[dict]:
-        where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
+    def events(
+        self, kind: str | None = None, limit: int = 100, edition: str | None = None
+    ) -> list[dict]:
+        """The newest ``limit`` events (of ``kind``, of ``edition``), newest first."""
+        filters = {"kind": kind, "edition": edition}
+        where = [f"{column} = ?" for column, value in filters.items() if value]
+        params = [value for value in filters.values() if value]
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self.db.query(
-            f"SELECT * FROM events {where} ORDER BY id DESC LIMIT ?", [*params, limit]
+            f"SELECT * FROM events {clause} ORDER BY id DESC LIMIT ?", [*params, limit]
         )
         return [{**r, "detail": json.loads(r["detail"])} for r in rows]
 
