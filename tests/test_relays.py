@@ -573,3 +573,38 @@ def test_send_many_sends_one_by_one_and_keeps_what_went_out_when_the_transport_d
     ]
     with pytest.raises(TransportError, match="connection lost"):
         send_many(Flaky(works=0), [plain(1), plain(2)])
+
+
+@pytest.mark.parametrize(("scheme", "largest"), [("postmark", 500), ("resend", 100)])
+def test_batch_size_comes_from_the_url_within_the_providers_largest(
+    scheme: str, largest: int, settings: Settings
+) -> None:
+    assert transport_from_url(f"{scheme}://tok@", settings).max_batch == largest
+    assert transport_from_url(f"{scheme}://tok@?batch_size=20", settings).max_batch == 20
+    for bad in ("0", str(largest + 1), "ten"):
+        with pytest.raises(
+            TransportError, match=f"batch_size must be a whole number from 1 to {largest}"
+        ):
+            transport_from_url(f"{scheme}://tok@?batch_size={bad}", settings)
+    assert transport_from_url("sendgrid://tok@", settings).max_batch == 1
+
+
+def test_postmark_splits_a_batch_that_would_pass_its_request_size(
+    feed_server: FeedServer,
+) -> None:
+    class SmallRequests(PostmarkTransport):
+        max_request_bytes = 500  # each of these messages is about 200 bytes of JSON
+
+    feed_server.script(
+        "/email/batch",
+        reply([postmark_ok(1), postmark_ok(2)]),
+        reply([postmark_ok(3), postmark_ok(4)]),
+        reply([postmark_ok(5)]),
+    )
+    transport = SmallRequests(TOKEN, base_url=feed_server.url(""))
+
+    results = transport.send_many([plain(n) for n in range(1, 6)])
+
+    assert [r.transport_id for r in results] == [f"pm-{n}" for n in range(1, 6)]
+    assert [len(r.json()) for r in feed_server.requests] == [2, 2, 1]
+    assert all(len(r.body) <= 500 for r in feed_server.requests)
