@@ -5,6 +5,7 @@ token, no answer at all."""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from newsletter.settings import Settings
 from newsletter.tokens import LinkSigner
 from newsletter.transports import OneAtATime, SendResult, TransportError, send_many
 from newsletter.transports.postmark import PostmarkTransport
-from newsletter.transports.relay import RelayTransport
+from newsletter.transports.relay import Outgoing, RelayTransport
 from newsletter.transports.resend import ResendTransport
 from newsletter.transports.sendgrid import SendGridTransport
 
@@ -111,6 +112,24 @@ def error(scheme: str, status: int, text: str) -> Reply:
 
 def decoded(value: str) -> str:
     return str(make_header(decode_header(value)))
+
+
+def test_a_sealed_email_gives_the_relays_the_headers_that_folding_it_again_gives(
+    settings: Settings,
+) -> None:
+    long_name = "Schrödinger Papers the daily digest of new work on nonlinear wave equations"
+    renderer = Renderer(
+        replace(settings, from_address=f"{long_name} <papers@example.org>"), LinkSigner(SECRET)
+    )
+    reader = Subscriber(1, "reader1@example.org", Status.ACTIVE, "UTC", 7, 5)
+    sealed = renderer.message(reader, [Pick(make_paper(1), 0.5, "new")], EDITION, message_id(1))
+    unsealed = copy.copy(sealed)
+    unsealed.wire = b""
+
+    headers = Outgoing.of(sealed).headers
+    assert headers == Outgoing.of(unsealed).headers
+    assert decoded(headers["List-Id"]).startswith(long_name)
+    assert headers["List-Id"].isascii() and "\n" not in headers["List-Id"]
 
 
 # -- Postmark ---------------------------------------------------------------------------------

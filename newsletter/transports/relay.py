@@ -26,7 +26,7 @@ import httpx
 from .. import __version__
 from ..fetch import retry_after
 from ..urls import MalformedURL, split_url
-from . import RELAY_TOKEN_ENV, OneAtATime, SendResult, TransportError
+from . import RELAY_TOKEN_ENV, OneAtATime, OutgoingEmail, SendResult, TransportError
 
 #: Headers the APIs take as fields of their own, or that would be wrong once the relay
 #: re-encodes the message: our DKIM signature covers a body the relay rebuilds, so the
@@ -77,11 +77,7 @@ class Outgoing:
             subject=str(message.get("Subject", "")),
             text=_body(message, "plain"),
             html=_body(message, "html"),
-            headers={
-                name: _on_the_wire(name, value)
-                for name, value in message.items()
-                if name.lower() not in _NOT_FORWARDED
-            },
+            headers=_forwarded_headers(message),
             message_id=message.get("Message-ID"),
         )
 
@@ -101,6 +97,23 @@ def _whole_number(value: int | str) -> int | None:
 def _addresses(message: EmailMessage, name: str) -> tuple[Address, ...]:
     header = message.get(name)
     return tuple(header.addresses) if header is not None else ()
+
+
+def _forwarded_headers(message: EmailMessage) -> dict[str, str]:
+    """The headers the relay is given as they are, each as SMTP would send it, unfolded.
+    A sealed email has them in its bytes already; reading them there is several times
+    faster than folding each again."""
+    head = message.wire.partition(b"\r\n\r\n")[0] if isinstance(message, OutgoingEmail) else b""
+    if head and head.isascii():
+        fields = (line.partition(":") for line in _FOLD.sub("", head.decode()).split("\r\n"))
+        return {
+            name: value.strip() for name, _, value in fields if name.lower() not in _NOT_FORWARDED
+        }
+    return {
+        name: _on_the_wire(name, value)
+        for name, value in message.items()
+        if name.lower() not in _NOT_FORWARDED
+    }
 
 
 def _on_the_wire(name: str, value: Any) -> str:
