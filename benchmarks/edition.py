@@ -34,7 +34,7 @@ inlining once per run). The product's rates are reported as ratios to these.
 ``--shards N`` then sends the same edition again, from a fresh copy of the database, as N
 worker processes side by side (``--shard i/N``), and compares the wall time with one.
 
-``--relay postmark`` (the default; or ``resend``) then sends the same edition, from a fresh
+``--relay postmark`` (the default; or ``resend``; ``off``) then sends the same edition, from a fresh
 copy of the database each time, through that relay's API (``postmark://TOKEN@?base_url=``)
 to a loopback HTTP sink in a process of its own that answers every message as accepted,
 in the provider's shape: once in the relay's batches (its largest: 500 for Postmark, 100
@@ -42,6 +42,8 @@ for Resend) and once one message per request (``?batch_size=1``, as delivery did
 it batched). The sink keeps every request body; beside each run, a plain ``httpx.Client``
 sends the same number of POSTs of the same bodies, with the same headers, to the same
 sink, one after the other on one connection as the transport does: the raw baseline.
+``--relay-latency MS`` makes the sink answer each request that much later, as a relay
+across the network would.
 """
 
 from __future__ import annotations
@@ -271,14 +273,16 @@ class SinkProcess:
     """A sink serving on a free loopback port, in a process of its own (``serve``),
     controlled through a pipe."""
 
-    serve: Callable[[int, Connection], None]
+    serve: Callable[..., None]
 
-    def __init__(self, context: SpawnContext):
+    def __init__(self, context: SpawnContext, *options: object):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.control, theirs = context.Pipe()
-        self.process = context.Process(target=self.serve, args=(self.port, theirs), daemon=True)
+        self.process = context.Process(
+            target=self.serve, args=(self.port, theirs, *options), daemon=True
+        )
         self.process.start()
         if self.control.recv() != "ready":
             raise RuntimeError(f"the {type(self).__name__} did not start")
@@ -313,9 +317,10 @@ class Posted:
     messages: int
 
 
-def _relay_sink(port: int, control: Connection) -> None:
+def _relay_sink(port: int, control: Connection, latency: float = 0.0) -> None:
     """The relay sink's process: Postmark's and Resend's batch endpoints over HTTP/1.1
-    (keep-alive), every message accepted and answered as the provider does. On "count",
+    (keep-alive), every message accepted and answered as the provider does, ``latency``
+    seconds after the request came (a round trip to a relay far away). On "count",
     on "take", answer the requests received since the last take and the number of their
     distinct recipients, and forget them."""
     lock = threading.Lock()
@@ -349,6 +354,7 @@ def _relay_sink(port: int, control: Connection) -> None:
                 posted.append(Posted(self.path, kept, body, len(items)))
                 recipients.update(to)
             reply = json.dumps(answer).encode()
+            time.sleep(latency)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(reply)))
@@ -524,11 +530,12 @@ def measure_relay(
     pristine: Path,
     moment: datetime,
     relay: str,
+    latency: float,
     say: Callable[[str], None],
 ) -> dict:
     """The edition through ``relay``'s API to the relay sink, in its largest batches and
     one message a request, each beside the raw httpx baseline of the same requests."""
-    sink = RelaySink(context)
+    sink = RelaySink(context, latency)
     modes: dict[str, dict] = {}
     try:
         for mode, batch_size in (("batched", None), ("unbatched", 1)):
@@ -549,6 +556,7 @@ def measure_relay(
     batched, unbatched = modes["batched"], modes["unbatched"]
     return {
         "relay": relay,
+        "latency_ms": round(latency * 1000),
         **modes,
         "ratios": {
             "batched_vs_unbatched": round(
@@ -641,7 +649,9 @@ def measure(args: argparse.Namespace, say: Callable[[str], None]) -> dict:
         finally:
             sink.stop()
         if args.relay != "off":
-            result["relay"] = measure_relay(context, settings, pristine, moment, args.relay, say)
+            result["relay"] = measure_relay(
+                context, settings, pristine, moment, args.relay, args.relay_latency / 1000, say
+            )
     return result
 
 
@@ -757,7 +767,10 @@ def table(result: dict) -> str:
                 f"peak RSS {run['peak_rss_mb']:.0f} MB"
             )
     if relay := result.get("relay"):
-        rows.append(f"through the {relay['relay']} API to a loopback HTTP sink (another process):")
+        rows.append(
+            f"through the {relay['relay']} API to a loopback HTTP sink (another process), "
+            f"answering each request after {relay['latency_ms']} ms:"
+        )
         for mode in ("batched", "unbatched"):
             run = relay[mode]
             rows.append(
@@ -788,6 +801,12 @@ def main() -> None:
         choices=["postmark", "resend", "off"],
         default="postmark",
         help="also send through this relay's API, batched and not",
+    )
+    parser.add_argument(
+        "--relay-latency",
+        type=float,
+        default=0.0,
+        help="milliseconds the relay sink takes to answer each request (default 0)",
     )
     parser.add_argument("--raw-messages", type=int, default=2000)
     parser.add_argument("--premailer-emails", type=int, default=100)
