@@ -3,8 +3,8 @@
 It ingests from the enabled sources at the configured times, and every few minutes sends
 each subscriber whose local delivery hour has come the edition of their local date (once;
 weekly readers on their day). Only one worker (or console send) runs against a database at
-a time. SIGTERM or SIGINT stops it between two messages: the message in flight is finished
-and recorded first.
+a time. SIGTERM or SIGINT stops it between two batches (two messages, over SMTP): the batch
+in flight is finished and recorded first.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class Worker:
             log.info("ingested %s: %s", name, report)
 
     def stop(self, signum: int | None = None, frame: object = None) -> None:
-        log.info("stopping after the message in flight")
+        log.info("stopping after the batch in flight")
         self.stopping.set()
 
     def run(self) -> None:
