@@ -119,7 +119,11 @@ class OneAtATime:
     """What a transport has unless it says otherwise: one message a request, one
     connection, which sends from a thread of its own."""
 
+    delivers_mail: bool
     max_batch = 1
+
+    def describe(self) -> str:
+        raise NotImplementedError
 
     def send(self, message: EmailMessage) -> SendResult:
         raise NotImplementedError

@@ -83,8 +83,9 @@ def _serve(transport: Transport, pipe: Pipe) -> None:
         except EOFError:  # the sender is gone
             return
         try:
+            answer: list[SendResult] | None = None
             if request == "close":
-                answer: Any = transport.close()
+                transport.close()
             else:
                 answer = send_many(transport, [_unpack(item) for item in payload])
             pipe.send((False, answer))
