@@ -1,7 +1,10 @@
 """Transports: where a rendered message goes. One protocol, one module per transport.
 
 Every transport answers each message with a :class:`SendResult` in the same terms
-(``sent``, ``rejected``, ``failed``), which the delivery ledger records as it is.
+(``sent``, ``rejected``, ``failed``), which the delivery ledger records as it is, and says
+how it is best used: how many messages one request carries (``max_batch``) and which
+:class:`Connection` s a run sends over (``connections``), so that the delivery loop never
+asks what kind of transport it has.
 
 A transport is built from its own small :class:`TransportConfig` (its URL and the secrets
 kept out of it), never from the settings: :mod:`newsletter.mail.transport` makes that
