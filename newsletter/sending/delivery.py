@@ -265,8 +265,8 @@ class _Run:
         if len(unknown) < 2 or self.transport.max_batch < 2:
             return []
         batches = []
-        # At most one batch per row of the edition went out since its messages were
-        # claimed: the newest events cover them.
+        # Each event names two rows of the edition or more, so as many events as it has
+        # rows reach back past the last batch of any row (forced resends aside).
         for event in self.store.events(BATCH_EVENT, len(self.recorded), self.edition.isoformat()):
             batch = [unknown.pop(m) for m in event["detail"]["message_ids"] if m in unknown]
             if len(batch) > 1:
