@@ -57,10 +57,10 @@ class SendingLock:
             fcntl.flock(self._open(self._count_file(self.shard.count)), fcntl.LOCK_SH)
             prefix = f"{self.db_path.name}.lock.of-"
             counts = {
-                int(count)
+                int(suffix)
                 for other in self.db_path.parent.iterdir()
                 if other.name.startswith(prefix)
-                and (count := other.name.removeprefix(prefix)).isdigit()
+                and (suffix := other.name.removeprefix(prefix)).isdigit()
             }
             for count in sorted(counts - {self.shard.count}):
                 if _held(self._count_file(count)):
