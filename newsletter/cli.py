@@ -551,13 +551,14 @@ def send(
     bar = None
     tally: dict[str, int] = {}
     total = len(to) or -(-store.count_subscribers(Status.ACTIVE) // shard.count)
+
+    def tally_line(_: Outcome | None) -> str:
+        return " · ".join(f"{n} {k}" for k, n in sorted(tally.items()))
+
     if not as_json and sys.stderr.isatty() and total > 20:
         bar = ctx.with_resource(
             click.progressbar(
-                length=total,
-                label="Sending",
-                file=sys.stderr,
-                item_show_func=lambda _: " · ".join(f"{n} {k}" for k, n in sorted(tally.items())),
+                length=total, label="Sending", file=sys.stderr, item_show_func=tally_line
             )
         )
 
