@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from . import demo as demo_module
-from .models import Shard, Status
+from .models import WHOLE_LIST, Shard, Status
 from .ranking import embeddings
 from .sending.daily import run_daily
 from .sending.delivery import Outcome, SendReport, send_edition
@@ -74,7 +74,7 @@ DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard:
     try:
-        return Shard.parse(value) if value else Shard()
+        return Shard.parse(value) if value else WHOLE_LIST
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
 

@@ -172,6 +172,10 @@ class Shard:
         return f"{self.index}/{self.count}"
 
 
+#: The shard that is the whole list.
+WHOLE_LIST = Shard()
+
+
 def utcnow() -> str:
     """Now, as the ISO-8601 UTC text every timestamp in the store uses (sortable as text)."""
     return to_utc_iso(datetime.now(UTC))
