@@ -640,15 +640,7 @@ def preview_command(
             {
                 "subscriber": subscriber.to_dict(),
                 "edition": day.isoformat(),
-                "papers": [
-                    {
-                        "id": p.paper.id,
-                        "title": p.paper.title,
-                        "score": round(p.score, 4),
-                        "reason": p.reason,
-                    }
-                    for p in picks
-                ],
+                "papers": [pick.to_dict() for pick in picks],
             },
             indent=2,
             ensure_ascii=False,
