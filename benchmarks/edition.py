@@ -417,7 +417,8 @@ def _send_shard(
         started = time.monotonic()
         reports = worker.deliver_due()
         finished = time.monotonic()
-    stats, counts = SendStats(), {}
+    stats = SendStats()
+    counts: dict[str, int] = {}
     for report in reports:
         for name, value in report.stats.to_dict().items():
             setattr(stats, name, getattr(stats, name) + value)

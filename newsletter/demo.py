@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TypedDict
 
 from .mail.transport import transport_from_url
 from .sending.delivery import SendOptions, send_edition
@@ -17,7 +18,15 @@ from .subscribers.profiles import add_subscriber
 
 DEFAULT_OUTBOX = "outbox:./outbox"
 
-SAMPLE_SUBSCRIBERS = [
+
+class SampleSubscriber(TypedDict):
+    email: str
+    interests: str
+    categories: str
+    timezone: str
+
+
+SAMPLE_SUBSCRIBERS: list[SampleSubscriber] = [
     {
         "email": "ada@example.org",
         "interests": "nonlinear PDE analysis: well-posedness, regularity, Schrödinger and "

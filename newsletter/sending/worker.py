@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import schedule
 
-from ..models import Shard, Status, to_utc_iso, utcnow
+from ..models import WHOLE_LIST, Shard, Status, to_utc_iso, utcnow
 from ..settings import Settings
 from ..store.database import Store
 from ..subscribers.subscriptions import expire_pending
@@ -52,11 +52,11 @@ class Worker:
         self,
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        shard: Shard | None = None,
+        shard: Shard = WHOLE_LIST,
     ):
         self.settings = settings
         self.clock = clock
-        self.shard = shard or Shard()
+        self.shard = shard
         self.stopping = threading.Event()
 
     def deliver_due(self) -> list[SendReport]:
