@@ -12,13 +12,14 @@ from typing import Any
 import click
 
 from . import demo as demo_module
-from .models import Shard, Status
+from .models import WHOLE_LIST, Shard, Status
 from .ranking import embeddings
 from .sending.daily import run_daily
-from .sending.delivery import Outcome, SendReport, send_edition
+from .sending.delivery import RunControls, SendOptions, send_edition
 from .sending.edition import preview
 from .sending.ledger import ClaimRefusal, Refusal
 from .sending.locking import LockBusy, SendingLock
+from .sending.report import Outcome, SendReport
 from .sending.status import status_report
 from .sending.worker import Worker
 from .settings import Settings, SettingsError, load_settings
@@ -76,7 +77,7 @@ DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard:
     try:
-        return Shard.parse(value) if value else Shard()
+        return Shard.parse(value) if value else WHOLE_LIST
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
 
@@ -553,13 +554,14 @@ def send(
     bar = None
     tally: dict[str, int] = {}
     total = len(to) or -(-store.count_subscribers(Status.ACTIVE) // shard.count)
+
+    def tally_line(_: Outcome | None) -> str:
+        return " · ".join(f"{n} {k}" for k, n in sorted(tally.items()))
+
     if not as_json and sys.stderr.isatty() and total > 20:
         bar = ctx.with_resource(
             click.progressbar(
-                length=total,
-                label="Sending",
-                file=sys.stderr,
-                item_show_func=lambda _: " · ".join(f"{n} {k}" for k, n in sorted(tally.items())),
+                length=total, label="Sending", file=sys.stderr, item_show_func=tally_line
             )
         )
 
@@ -574,12 +576,8 @@ def send(
         store,
         settings,
         _edition(edition),
-        to=list(to),
-        dry_run=dry_run,
-        limit=limit,
-        force=force,
-        on_progress=progress,
-        shard=shard,
+        SendOptions(to=list(to), shard=shard, dry_run=dry_run, limit=limit, force=force),
+        RunControls(on_progress=progress),
     )
     if as_json:
         _json(_send_report_dict(report))
@@ -678,15 +676,7 @@ def preview_command(
             {
                 "subscriber": subscriber.to_dict(),
                 "edition": day.isoformat(),
-                "papers": [
-                    {
-                        "id": p.paper.id,
-                        "title": p.paper.title,
-                        "score": round(p.score, 4),
-                        "reason": p.reason,
-                    }
-                    for p in picks
-                ],
+                "papers": [pick.to_dict() for pick in picks],
             },
             indent=2,
             ensure_ascii=False,

@@ -6,9 +6,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TypedDict
 
 from .mail.transport import transport_from_url
-from .sending.delivery import SendReport, send_edition
+from .sending.delivery import SendOptions, send_edition
+from .sending.report import SendReport
 from .settings import Settings
 from .store import DuplicateSubscriber, open_store
 from .store.ingest import IngestReport, ingest_path, sample_papers_path
@@ -16,7 +18,15 @@ from .subscribers.profiles import add_subscriber
 
 DEFAULT_OUTBOX = "outbox:./outbox"
 
-SAMPLE_SUBSCRIBERS = [
+
+class SampleSubscriber(TypedDict):
+    email: str
+    interests: str
+    categories: str
+    timezone: str
+
+
+SAMPLE_SUBSCRIBERS: list[SampleSubscriber] = [
     {
         "email": "ada@example.org",
         "interests": "nonlinear PDE analysis: well-posedness, regularity, Schrödinger and "
@@ -71,7 +81,7 @@ def run_demo(settings: Settings, edition: date | None = None) -> DemoResult:
             store,
             settings,
             edition,
-            to=[s["email"] for s in SAMPLE_SUBSCRIBERS],
+            SendOptions(to=[s["email"] for s in SAMPLE_SUBSCRIBERS]),
             transport=transport,
         )
     outbox = Path(transport.directory)  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 
@@ -129,6 +129,16 @@ def profile_problem(name: str, value: Any) -> str | None:
     return None
 
 
+class PickRecord(TypedDict):
+    """A pick as data: the console's preview prints it, the preferences page lists it (with
+    the paper's link); the ledger records the same id, score and reason."""
+
+    id: str
+    title: str
+    score: float
+    reason: str
+
+
 @dataclass(frozen=True)
 class Pick:
     """A paper chosen for a subscriber: its score, and the reason the email shows."""
@@ -136,6 +146,14 @@ class Pick:
     paper: Paper
     score: float
     reason: str
+
+    def to_dict(self) -> PickRecord:
+        return {
+            "id": self.paper.id,
+            "title": self.paper.title,
+            "score": round(self.score, 4),
+            "reason": self.reason,
+        }
 
 
 class DeliveryStatus(StrEnum):
@@ -205,6 +223,10 @@ class Shard:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
+
+
+#: The shard that is the whole list.
+WHOLE_LIST = Shard()
 
 
 def utcnow() -> str:

@@ -122,8 +122,9 @@ class Settings:
     #: Soft bounces within ``soft_bounce_window_days`` that suppress an address.
     soft_bounce_limit: int = 3
     soft_bounce_window_days: int = 30
-    #: Parallel connections to the mail server (SMTP): at most one message per connection
-    #: is in flight, so at most that many can be left unknown by a crash.
+    #: Parallel connections to the mail server (SMTP; a relay uses one): at most one
+    #: message per connection is in flight, so at most that many can be left unknown by a
+    #: crash (through a relay, one batch).
     send_connections: int = 1
     #: Send caps: messages per second and per hour (0: no cap).
     max_per_second: float = 0.0

@@ -340,5 +340,5 @@ def test_ingest_embeds_only_the_newest_papers_and_loads_the_model_only_for_them(
     assert sorted(stored) == [p["id"] for p in papers[2:]]
 
     monkeypatch.setattr(store, "papers_without_embedding", lambda model, limit: [])
-    monkeypatch.setattr(semantic, "embedder", lambda settings: pytest.fail("model loaded"))
+    monkeypatch.setattr(semantic, "_load", lambda: pytest.fail("model loaded"))
     assert embeddings.embed_new_papers(store, on) == 0

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from newsletter.sending.delivery import send_edition
+from newsletter.sending.delivery import RunControls, send_edition
 from newsletter.sending.ledger import Ledger
 from newsletter.settings import load_settings
 from newsletter.sources.jsonl import paper_from_record
@@ -187,7 +187,9 @@ def test_failed_delivery_is_retried_once_its_back_off_has_passed(
     an_hour_later = datetime.now(UTC) + timedelta(hours=1)
     settings = load_settings(smtp_env, db=populated / "newsletter.db")
     with open_store(settings) as store:
-        report = send_edition(store, settings, TODAY, now=lambda: an_hour_later)
+        report = send_edition(
+            store, settings, TODAY, controls=RunControls(now=lambda: an_hour_later)
+        )
     assert report.ok, report.to_dict()
     assert sorted(m["To"] for m in smtp_server.messages) == ["gnn@example.org", "pde@example.org"]
     with open_store(populated / "newsletter.db") as store:

@@ -163,6 +163,17 @@ class BlockRows(Protocol):
     def __getitem__(self, rows: np.ndarray) -> np.ndarray: ...
 
 
+class _SparseRows:
+    """A sparse (subscribers x papers) matrix, read a block of dense rows at a time."""
+
+    def __init__(self, matrix: sp.spmatrix | sp.sparray):
+        # scipy-stubs declare spmatrix and sparray as mixins that csr_matrix does not take.
+        self.matrix = sp.csr_matrix(matrix)  # type: ignore[call-overload]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return self.matrix[rows].toarray()
+
+
 @dataclass
 class SemanticInputs:
     """Sentence embeddings (L2-normalized) from :mod:`newsletter.ranking.semantic`."""
@@ -198,7 +209,7 @@ class LexicalModel:
 def rank(
     subscribers: Sequence[Subscriber],
     papers: Sequence[Paper],
-    eligible: np.ndarray | sp.spmatrix | BlockRows,
+    eligible: np.ndarray | sp.spmatrix | sp.sparray | BlockRows,
     params: RankingParams,
     corpus: Sequence[Paper] | None = None,
     signals: Signals | None = None,
@@ -219,14 +230,13 @@ def rank(
     ranker = _Ranker(
         subscribers, papers, params, corpus or papers, signals or Signals(), semantic, now
     )
-    if sp.issparse(eligible):
-        eligible = sp.csr_matrix(eligible)
+    rows_of: BlockRows = (
+        _SparseRows(eligible) if isinstance(eligible, sp.spmatrix | sp.sparray) else eligible
+    )
 
     def block(start: int) -> dict[int, list[Pick]]:
         rows = np.arange(start, min(start + BLOCK, len(subscribers)))
-        block_ok = eligible[rows]
-        block_ok = block_ok.toarray() if sp.issparse(block_ok) else np.asarray(block_ok)
-        return ranker.block(rows, block_ok.astype(bool))
+        return ranker.block(rows, np.asarray(rows_of[rows]).astype(bool))
 
     picks: dict[int, list[Pick]] = {}
     with ThreadPoolExecutor(RANK_THREADS, thread_name_prefix="rank") as pool:
@@ -340,7 +350,7 @@ class _Ranker:
         relevant |= self.categories_alone[rows, None] & (self.categories[rows].toarray() > 0)
         relevance = lexical
         if self.semantic is not None and p.semantic_weight > 0:
-            similarity, semantic = self._semantic_relevance(rows)
+            similarity, semantic = self._semantic_relevance(rows, self.semantic)
             # Plain cosine says whether a paper is on the reader's subject at all; for a
             # reader with such clear matches, the ranking's similarity also admits papers.
             clear = similarity >= p.semantic_min_score
@@ -376,7 +386,7 @@ class _Ranker:
             )
             for row, picked in zip(group, picks, strict=True):
                 chosen[row] = picked
-        return self._picks(rows, chosen, scores, in_category, followed)
+        return self._picks(rows, chosen, scores)
 
     def _expanded_queries(self, rows: np.ndarray) -> sp.csr_matrix:
         """Interests, expanded with their best matches' vocabulary, plus liked and minus
@@ -386,26 +396,28 @@ class _Ranker:
         if p.expansion_weight > 0 and p.expansion_papers > 0:
             first = (query @ self.paper_terms).toarray()
             first[first < p.min_score] = 0  # only real matches are evidence
-            centroid = _feedback_centroid(first, self.paper_vectors, p.expansion_papers)
-            centroid = normalize(_prune_rows(sp.csr_matrix(centroid), p.expansion_terms))
+            centroid = _centroid_weights(first, p.expansion_papers) @ self.paper_vectors
+            centroid = normalize(_prune_rows(centroid, p.expansion_terms))
             # Expand only as far as the evidence goes: one matching paper is not a topic.
             evidence = np.minimum(1, (first > 0).sum(axis=1) / p.expansion_papers)
             weight = (p.expansion_weight * evidence).astype(np.float32)
             query = normalize(_scale_rows(query, 1 - weight) + _scale_rows(centroid, weight))
-        if self.feedback_papers:
+        if self.feedback_vectors is not None:
             liked = normalize(self.liked[rows] @ self.feedback_vectors)
             disliked = normalize(self.disliked[rows] @ self.feedback_vectors)
             query = query + p.like_weight * liked - p.dislike_weight * disliked
         return sp.csr_matrix(query)
 
-    def _semantic_relevance(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _semantic_relevance(
+        self, rows: np.ndarray, semantic: SemanticInputs
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The plain cosine of interests (with feedback) and papers, which the threshold
         reads; and the relevance that ranks: the same, measured from the corpus's average
         passage and expanded with the best matches, as the lexical query is."""
         p = self.params
         described = self.described[rows, None]
-        profiles = np.where(described, self.semantic.profiles[rows], 0)
-        similarity = self.semantic.papers.best_passage(
+        profiles = np.where(described, semantic.profiles[rows], 0)
+        similarity = semantic.papers.best_passage(
             normalize(self._semantic_feedback(rows, profiles, self.feedback_embeddings))
         )
         centered = np.where(described, center(profiles, self.center), 0)
@@ -413,7 +425,7 @@ class _Ranker:
         if p.expansion_weight > 0 and p.expansion_papers > 0:
             first = self.passages.best_passage(query)
             centroid = normalize(
-                _feedback_centroid(first, self.passage_centroids, p.expansion_papers)
+                _centroid_weights(first, p.expansion_papers) @ self.passage_centroids
             )
             evidence = np.minimum(
                 1, (similarity >= p.semantic_min_score).sum(axis=1) / p.expansion_papers
@@ -435,12 +447,7 @@ class _Ranker:
         )
 
     def _picks(
-        self,
-        rows: np.ndarray,
-        chosen: list[list[int]],
-        scores: np.ndarray,
-        in_category: np.ndarray,
-        followed: np.ndarray,
+        self, rows: np.ndarray, chosen: list[list[int]], scores: np.ndarray
     ) -> dict[int, list[Pick]]:
         block_rows = np.repeat(np.arange(len(chosen)), [len(cols) for cols in chosen])
         pick_cols = np.array([c for cols in chosen for c in cols], dtype=int)
@@ -496,7 +503,7 @@ class _Ranker:
         titles: list[str | None] = [None] * len(rows)
         liked = self.liked[rows]
         likers = np.flatnonzero(liked.getnnz(axis=1))  # the few picks whose reader liked one
-        if len(likers) == 0:
+        if len(likers) == 0 or self.feedback_vectors is None:
             return titles
         similarity = (self.paper_vectors[cols[likers]] @ self.feedback_vectors.T).toarray()
         similarity[liked[likers].toarray() == 0] = 0
@@ -521,11 +528,9 @@ def _blend(lexical: np.ndarray, semantic: np.ndarray, weight: float) -> np.ndarr
     return scale.mean(axis=1, keepdims=True) + scale.std(axis=1, keepdims=True) * mixed
 
 
-def _feedback_centroid(
-    scores: np.ndarray, vectors: sp.csr_matrix | np.ndarray, count: int
-) -> sp.csr_matrix | np.ndarray:
-    """Per row, the average of the best-scoring papers' vectors, weighted by a softmax of
-    their scores relative to the best one."""
+def _centroid_weights(scores: np.ndarray, count: int) -> sp.csr_matrix:
+    """Per row, the weights that average the best-scoring papers' vectors (multiply by the
+    vectors): a softmax of their scores relative to the best one."""
     count = min(count, scores.shape[1])
     top = np.argpartition(-scores, count - 1, axis=1)[:, :count]
     best = np.take_along_axis(scores, top, axis=1)
@@ -536,8 +541,7 @@ def _feedback_centroid(
     sums = weights.sum(axis=1, keepdims=True)
     weights = np.divide(weights, sums, out=np.zeros_like(weights), where=sums > 0)
     rows = np.repeat(np.arange(scores.shape[0]), count)
-    selection = sp.csr_matrix((weights.ravel(), (rows, top.ravel())), shape=scores.shape)
-    return selection @ vectors
+    return sp.csr_matrix((weights.ravel(), (rows, top.ravel())), shape=scores.shape)
 
 
 def _prune_rows(matrix: sp.csr_matrix, keep: int) -> sp.csr_matrix:
@@ -720,8 +724,10 @@ class _Surface:
             words = []
             for token in term.split():
                 whole = self.compounds.get(token)
-                covered = whole is not None and whole[1] <= matched
-                words.append(whole[0] if covered else self.typed.get(token, token))
+                if whole is not None and whole[1] <= matched:
+                    words.append(whole[0])
+                else:
+                    words.append(self.typed.get(token, token))
             shown.append(" ".join(dict.fromkeys(words)))
         return list(dict.fromkeys(shown))
 
@@ -760,7 +766,8 @@ def _mentions(term_lists: Sequence[list[str]], papers: Sequence[Paper]) -> sp.cs
     whole words: muting "ML" does not drop a paper about HTML."""
     terms = sorted({fold(t) for ts in term_lists for t in ts if t.strip()})
     if not terms:
-        return sp.csr_matrix((len(term_lists), len(papers)), dtype=np.float32)
+        # scipy-stubs type an empty matrix of a given shape as float64 only.
+        return sp.csr_matrix((len(term_lists), len(papers)), dtype=np.float32)  # type: ignore[arg-type]
     texts = [fold(f"{p.title} {p.abstract}") for p in papers]
     if len(terms) <= SEARCHED_TERMS:
         patterns = [_whole(term) for term in terms]

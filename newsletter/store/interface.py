@@ -281,7 +281,11 @@ class Store(Protocol):
 
     def count_events_since_active(self, subscriber_id: int, kind: str, since: str) -> int: ...
 
-    def events(self, kind: str | None = None, limit: int = 100) -> list[dict]: ...
+    def events(
+        self, kind: str | None = None, limit: int = 100, edition: str | None = None
+    ) -> list[dict]:
+        """The newest ``limit`` events (of ``kind``, of ``edition``), newest first."""
+        ...
 
     # -- rate limits ----------------------------------------------------------------------------
 

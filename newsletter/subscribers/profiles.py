@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -214,7 +214,7 @@ def add_subscriber(
 def update_subscriber(store: Store, email: str, **changes: Any) -> Subscriber:
     """Validate and apply the given changes; ``None`` means "leave as it is", except for
     ``paused_until`` where it ends a pause."""
-    checks = {
+    checks: dict[str, Callable[[Any], object]] = {
         "interests": check_interests,
         "categories": parse_categories,
         "muted_terms": parse_terms,

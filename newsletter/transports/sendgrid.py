@@ -11,8 +11,8 @@ content, and per-recipient content can only come from substitutions, capped at 1
 bytes per personalization
 (https://www.twilio.com/docs/sendgrid/for-developers/sending-email/personalizations).
 Each edition is its own HTML (its papers, its signed links), far above that; so each
-message is one request with one personalization, and
-:func:`newsletter.transports.send_many` sends them one by one.
+message is one request with one personalization: its ``max_batch`` is 1, and the
+delivery loop hands it one message at a time.
 
 Rate limits come as ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (a Unix time)
 (https://www.twilio.com/docs/sendgrid/api-reference/how-to-use-the-sendgrid-v3-api/rate-limits).

@@ -13,12 +13,16 @@ from typing import TypeGuard
 from urllib.parse import parse_qs, unquote
 
 from ..urls import ENCODING_HINT, MalformedURL, redact_url, split_url
-from . import OutgoingEmail, SendResult, TransportError
+from . import Connection, OneAtATime, OutgoingEmail, SendResult, TransportError
+from .courier import Courier
 
 log = logging.getLogger(__name__)
 
 
-class SMTPTransport:
+class SMTPTransport(OneAtATime):
+    """One message at a time over each connection; a run opens ``send_connections`` of
+    them side by side, each held by a :class:`~newsletter.transports.courier.Courier`."""
+
     delivers_mail = True
 
     def __init__(
@@ -161,12 +165,22 @@ class SMTPTransport:
                 self.connection.close()
             self.connection = None
 
-    def __enter__(self) -> SMTPTransport:
-        self.open()
-        return self
+    def connections(self, wanted: int) -> list[Connection]:
+        """``wanted`` connections, each in a courier process of its own, which talks to the
+        server while this one renders the next email."""
+        return [Courier(self), *(Courier(self._another()) for _ in range(wanted - 1))]
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _another(self) -> SMTPTransport:
+        """An unopened transport to the same server, for one more connection."""
+        return SMTPTransport(
+            self.host,
+            self.port,
+            implicit_tls=self.implicit_tls,
+            username=self.username,
+            password=self.password,
+            timeout=self.timeout,
+            cafile=self.cafile,
+        )
 
 
 def _sealed(message: EmailMessage) -> TypeGuard[OutgoingEmail]:

@@ -181,6 +181,7 @@ class WebApp:
         self.csrf = CSRF(keys)
         self.brand = settings.brand
         self.env = template_environment()
+        self.env.filters["one_line"] = one_line
         self.css = (templates_dir() / "web" / "site.css").read_text(encoding="utf-8")
         self.timezones = sorted(available_timezones())
 
@@ -417,7 +418,7 @@ class WebApp:
                 "saved": saved,
                 "preview": None if preview is None else [_paper_item(p) for p in preview],
                 "recent": [
-                    {"edition": edition, "title": one_line(p.title), "url": paper_url(p)}
+                    {"edition": edition, "title": p.title, "url": paper_url(p)}
                     for edition, p in recently_sent(store, subscriber)
                 ],
                 "unsubscribe": self.signer.path("unsubscribe", subscriber),
@@ -607,12 +608,9 @@ class WebApp:
         return self.render(request, page)
 
 
-def _paper_item(pick: Pick) -> dict[str, str]:
-    return {
-        "title": one_line(pick.paper.title),
-        "url": paper_url(pick.paper),
-        "reason": one_line(pick.reason),
-    }
+def _paper_item(pick: Pick) -> dict[str, object]:
+    """A pick as the preferences page lists it: its record, and the paper's link."""
+    return {**pick.to_dict(), "url": paper_url(pick.paper)}
 
 
 def create_app(settings: Settings) -> Starlette:
