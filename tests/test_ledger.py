@@ -133,3 +133,11 @@ def test_a_postgresql_url_is_refused_clearly_without_its_password(tmp_path):
     assert "s3cret" not in str(refused.value)
     with open_store(tmp_path / "newsletter.db") as store:
         assert store.count("papers") == 0
+
+
+def test_the_console_refuses_a_postgresql_url_in_one_line(run_cli, tmp_path):
+    result = run_cli("--db", "postgresql://newsletter:s3cret@db.example.org/newsletter", "send")
+    assert result.exit_code == 1
+    assert "PostgreSQL database is not supported yet" in result.stderr
+    assert "Traceback" not in result.output and "s3cret" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing made on the way
