@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import sqlite_utils
 from sqlite_utils.db import NotFoundError
@@ -453,6 +453,29 @@ class Store:
         )
         return [{**r, "detail": json.loads(r["detail"])} for r in rows]
 
+    # -- trending -----------------------------------------------------------------------------
+
+    def trending_signals(self, start: str, end: str) -> list[TrendingRow]:
+        """What the trending order of the papers first seen in ``[start, end)`` (ISO-8601
+        UTC) is made of, without their texts (``newsletter.ranking.trending`` orders them,
+        then reads the papers of one page with :meth:`papers_by_ids`)."""
+        rows = self.conn.execute(
+            "SELECT id, upvotes, trending_rank, first_seen_at, published_at FROM papers"
+            " WHERE first_seen_at >= ? AND first_seen_at < ?",
+            [start, end],
+        )
+        return [TrendingRow(*row) for row in rows]
+
+
+class TrendingRow(NamedTuple):
+    """A paper's trending signals: its upvotes, its place on a trending page, its times."""
+
+    id: str
+    upvotes: int | None
+    trending_rank: int | None
+    first_seen_at: str
+    published_at: str | None
+
 
 def _paper_row(paper: Paper) -> dict[str, Any]:
     return {
@@ -465,6 +488,7 @@ def _paper_row(paper: Paper) -> dict[str, Any]:
         "url": paper.url,
         "published_at": paper.published_at,
         "upvotes": paper.upvotes,
+        "trending_rank": paper.trending_rank,
         "extra": json.dumps(paper.extra, ensure_ascii=False, sort_keys=True),
     }
 
@@ -498,6 +522,7 @@ def _paper_from_row(row: dict[str, Any]) -> Paper:
         published_at=row["published_at"],
         upvotes=row["upvotes"],
         first_seen_at=row["first_seen_at"],
+        trending_rank=row.get("trending_rank"),
         extra=json.loads(row.get("extra") or "{}"),
     )
 

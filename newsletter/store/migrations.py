@@ -131,6 +131,10 @@ CREATE INDEX idx_deliveries_status ON deliveries (status, edition);
 CREATE INDEX idx_events_subscriber ON events (subscriber_id, kind, at);
 """
 
+TRENDING_RANK = """
+ALTER TABLE papers ADD COLUMN trending_rank INTEGER;  -- place on a trending page (1 = first)
+"""
+
 MIGRATIONS: list[str] = [
     INITIAL_SCHEMA,
     PAPER_EXTRA,
@@ -138,6 +142,7 @@ MIGRATIONS: list[str] = [
     RATE_LIMITS,
     EMBEDDINGS,
     DELIVERY_RETRIES,
+    TRENDING_RANK,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
