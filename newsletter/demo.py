@@ -38,6 +38,8 @@ SAMPLE_SUBSCRIBERS = [
         "categories": "cs.LG",
         "timezone": "Asia/Tokyo",
     },
+    # An address alone: the day's trending papers.
+    {"email": "hedy@example.org", "timezone": "Europe/Vienna"},
 ]
 
 
@@ -51,7 +53,8 @@ class DemoResult:
 
 
 def run_demo(settings: Settings, edition: date | None = None) -> DemoResult:
-    """Create the database, ingest the bundled papers, add three sample subscribers and send
+    """Create the database, ingest the bundled papers, add four sample subscribers (one
+    with an address alone, who gets the trending papers) and send
     today's edition into the file outbox. Safe to run again: nothing is duplicated."""
     if not settings.transport.startswith("outbox:"):
         # The demo's subscribers are example addresses: never hand them to a mail server.

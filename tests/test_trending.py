@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from newsletter.models import Paper, to_utc_iso
-from newsletter.ranking.engine import RankingParams, rank
+from newsletter.ranking.engine import RankingParams, Signals, rank
 from newsletter.ranking.trend import (
     HALF_LIFE_DAYS,
     age_days,
@@ -164,7 +164,7 @@ def test_arxiv_only_papers_fall_back_to_recency(store):
 PARAMS = RankingParams()
 
 
-def test_a_reader_with_no_profile_gets_the_top_trending_papers_with_reasons():
+def test_a_reader_without_interests_gets_the_top_trending_papers_with_reasons():
     papers = [
         trend_paper("quiet"),
         trend_paper("hot", upvotes=89),
@@ -184,7 +184,7 @@ def test_a_reader_with_no_profile_gets_the_top_trending_papers_with_reasons():
     assert picks[0].score == trending_score(89, 0) and picks[2].score == 0.0
 
 
-def test_a_reader_with_no_profile_never_gets_an_ineligible_paper():
+def test_a_reader_without_interests_never_gets_an_ineligible_paper():
     papers = [trend_paper("hot", upvotes=89), trend_paper("warm", upvotes=13)]
     reader = make_subscriber(1, interests="", max_papers=5)
     picks = rank([reader], papers, np.array([[False, True]]), PARAMS, now=NOW)[1]
@@ -266,3 +266,12 @@ def test_an_address_alone_gets_max_papers_trending_papers_and_never_one_twice(
     second = preview_json(run_cli, "--date", tomorrow)["papers"]
     assert [p["id"] for p in second] == ["2612.00003", "2612.00002", "2612.00001"]
     assert {p["id"] for p in first}.isdisjoint(p["id"] for p in second)
+
+
+def test_a_reader_without_interests_whose_liked_papers_match_nothing_gets_trending_ones():
+    liked = Paper(id="liked", title="Quantum chromodynamics lattice", abstract="Gluons.")
+    papers = [trend_paper("hot", upvotes=89), trend_paper("plain")]
+    reader = make_subscriber(1, interests="")
+    signals = Signals(liked={1: [liked]})
+    picks = rank([reader], papers, np.ones((1, 2), bool), PARAMS, signals=signals, now=NOW)[1]
+    assert [p.paper.id for p in picks] == ["hot"]

@@ -293,7 +293,7 @@ class _Ranker:
 
     def _prepare_trending(self, now: datetime) -> None:
         """The papers' places on the day's trending list (:mod:`newsletter.ranking.trend`),
-        for the readers who told us nothing: no interests and no liked paper."""
+        for the readers who gave no interests."""
         day = now.astimezone(UTC).date()
         self.trend_position = np.empty(len(self.papers), dtype=int)
         self.trend_position[trending_order(self.papers, day)] = np.arange(1, len(self.papers) + 1)
@@ -301,8 +301,8 @@ class _Ranker:
             [trending_score(p.upvotes, age_days(p.first_seen_at, day)) or 0.0 for p in self.papers]
         )
         self.trending = np.array([has_signal(p) for p in self.papers], dtype=bool)
-        self.untold = np.array([not s.interests.strip() for s in self.subscribers], dtype=bool) & (
-            self.liked.getnnz(axis=1) == 0
+        self.no_interests = np.array(
+            [not s.interests.strip() for s in self.subscribers], dtype=bool
         )
 
     def _prepare_semantic(self, semantic: SemanticInputs) -> None:
@@ -373,11 +373,11 @@ class _Ranker:
         )
         followed = (self.followed[rows].toarray() > 0) & allowed
         allowed &= in_category | ~self.category_only[rows, None]
-        # A reader who told us nothing (no interests, no liked paper) and whom no paper
-        # suits otherwise (by their categories) gets the day's trending papers instead.
+        # A reader who gave no interests and whom no paper suits otherwise (by their
+        # categories, or the papers they liked) gets the day's trending papers instead.
         trendable = allowed & self.trending[None, :]
         allowed &= relevant
-        by_trend = self.untold[rows] & ~allowed.any(axis=1)
+        by_trend = self.no_interests[rows] & ~allowed.any(axis=1)
         scores[~allowed] = -np.inf
         # Readers with the same number of papers together: one reader's 50 must not make the
         # whole block weigh 50 candidates each.
@@ -508,7 +508,7 @@ class _Ranker:
     def _reasons(self, rows: np.ndarray, cols: np.ndarray, by_trend: np.ndarray) -> list[str]:
         """For each pick: the interest terms it matched, the liked paper it resembles, the
         followed author, the category and the trending signal, in a few words; for a pick
-        ``by_trend`` (a reader who told us nothing), its place on the trending list."""
+        ``by_trend`` (a reader who gave no interests), its place on the trending list."""
         if len(rows) == 0:
             return []
         matched = _top_terms(

@@ -153,7 +153,8 @@ class SignUp:
 
 def check_sign_up(values: Mapping[str, Any]) -> SignUp:
     """The fields of a sign-up form (``email``, ``interests``, ``categories``), checked;
-    InvalidForm lists every problem."""
+    InvalidForm lists every problem. Only the address is needed: a reader who gives no
+    interests gets the day's trending papers."""
     valid = _check_fields(
         values,
         {
@@ -162,10 +163,6 @@ def check_sign_up(values: Mapping[str, Any]) -> SignUp:
             "categories": parse_categories,
         },
     )
-    if not valid["interests"] and not valid["categories"]:
-        raise InvalidForm(
-            {"interests": "tell us what you want to read: interests, or arXiv categories"}
-        )
     return SignUp(valid["email"], valid["interests"], valid["categories"])
 
 
