@@ -166,6 +166,22 @@ def check_sign_up(values: Mapping[str, Any]) -> SignUp:
     return SignUp(valid["email"], valid["interests"], valid["categories"])
 
 
+def visitor_profile(settings: Settings, interests: str | None) -> Subscriber:
+    """What the home page's "See what you would get" ranks: a visitor's interests as a
+    subscriber with the defaults of a new one, who is not stored (id 0: no stored
+    subscriber has it). InvalidForm for interests the profile could not hold."""
+    valid = _check_fields({"interests": interests}, {"interests": check_interests})
+    return Subscriber(
+        id=0,
+        email="",
+        status=Status.ACTIVE,
+        timezone=settings.timezone,
+        delivery_hour=settings.delivery_hour,
+        max_papers=settings.papers_per_email,
+        interests=valid["interests"],
+    )
+
+
 def start_subscription(
     store: Store,
     settings: Settings,
