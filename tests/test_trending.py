@@ -133,6 +133,7 @@ def test_days_list_puts_upvoted_papers_first_by_score_and_pages(store):
     assert [t.paper.upvotes for t in with_votes] == counted  # 28 papers, best first
     assert with_votes == (first + second)[: len(counted)]
     assert first[0].paper.upvotes == 89 and first[0].reason.startswith("trending: 89 upvotes")
+    assert store.get_paper("2611.10000").trending_rank == 1  # the sample page's first, re-keyed
     assert {t.paper.id for t in first}.isdisjoint(t.paper.id for t in second)
     # Papers whose HF entry had no upvotes keep their place on the sample page after them.
     after = (first + second)[len(counted) :]
