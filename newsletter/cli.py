@@ -704,7 +704,7 @@ def preview_command(
 @cli.command()
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """Create a database, ingest the sample papers, add three sample subscribers and send
+    """Create a database, ingest the sample papers, add four sample subscribers and send
     today's edition into a file outbox. No network, no mail server."""
     settings = _settings(ctx)
     ctx.with_resource(SendingLock(settings.db))

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import TypedDict
+from typing import Required, TypedDict
 
 from .mail.transport import transport_from_url
 from .sending.delivery import SendOptions, send_edition
@@ -19,11 +19,11 @@ from .subscribers.profiles import add_subscriber
 DEFAULT_OUTBOX = "outbox:./outbox"
 
 
-class SampleSubscriber(TypedDict):
-    email: str
+class SampleSubscriber(TypedDict, total=False):
+    email: Required[str]
     interests: str
     categories: str
-    timezone: str
+    timezone: Required[str]
 
 
 SAMPLE_SUBSCRIBERS: list[SampleSubscriber] = [
@@ -48,6 +48,8 @@ SAMPLE_SUBSCRIBERS: list[SampleSubscriber] = [
         "categories": "cs.LG",
         "timezone": "Asia/Tokyo",
     },
+    # An address alone: the day's trending papers.
+    {"email": "hedy@example.org", "timezone": "Europe/Vienna"},
 ]
 
 
@@ -61,7 +63,8 @@ class DemoResult:
 
 
 def run_demo(settings: Settings, edition: date | None = None) -> DemoResult:
-    """Create the database, ingest the bundled papers, add three sample subscribers and send
+    """Create the database, ingest the bundled papers, add four sample subscribers (one
+    with an address alone, who gets the trending papers) and send
     today's edition into the file outbox. Safe to run again: nothing is duplicated."""
     if not settings.transport.startswith("outbox:"):
         # The demo's subscribers are example addresses: never hand them to a mail server.

@@ -38,6 +38,9 @@ class Paper:
     published_at: str | None = None
     upvotes: int | None = None
     first_seen_at: str | None = None
+    #: The paper's place (1 = first) on a trending page it was read from (the sample page
+    #: lists its papers in trending order); None elsewhere.
+    trending_rank: int | None = None
     #: What one source knows beyond the common fields: ``announce_type`` (arXiv RSS),
     #: ``num_comments`` and ``github_repo`` (Hugging Face), ...
     extra: dict[str, Any] = field(default_factory=dict)

@@ -140,10 +140,11 @@ def test_sign_up_reports_every_bad_field_at_once():
     assert "2000 characters" in caught.value.errors["interests"]
 
 
-def test_sign_up_needs_interests_or_categories():
-    with pytest.raises(InvalidForm) as caught:
-        check_sign_up({"email": "ada@example.org", "interests": "  ", "categories": ""})
-    assert set(caught.value.errors) == {"interests"}
+def test_an_address_alone_is_a_sign_up_for_the_trending_papers():
+    """Issue 14: interests and categories are optional; without them a reader gets the
+    day's trending papers."""
+    alone = check_sign_up({"email": "ada@example.org", "interests": "  ", "categories": ""})
+    assert (alone.email, alone.interests, alone.categories) == ("ada@example.org", "", [])
 
     assert check_sign_up({"email": "ada@example.org", "categories": "cs.LG"}).categories == [
         "cs.LG"

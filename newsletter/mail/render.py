@@ -272,8 +272,9 @@ class Renderer:
             "preheader": trim_words(
                 "; ".join([count, *(item.card.title for item in items[:3])]), PREHEADER_CHARS
             ),
-            "interests": trim_words(display_text(subscriber.interests), INTERESTS_CHARS)
-            or "(none yet)",
+            # Empty for a reader who gave none: the intro says what they get instead.
+            "interests": trim_words(display_text(subscriber.interests), INTERESTS_CHARS),
+            "categories": ", ".join(subscriber.categories),
             "items": items,
             "email": subscriber.email,
             "preferences_url": self.link("preferences", subscriber),

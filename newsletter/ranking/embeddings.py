@@ -70,8 +70,12 @@ def corpus_center(store: Store, model: semantic.Embedder) -> np.ndarray:
 def profile_vectors(
     store: Store, model: semantic.Embedder, subscribers: Sequence[Subscriber]
 ) -> np.ndarray:
-    """Embeddings of the subscribers' interests: recomputed only when the text changed."""
+    """Embeddings of the subscribers' interests: recomputed only when the text changed. A
+    visitor's interests (id 0: the home page's "see what you would get", never stored) are
+    embedded each time and kept nowhere."""
     texts = [s.interests or "" for s in subscribers]
+    if subscribers and all(s.id < 1 for s in subscribers):
+        return model.embed(texts)
     stacked = _cached(
         store,
         model,

@@ -43,6 +43,7 @@ from sklearn.preprocessing import normalize
 from ..models import Paper, Pick, Subscriber
 from ..settings import Settings
 from .semantic import PaperVectors, center
+from .trend import age_days, has_signal, trending_order, trending_reason, trending_score
 
 #: Words that say nothing about a research interest, as people write interests.
 PROFILE_FILLER = frozenset(
@@ -288,6 +289,7 @@ class _Ranker:
         )
         self.signals = signals
         self.liked, self.disliked, self.feedback_papers = self._feedback_matrices()
+        self._prepare_trending(now or datetime.now(UTC))
         self.feedback_vectors = (
             self.model.papers(self.feedback_papers) if self.feedback_papers else None
         )
@@ -298,6 +300,20 @@ class _Ranker:
             [[p.id for p in signals.disliked.get(s.id, [])] for s in subscribers],
             [[p.id] for p in papers],
         ).astype(bool)
+
+    def _prepare_trending(self, now: datetime) -> None:
+        """The papers' places on the day's trending list (:mod:`newsletter.ranking.trend`),
+        for the readers who gave no interests."""
+        day = now.astimezone(UTC).date()
+        self.trend_position = np.empty(len(self.papers), dtype=int)
+        self.trend_position[trending_order(self.papers, day)] = np.arange(1, len(self.papers) + 1)
+        self.trend_scores = np.array(
+            [trending_score(p.upvotes, age_days(p.first_seen_at, day)) or 0.0 for p in self.papers]
+        )
+        self.trending = np.array([has_signal(p) for p in self.papers], dtype=bool)
+        self.no_interests = np.array(
+            [not s.interests.strip() for s in self.subscribers], dtype=bool
+        )
 
     def _prepare_semantic(self, semantic: SemanticInputs) -> None:
         """The passages and feedback papers as they are (for the threshold) and measured
@@ -366,7 +382,12 @@ class _Ranker:
             eligible & (self.muted[rows].toarray() == 0) & ~self.disliked_papers[rows].toarray()
         )
         followed = (self.followed[rows].toarray() > 0) & allowed
-        allowed &= relevant & (in_category | ~self.category_only[rows, None])
+        allowed &= in_category | ~self.category_only[rows, None]
+        # A reader who gave no interests and whom no paper suits otherwise (by their
+        # categories, or the papers they liked) gets the day's trending papers instead.
+        trendable = allowed & self.trending[None, :]
+        allowed &= relevant
+        by_trend = self.no_interests[rows] & ~allowed.any(axis=1)
         scores[~allowed] = -np.inf
         # Readers with the same number of papers together: one reader's 50 must not make the
         # whole block weigh 50 candidates each.
@@ -386,7 +407,35 @@ class _Ranker:
             )
             for row, picked in zip(group, picks, strict=True):
                 chosen[row] = picked
-        return self._picks(rows, chosen, scores)
+        if by_trend.any():
+            trend_rows = np.flatnonzero(by_trend)
+            for row, picked in zip(
+                trend_rows,
+                self._trending_picks(
+                    trendable[trend_rows], followed[trend_rows], limits[trend_rows]
+                ),
+                strict=True,
+            ):
+                chosen[row] = picked
+            scores[trend_rows] = self.trend_scores[None, :]
+        return self._picks(rows, chosen, scores, by_trend)
+
+    def _trending_picks(
+        self, candidates: np.ndarray, followed: np.ndarray, limits: np.ndarray
+    ) -> list[list[int]]:
+        """Each row's papers in the order of the day's trending list, its followed authors'
+        papers first, as many as the row's limit."""
+        count = int(limits.max(initial=0))
+        if count == 0:
+            return [[] for _ in limits]
+        places = len(self.papers) + 1
+        order = np.where(candidates, self.trend_position[None, :], places).astype(float)
+        order = np.where(followed, order - places, order)
+        top = _top_columns(-order, min(count, order.shape[1]))
+        return [
+            [int(c) for c in top[i, : limits[i]] if order[i, c] < places]
+            for i in range(len(limits))
+        ]
 
     def _expanded_queries(self, rows: np.ndarray) -> sp.csr_matrix:
         """Interests, expanded with their best matches' vocabulary, plus liked and minus
@@ -447,11 +496,15 @@ class _Ranker:
         )
 
     def _picks(
-        self, rows: np.ndarray, chosen: list[list[int]], scores: np.ndarray
+        self,
+        rows: np.ndarray,
+        chosen: list[list[int]],
+        scores: np.ndarray,
+        by_trend: np.ndarray,
     ) -> dict[int, list[Pick]]:
         block_rows = np.repeat(np.arange(len(chosen)), [len(cols) for cols in chosen])
         pick_cols = np.array([c for cols in chosen for c in cols], dtype=int)
-        reasons = iter(self._reasons(rows[block_rows], pick_cols))
+        reasons = iter(self._reasons(rows[block_rows], pick_cols, by_trend[block_rows]))
         # A followed author's paper may be below every threshold: it scores 0.
         pick_scores = scores[block_rows, pick_cols]
         values = iter(np.where(np.isfinite(pick_scores), pick_scores, 0.0).tolist())
@@ -462,9 +515,10 @@ class _Ranker:
             for i, cols in enumerate(chosen)
         }
 
-    def _reasons(self, rows: np.ndarray, cols: np.ndarray) -> list[str]:
+    def _reasons(self, rows: np.ndarray, cols: np.ndarray, by_trend: np.ndarray) -> list[str]:
         """For each pick: the interest terms it matched, the liked paper it resembles, the
-        followed author, the category and the trending signal, in a few words."""
+        followed author, the category and the trending signal, in a few words; for a pick
+        ``by_trend`` (a reader who gave no interests), its place on the trending list."""
         if len(rows) == 0:
             return []
         matched = _top_terms(
@@ -481,6 +535,11 @@ class _Ranker:
                 followed = [a for a in paper.authors if fold(a) in authors]
                 if followed:
                     parts.append(f"by {followed[0]}, whom you follow")
+            if by_trend[k]:
+                if not parts or self.trending[col]:
+                    parts.append(trending_reason(paper.upvotes, int(self.trend_position[col])))
+                reasons.append("; ".join(parts))
+                continue
             terms = matched[k]
             if terms:
                 if row not in surface:

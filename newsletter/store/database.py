@@ -17,7 +17,13 @@ from sqlite_utils.db import NotFoundError
 
 from ..models import Paper, Status, Subscriber, profile_problem, title_key, utcnow
 from .deliveries import KEYS_PER_QUERY, SQLiteDeliveries
-from .interface import DeliveryStore, DuplicateSubscriber, SaveOutcome, SubscriberNotFound
+from .interface import (
+    DeliveryStore,
+    DuplicateSubscriber,
+    SaveOutcome,
+    SubscriberNotFound,
+    TrendingRow,
+)
 from .migrations import migrate
 
 log = logging.getLogger(__name__)
@@ -465,6 +471,19 @@ class SQLiteStore:
             self.conn.execute("INSERT INTO rate_limit_hits (key, at) VALUES (?, ?)", [key, now])
         return True
 
+    # -- trending -----------------------------------------------------------------------------
+
+    def trending_signals(self, start: str, end: str) -> list[TrendingRow]:
+        """What the trending order of the papers first seen in ``[start, end)`` (ISO-8601
+        UTC) is made of, without their texts (``newsletter.ranking.trending`` orders them,
+        then reads the papers of one page with :meth:`papers_by_ids`)."""
+        rows = self.conn.execute(
+            "SELECT id, upvotes, trending_rank, first_seen_at, published_at FROM papers"
+            " WHERE first_seen_at >= ? AND first_seen_at < ?",
+            [start, end],
+        )
+        return [TrendingRow(*row) for row in rows]
+
 
 def _paper_row(paper: Paper) -> dict[str, Any]:
     return {
@@ -477,6 +496,7 @@ def _paper_row(paper: Paper) -> dict[str, Any]:
         "url": paper.url,
         "published_at": paper.published_at,
         "upvotes": paper.upvotes,
+        "trending_rank": paper.trending_rank,
         "extra": json.dumps(paper.extra, ensure_ascii=False, sort_keys=True),
     }
 
@@ -510,6 +530,7 @@ def _paper_from_row(row: dict[str, Any]) -> Paper:
         published_at=row["published_at"],
         upvotes=row["upvotes"],
         first_seen_at=row["first_seen_at"],
+        trending_rank=row.get("trending_rank"),
         extra=json.loads(row.get("extra") or "{}"),
     )
 

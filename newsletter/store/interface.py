@@ -93,6 +93,16 @@ class ClaimedPapers(NamedTuple):
     planned_at: str
 
 
+class TrendingRow(NamedTuple):
+    """A paper's trending signals: its upvotes, its place on a trending page, its times."""
+
+    id: str
+    upvotes: int | None
+    trending_rank: int | None
+    first_seen_at: str
+    published_at: str | None
+
+
 class DeliveryStore(Protocol):
     """The delivery ledger's rows, one per (edition, subscriber). Only
     :class:`newsletter.sending.ledger.Ledger` calls the writing methods, inside
@@ -285,6 +295,12 @@ class Store(Protocol):
         self, kind: str | None = None, limit: int = 100, edition: str | None = None
     ) -> list[dict]:
         """The newest ``limit`` events (of ``kind``, of ``edition``), newest first."""
+        ...
+
+    # -- trending -------------------------------------------------------------------------------
+
+    def trending_signals(self, start: str, end: str) -> list[TrendingRow]:
+        """The trending signals of the papers first seen in ``[start, end)`` (ISO-8601 UTC)."""
         ...
 
     # -- rate limits ----------------------------------------------------------------------------

@@ -136,6 +136,10 @@ ALTER TABLE deliveries ADD COLUMN lease_owner TEXT;       -- the process that la
 ALTER TABLE deliveries ADD COLUMN lease_expires_at TEXT;  -- it holds a 'sending' row until then
 """
 
+TRENDING_RANK = """
+ALTER TABLE papers ADD COLUMN trending_rank INTEGER;  -- place on a trending page (1 = first)
+"""
+
 MIGRATIONS: list[str] = [
     INITIAL_SCHEMA,
     PAPER_EXTRA,
@@ -144,6 +148,7 @@ MIGRATIONS: list[str] = [
     EMBEDDINGS,
     DELIVERY_RETRIES,
     DELIVERY_LEASES,
+    TRENDING_RANK,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -209,7 +209,10 @@ class RelayTransport(OneAtATime):
             timeout = float(query.pop("timeout", "30"))
         except ValueError as exc:
             raise TransportError(f"{cls.name}: timeout must be a number of seconds") from exc
-        return cls(token, base_url=query.pop("base_url", None), timeout=timeout, **query)
+        base_url = query.pop("base_url", None)
+        # The rest are the subclass's own options (``cls.options``), read by its __init__.
+        own_options: dict[str, Any] = query
+        return cls(token, base_url=base_url, timeout=timeout, **own_options)
 
     def describe(self) -> str:
         return f"{self.name} API at {self.base_url}"

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from email.headerregistry import Address
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -59,7 +59,9 @@ class SendGridTransport(RelayTransport):
             return SendResult("sent", transport_id=response.headers.get("X-Message-Id"))
         # 400 (invalid request), 413 (too large): rejected only when every error is about a
         # recipient address; anything else is our request's fault, not the subscriber's.
-        status = "rejected" if _about_recipients(response) else "failed"
+        status: Literal["rejected", "failed"] = (
+            "rejected" if _about_recipients(response) else "failed"
+        )
         return SendResult(
             status, error=f"SendGrid {response.status_code}: {self._detail(response)}"
         )

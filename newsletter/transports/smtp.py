@@ -9,7 +9,7 @@ import logging
 import smtplib
 import ssl
 from email.message import EmailMessage
-from typing import TypeGuard
+from typing import Literal, TypeGuard
 from urllib.parse import parse_qs, unquote
 
 from ..urls import ENCODING_HINT, MalformedURL, redact_url, split_url
@@ -82,6 +82,7 @@ class SMTPTransport(OneAtATime):
 
     def open(self) -> None:
         context = ssl.create_default_context(cafile=self.cafile)
+        connection: smtplib.SMTP
         try:
             if self.implicit_tls:
                 connection = smtplib.SMTP_SSL(
@@ -199,5 +200,5 @@ def _text(text: bytes | str) -> str:
 
 def _refusal(code: int, text: bytes | str) -> SendResult:
     """A refused recipient: 5xx is permanent for that address; anything else may pass."""
-    status = "rejected" if 500 <= code < 600 else "failed"
+    status: Literal["rejected", "failed"] = "rejected" if 500 <= code < 600 else "failed"
     return SendResult(status, error=f"{code} {_text(text)}")
