@@ -54,6 +54,8 @@ class Subscriber:
     timezone: str
     delivery_hour: int
     max_papers: int
+    #: How many papers the "Trending today" section shows; None: the operator's default.
+    trending_papers: int | None = None
     interests: str = ""
     categories: list[str] = field(default_factory=list)
     muted_terms: list[str] = field(default_factory=list)
@@ -82,6 +84,7 @@ class Subscriber:
             "timezone": self.timezone,
             "hour": self.delivery_hour,
             "max_papers": self.max_papers,
+            "trending_papers": self.trending_papers,
             "frequency": self.frequency,
             "weekly_day": self.weekly_day,
             "paused_until": self.paused_until,

@@ -140,6 +140,10 @@ TRENDING_RANK = """
 ALTER TABLE papers ADD COLUMN trending_rank INTEGER;  -- place on a trending page (1 = first)
 """
 
+TRENDING_SECTION = """
+ALTER TABLE subscribers ADD COLUMN trending_papers INTEGER;  -- "Trending today" size; NULL = default
+"""
+
 MIGRATIONS: list[str] = [
     INITIAL_SCHEMA,
     PAPER_EXTRA,
@@ -149,6 +153,7 @@ MIGRATIONS: list[str] = [
     DELIVERY_RETRIES,
     DELIVERY_LEASES,
     TRENDING_RANK,
+    TRENDING_SECTION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

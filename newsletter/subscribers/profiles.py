@@ -113,6 +113,20 @@ def check_max_papers(count: Any) -> int:
     return value
 
 
+MAX_TRENDING_PAPERS = 10
+
+
+def check_trending_papers(count: Any) -> int:
+    """The size of a reader's "Trending today" section: 0 (none) to 10."""
+    try:
+        value = int(count)
+    except (TypeError, ValueError):
+        raise InvalidSubscriber(f"trending papers must be a number, not {count!r}") from None
+    if not 0 <= value <= MAX_TRENDING_PAPERS:
+        raise InvalidSubscriber(f"trending papers must be 0-{MAX_TRENDING_PAPERS}, not {value}")
+    return value
+
+
 def check_status(value: str | Status) -> Status:
     try:
         return Status(str(value).strip().lower())
@@ -225,6 +239,7 @@ def update_subscriber(store: Store, email: str, **changes: Any) -> Subscriber:
         "timezone": check_timezone,
         "delivery_hour": check_hour,
         "max_papers": check_max_papers,
+        "trending_papers": check_trending_papers,
         "status": check_status,
     }
     valid = {k: checks[k](v) for k, v in changes.items() if v is not None and k in checks}
