@@ -141,7 +141,7 @@ ALTER TABLE papers ADD COLUMN trending_rank INTEGER;  -- place on a trending pag
 """
 
 TRENDING_SECTION = """
-ALTER TABLE subscribers ADD COLUMN trending_papers INTEGER;  -- "Trending today" size; NULL = default
+ALTER TABLE subscribers ADD COLUMN trending_papers INTEGER;  -- "Trending today" size, NULL: the default
 """
 
 MIGRATIONS: list[str] = [
