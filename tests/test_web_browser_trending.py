@@ -4,18 +4,25 @@ screen, JavaScript off) against ``newsletter serve``: the home page and its tren
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from newsletter.mail.text import display_text, one_line
+from newsletter.sending.delivery import send_edition
 from newsletter.store.ingest import ingest_path, sample_papers_path
-
-from .test_trending import HF_DAILY
+from newsletter.subscribers.profiles import add_subscriber
 
 # site and page are test_web_browser's fixtures, taken by name (hence the noqa below).
+from .conftest import SECRET
+from .test_trending import HF_DAILY
 from .test_web_browser import (  # noqa: F401
     PHONE,
     assert_fits_a_phone_and_labels_every_field,
+    html_link,
     page,
     site,
+    wait_for_mail,
 )
 
 TODAY = datetime.now(UTC).date()
@@ -98,3 +105,31 @@ def test_archive_page_of_a_day_on_a_phone(site, page, store):  # noqa: F811
     assert page.get_by_text("No papers on this page.").is_visible()
     assert page.get_by_role("link", name="Day after").is_visible()
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+
+def test_view_in_your_browser_opens_the_sent_edition_on_a_phone(site, page, store, smtp_server):  # noqa: F811
+    ingest_trending_day(store)
+    add_subscriber(
+        store, site.settings, "r@example.org", interests="diffusion models for image generation"
+    )
+    settings = replace(site.settings, secret_key=SECRET)
+    assert [o.status for o in send_edition(store, settings, TODAY).outcomes] == ["sent"]
+    (message,) = wait_for_mail(smtp_server, 1)
+    (delivery,) = store.deliveries.for_edition(TODAY.isoformat())
+    papers = {p.id: p for p in store.papers_by_ids(delivery.paper_ids)}
+    sent = [one_line(display_text(papers[i].title)) for i in delivery.paper_ids]
+
+    page.goto(html_link(message, "archive"))
+
+    titles = [one_line(t) for t in page.locator("h2.title").all_inner_texts()]
+    assert titles == sent and len(sent) == 8
+    assert page.get_by_role("heading", name="Trending today").is_visible()
+    assert page.get_by_role("link", name="Unsubscribe").is_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    # The email's inline styles apply (the archive's policy allows them): a styled card.
+    assert (
+        page.locator("a.title-link").first.evaluate("a => getComputedStyle(a).textDecorationLine")
+        == "none"
+    )
+    if shot := os.environ.get("DOCS_SCREENSHOT_DIR"):
+        page.screenshot(path=f"{shot}/web-archive.png")

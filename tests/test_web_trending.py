@@ -5,6 +5,8 @@ a day's list and its Atom feed (read back with feedparser)."""
 from __future__ import annotations
 
 import html
+import itertools
+import random
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,8 +18,9 @@ from httpx import Client
 from newsletter.mail.text import display_text, one_line
 from newsletter.models import Status, to_utc_iso
 from newsletter.ranking.trending import trending_papers
+from newsletter.sending.delivery import send_edition
 from newsletter.store.ingest import ingest_path, sample_papers_path
-from newsletter.subscribers.profiles import add_subscriber
+from newsletter.subscribers.profiles import add_subscriber, update_subscriber
 
 from . import test_web as webtests
 from .conftest import make_paper
@@ -190,3 +193,46 @@ def test_the_home_page_lists_the_newest_papers_when_none_is_trending(web, store)
     assert listed_titles(web.client.get("/").text) == [
         f"Paper number {n} about graph neural networks" for n in (1, 2, 3)
     ]
+
+
+# -- "View in your browser" ---------------------------------------------------------------------
+
+CARD_TITLE = re.compile(r'<h2 class="title"[^>]*>\s*(?:<a [^>]*>)?(.*?)(?:</a>)?\s*</h2>', re.S)
+
+
+def test_view_in_your_browser_shows_the_edition_as_sent_and_refuses_any_other_link(
+    web, store, smtp_server, trending_day
+):
+    reader = add_subscriber(
+        store, web.settings, "r@example.org", interests="diffusion models for image generation"
+    )
+    report = send_edition(store, web.settings, TODAY)
+    assert [o.status for o in report.outcomes] == ["sent"]
+    (message,) = smtp_server.messages
+    email_html = message.get_body(("html",)).get_content()
+    archive = webtests.link_in(message, "archive")
+    assert f'href="{web.url}{archive}"' in email_html  # the same link in both parts
+
+    # The profile changes after the send: the archive still shows what was sent.
+    update_subscriber(store, reader.email, interests="sheaf cohomology", trending_papers=0)
+    page = web.client.get(archive)
+
+    assert page.status_code == 200
+    sent_titles = CARD_TITLE.findall(email_html)
+    assert len(sent_titles) == 8  # five picks and "Trending today"
+    assert CARD_TITLE.findall(page.text) == sent_titles
+    assert "Trending today</h2>" in page.text
+    assert page.headers["x-robots-tag"].startswith("noindex")
+    assert "'unsafe-inline'" in page.headers["content-security-policy"]
+    assert "script-src" not in page.headers["content-security-policy"]
+
+    token = archive.rsplit("/", 1)[1]
+    for mutated in itertools.islice(webtests._mutations(token, random.Random(14)), 40):
+        refused = web.client.get(f"/archive/{mutated}")
+        assert refused.status_code == 400 and webtests.BAD_LINK in refused.text, mutated
+    # A link made for another purpose, or for an edition never sent, does not open one.
+    assert web.client.get(web.path("archive", reader)).status_code == 400  # no edition
+    other = web.client.get(web.path("preferences", reader).replace("/preferences/", "/archive/"))
+    assert other.status_code == 400 and webtests.BAD_LINK in other.text
+    unsent = web.client.get(web.path("archive", reader, edition="2020-01-01"))
+    assert unsent.status_code == 404 and "has not been sent" in unsent.text
