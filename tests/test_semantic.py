@@ -233,7 +233,8 @@ def test_liking_a_paper_lifts_its_nearest_neighbours_in_the_semantic_model(devel
         feedback={liked.id: centroids[at]},
     )
     eligible = np.array([[p.id != liked.id for p in papers]])
-    only_semantic = RankingParams(semantic_weight=1.0)  # the order is the semantic model's
+    # The order is the semantic model's, over every paper closer than the average one.
+    only_semantic = RankingParams(semantic_weight=1.0, min_score=0.0)
 
     def positions(signals: Signals) -> list[int]:
         picks = rank([reader], papers, eligible, only_semantic, signals=signals, semantic=inputs)[1]
