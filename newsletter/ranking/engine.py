@@ -73,6 +73,9 @@ RANK_THREADS = min(2, os.cpu_count() or 1)
 EXPANSION_TEMPERATURE = 0.2
 #: TF-IDF cosine from which a pick is said to resemble a paper the subscriber liked.
 LIKED_RESEMBLANCE = 0.05
+#: For a reader with clear matches, the share of their best match's (field-relative)
+#: similarity that also makes a paper relevant.
+CLOSE_TO_BEST = 0.5
 #: A followed author's paper is chosen before anything else.
 FOLLOWED = np.inf
 
@@ -349,7 +352,12 @@ class _Ranker:
             # A word in common is not enough where the paper is no closer to the interests
             # than the average paper ("dark matter" and "learning dynamics matters").
             relevant &= (semantic > 0) | ~self.described[rows, None]
-            relevant |= clear | (in_field & (semantic >= p.semantic_min_score))
+            # For a reader with clear matches, a paper at least half as close as their best
+            # match (field-relative) is in too: a few good matches are all sent.
+            close = semantic >= np.minimum(
+                p.semantic_min_score, CLOSE_TO_BEST * semantic.max(axis=1, keepdims=True)
+            )
+            relevant |= clear | (in_field & close)
             relevance = _blend(lexical, semantic, p.semantic_weight)
         in_category = self.categories[rows].toarray() > 0
         scores = relevance + p.category_boost * in_category + self.boosts[None, :]
