@@ -1,7 +1,8 @@
-"""A whole edition at scale, measured: rank, render, hand-off to a local SMTP sink.
+"""A whole edition at scale, measured: rank, render, hand-off to a local SMTP sink, and
+through a relay API on loopback, with and without batches.
 
     python benchmarks/edition.py [--subscribers 2000] [--papers 300] [--shards 2]
-        [--connections 1] [--json]
+        [--connections 1] [--relay postmark|resend|off] [--json]
 
 The workload, in a temporary database: ``--papers`` new papers (the bundled sample page
 and the recorded feeds of ``tests/fixtures``, then variants of them with their own ids
@@ -32,6 +33,17 @@ inlining once per run). The product's rates are reported as ratios to these.
 
 ``--shards N`` then sends the same edition again, from a fresh copy of the database, as N
 worker processes side by side (``--shard i/N``), and compares the wall time with one.
+
+``--relay postmark`` (the default; or ``resend``; ``off``) then sends the same edition, from a fresh
+copy of the database each time, through that relay's API (``postmark://TOKEN@?base_url=``)
+to a loopback HTTP sink in a process of its own that answers every message as accepted,
+in the provider's shape: once in the relay's batches (its largest: 500 for Postmark, 100
+for Resend) and once one message per request (``?batch_size=1``, as delivery did before
+it batched). The sink keeps every request body; beside each run, a plain ``httpx.Client``
+sends the same number of POSTs of the same bodies, with the same headers, to the same
+sink, one after the other on one connection as the transport does: the raw baseline.
+``--relay-latency MS`` makes the sink answer each request that much later, as a relay
+across the network would.
 """
 
 from __future__ import annotations
@@ -48,6 +60,7 @@ import smtplib
 import socket
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,12 +68,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
 from email.policy import SMTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
 from multiprocessing.context import SpawnContext
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
+from typing import Any
 
+import httpx
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP as Server
 from aiosmtpd.smtp import Envelope, Session
@@ -68,12 +84,13 @@ from aiosmtpd.smtp import Envelope, Session
 from newsletter.mail.render import HTML_TEMPLATE, TEXT_TEMPLATE, Renderer, inline_css
 from newsletter.models import Paper, Shard, Status, title_key, to_utc_iso
 from newsletter.ranking.engine import STOP_WORDS
-from newsletter.sending.delivery import SendStats
 from newsletter.sending.edition import plan_edition
 from newsletter.sending.locking import SendingLock
+from newsletter.sending.report import SendStats
 from newsletter.sending.worker import Worker
 from newsletter.settings import Settings
-from newsletter.store.database import Store
+from newsletter.store import Store, open_store
+from newsletter.store.database import SQLiteStore
 from newsletter.store.ingest import parse_text, sample_papers_path
 from newsletter.tokens import LinkSigner
 
@@ -96,6 +113,9 @@ TIMEZONES = [
 DELIVERY_HOURS = [6, 7, 7, 7, 8, 9]
 MAX_PAPERS = [3, 5, 5, 5, 5, 7, 10]
 SENDER = "Daily Papers <papers@example.org>"
+RELAY_TOKEN = "benchmark-relay-token"
+#: The batch endpoint of each relay, and how a message of its request names its recipient.
+RELAY_PATHS = {"postmark": "/email/batch", "resend": "/emails/batch"}
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
@@ -211,7 +231,7 @@ def add_subscribers(store: Store, count: int, papers: list[Paper], rng: random.R
 
 def build_database(path: Path, subscribers: int, papers: int, seed: int) -> None:
     rng = random.Random(seed)
-    with Store(path) as store:
+    with SQLiteStore(path) as store:  # SQLite itself: its log is checkpointed
         with store.transaction():
             new = synthetic_papers(base_papers(), papers, datetime.now(UTC), rng)
             for paper in new:
@@ -250,27 +270,129 @@ def _sink(port: int, control: Connection) -> None:
     controller.stop()
 
 
-class Sink:
-    """The aiosmtpd sink, in a process of its own."""
+class SinkProcess:
+    """A sink serving on a free loopback port, in a process of its own (``serve``),
+    controlled through a pipe."""
 
-    def __init__(self, context: SpawnContext):
+    serve: Callable[..., None]
+
+    def __init__(self, context: SpawnContext, *options: object):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.control, theirs = context.Pipe()
-        self.process = context.Process(target=_sink, args=(self.port, theirs), daemon=True)
+        self.process = context.Process(
+            target=self.serve, args=(self.port, theirs, *options), daemon=True
+        )
         self.process.start()
         if self.control.recv() != "ready":
-            raise RuntimeError("the SMTP sink did not start")
+            raise RuntimeError(f"the {type(self).__name__} did not start")
+
+    def stop(self) -> None:
+        self.control.send("stop")
+        self.process.join(10)
+
+
+class Sink(SinkProcess):
+    """The aiosmtpd sink."""
+
+    serve = staticmethod(_sink)
 
     def count(self) -> tuple[int, int]:
         """(messages, distinct recipients) received since the last count."""
         self.control.send("count")
         return self.control.recv()
 
-    def stop(self) -> None:
-        self.control.send("stop")
-        self.process.join(10)
+
+# -- the relay sink ---------------------------------------------------------------------------
+
+
+@dataclass
+class Posted:
+    """A request the relay sink received: its path, headers and body, and how many
+    messages it carried."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    messages: int
+
+
+def _relay_sink(port: int, control: Connection, latency: float = 0.0) -> None:
+    """The relay sink's process: Postmark's and Resend's batch endpoints over HTTP/1.1
+    (keep-alive), every message accepted and answered as the provider does, ``latency``
+    seconds after the request came (a round trip to a relay far away). On "count",
+    on "take", answer the requests received since the last take and the number of their
+    distinct recipients, and forget them."""
+    lock = threading.Lock()
+    posted: list[Posted] = []
+    recipients: set[str] = set()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            # As servers in front of an API do: an answer is not held back for an ACK.
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            items = json.loads(body)
+            if self.path == RELAY_PATHS["postmark"]:
+                to = [item["To"] for item in items]
+                answer: Any = [
+                    {"To": t, "ErrorCode": 0, "MessageID": f"pm-{n}", "Message": "OK"}
+                    for n, t in enumerate(to)
+                ]
+            else:
+                to = [item["to"][0] for item in items]
+                answer = {"data": [{"id": f"re-{n}"} for n in range(len(to))]}
+            kept = {
+                k: v for k, v in self.headers.items() if k.lower() not in ("content-length", "host")
+            }
+            with lock:
+                posted.append(Posted(self.path, kept, body, len(items)))
+                recipients.update(to)
+            reply = json.dumps(answer).encode()
+            time.sleep(latency)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    control.send("ready")
+    while (command := control.recv()) != "stop":
+        assert command == "take"
+        with lock:
+            control.send((list(posted), len(recipients)))
+            posted.clear()
+            recipients.clear()
+    server.shutdown()
+
+
+class RelaySink(SinkProcess):
+    """The relay sink."""
+
+    serve = staticmethod(_relay_sink)
+
+    def url(self, relay: str, batch_size: int | None = None) -> str:
+        query = f"base_url=http://127.0.0.1:{self.port}"
+        if batch_size is not None:
+            query += f"&batch_size={batch_size}"
+        return f"{relay}://{RELAY_TOKEN}@?{query}"
+
+    def take(self) -> tuple[list[Posted], int]:
+        """The requests received since the last take (which the sink forgets), and their
+        distinct recipients."""
+        self.control.send("take")
+        return self.control.recv()
 
 
 # -- the edition, in worker processes ---------------------------------------------------------
@@ -296,7 +418,8 @@ def _send_shard(
         started = time.monotonic()
         reports = worker.deliver_due()
         finished = time.monotonic()
-    stats, counts = SendStats(), {}
+    stats = SendStats()
+    counts: dict[str, int] = {}
     for report in reports:
         for name, value in report.stats.to_dict().items():
             setattr(stats, name, getattr(stats, name) + value)
@@ -360,7 +483,7 @@ def premailer_ms_per_email(settings: Settings, edition: date, count: int) -> flo
     sent: read back from the ledger) from the template that is not inlined and to inline
     each with premailer, as before inlining once per run; the text part too."""
     renderer = Renderer(settings, LinkSigner(settings.secret_key))
-    with Store(settings.db) as store:
+    with open_store(settings) as store:
         readers = store.list_subscribers(Status.ACTIVE)[:count]
         plan = plan_edition(store, settings, edition, readers)
     emails = [(s, plan[s.id]) for s in readers if plan.get(s.id)]
@@ -380,7 +503,7 @@ def median_email(settings: Settings, edition: date) -> bytes:
     """An email of the edition of median size (of the first hundred readers'), flattened
     as SMTP sends it."""
     renderer = Renderer(settings, LinkSigner(settings.secret_key))
-    with Store(settings.db) as store:
+    with open_store(settings) as store:
         readers = store.list_subscribers(Status.ACTIVE)[:100]
         plan = plan_edition(store, settings, edition, readers)
     emails = [
@@ -389,6 +512,94 @@ def median_email(settings: Settings, edition: date) -> bytes:
         if plan[s.id]
     ]
     return sorted(emails, key=len)[len(emails) // 2]
+
+
+def raw_httpx_seconds(port: int, posted: list[Posted]) -> float:
+    """Seconds that a plain ``httpx.Client`` takes to POST the same bodies, with the same
+    headers, one after the other on one connection."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        start = time.perf_counter()
+        for request in posted:
+            client.post(
+                request.path, content=request.body, headers=request.headers
+            ).raise_for_status()
+        return time.perf_counter() - start
+
+
+def measure_relay(
+    context: SpawnContext,
+    settings: Settings,
+    pristine: Path,
+    moment: datetime,
+    relay: str,
+    latency: float,
+    say: Callable[[str], None],
+) -> dict:
+    """The edition through ``relay``'s API to the relay sink, in its largest batches and
+    one message a request, each beside the raw httpx baseline of the same requests."""
+    sink = RelaySink(context, latency)
+    modes: dict[str, dict] = {}
+    try:
+        for mode, batch_size in (("batched", None), ("unbatched", 1)):
+            fresh_copy(pristine, settings.db)
+            relayed = replace(settings, transport=sink.url(relay, batch_size))
+            [run] = send_edition_in_processes(context, relayed, 1, moment)
+            posted, recipients = sink.take()
+            raw = raw_httpx_seconds(sink.port, posted)
+            sink.take()
+            modes[mode] = relay_figures(run, posted, recipients, raw)
+            say(
+                f"{relay} {mode}: {modes[mode]['send']['per_second']:.0f} messages/s in"
+                f" {len(posted)} requests; raw httpx, the same requests: "
+                f"{modes[mode]['raw_httpx']['messages_per_second']:.0f} messages/s"
+            )
+    finally:
+        sink.stop()
+    batched, unbatched = modes["batched"], modes["unbatched"]
+    return {
+        "relay": relay,
+        "latency_ms": round(latency * 1000),
+        **modes,
+        "ratios": {
+            "batched_vs_unbatched": round(
+                batched["send"]["per_second"] / unbatched["send"]["per_second"], 2
+            ),
+            "raw_batched_vs_unbatched": round(
+                batched["raw_httpx"]["messages_per_second"]
+                / unbatched["raw_httpx"]["messages_per_second"],
+                2,
+            ),
+        },
+    }
+
+
+def relay_figures(run: ShardRun, posted: list[Posted], recipients: int, raw: float) -> dict:
+    stats = run.stats
+    messages = sum(p.messages for p in posted)
+    send_rate = messages / stats["deliver"] if stats["deliver"] else 0.0
+    raw_rate = messages / raw if raw else 0.0
+    return {
+        "requests": len(posted),
+        "messages": messages,
+        "recipients": recipients,
+        "request_mb": round(sum(len(p.body) for p in posted) / 1e6, 1),
+        "counts": run.counts,
+        "stages": {
+            "rank_seconds": stats["rank"],
+            "render_seconds": stats["render"],
+            "compose_seconds": stats["compose"],
+            "ledger_seconds": stats["ledger"],
+            "wait_seconds": stats["wait"],
+        },
+        "send": {"seconds": stats["deliver"], "per_second": round(send_rate, 1)},
+        "raw_httpx": {
+            "seconds": round(raw, 3),
+            "messages_per_second": round(raw_rate, 1),
+            "requests_per_second": round(len(posted) / raw, 1) if raw else None,
+        },
+        "send_vs_raw": round(send_rate / raw_rate, 3) if raw_rate else None,
+        "peak_rss_mb": round(run.peak_rss_mb, 1),
+    }
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -439,6 +650,10 @@ def measure(args: argparse.Namespace, say: Callable[[str], None]) -> dict:
                 result["shards"] = compare_shards(run, runs, sink.count())
         finally:
             sink.stop()
+        if args.relay != "off":
+            result["relay"] = measure_relay(
+                context, settings, pristine, moment, args.relay, args.relay_latency / 1000, say
+            )
     return result
 
 
@@ -553,6 +768,27 @@ def table(result: dict) -> str:
                 f" send {run['send_seconds']:.1f} s), {run['messages']:,} messages, "
                 f"peak RSS {run['peak_rss_mb']:.0f} MB"
             )
+    if relay := result.get("relay"):
+        rows.append(
+            f"through the {relay['relay']} API to a loopback HTTP sink (another process), "
+            f"answering each request after {relay['latency_ms']} ms:"
+        )
+        for mode in ("batched", "unbatched"):
+            run = relay[mode]
+            rows.append(
+                f"  {mode:<9} {run['requests']:>5,} requests for {run['messages']:,} messages "
+                f"({run['request_mb']} MB): send {run['send']['seconds']:.1f} s, "
+                f"{run['send']['per_second']:,.0f} messages/s (ledger {run['stages']['ledger_seconds']:.1f} s, "
+                f"waiting for the relay {run['stages']['wait_seconds']:.1f} s); raw httpx, the same "
+                f"requests: {run['raw_httpx']['seconds']:.2f} s, "
+                f"{run['raw_httpx']['messages_per_second']:,.0f} messages/s "
+                f"({run['send_vs_raw']:.0%}); peak RSS {run['peak_rss_mb']:.0f} MB"
+            )
+        ratios = relay["ratios"]
+        rows.append(
+            f"  batched against one message a request: {ratios['batched_vs_unbatched']}x "
+            f"(raw httpx: {ratios['raw_batched_vs_unbatched']}x)"
+        )
     return "\n".join(rows)
 
 
@@ -562,6 +798,18 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=300)
     parser.add_argument("--shards", type=int, default=1, help="also send as N shards")
     parser.add_argument("--connections", type=int, default=1, help="SMTP connections")
+    parser.add_argument(
+        "--relay",
+        choices=["postmark", "resend", "off"],
+        default="postmark",
+        help="also send through this relay's API, batched and not",
+    )
+    parser.add_argument(
+        "--relay-latency",
+        type=float,
+        default=0.0,
+        help="milliseconds the relay sink takes to answer each request (default 0)",
+    )
     parser.add_argument("--raw-messages", type=int, default=2000)
     parser.add_argument("--premailer-emails", type=int, default=100)
     parser.add_argument("--seed", type=int, default=8)

@@ -77,18 +77,18 @@ def peak_mb() -> float:
 def child(mode: str, target: str, db: str) -> None:
     """One measurement, in this (fresh) process: print the peak RSS in MB."""
     from newsletter.fetch import make_client
-    from newsletter.store.database import Store
+    from newsletter.store import open_store
     from newsletter.store.ingest import ingest_path, ingest_url
 
     if mode == "read-once":
         data = Path(target).read_bytes()
         assert data
     elif mode == "file":
-        with Store(db) as store:
+        with open_store(db) as store:
             report = ingest_path(store, Path(target))
             assert report.new and not report.errors, report
     elif mode == "url":
-        with Store(db) as store, make_client("newsletter-benchmark", 60.0) as client:
+        with open_store(db) as store, make_client("newsletter-benchmark", 60.0) as client:
             report = ingest_url(store, client, target)
             assert report.new and not report.errors, report
     print(f"{peak_mb():.1f}")

@@ -28,7 +28,9 @@ import random
 import resource
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import numpy as np
 from edition import base_papers, interest_phrases, synthetic_papers
@@ -37,6 +39,8 @@ from newsletter.models import MAX_INTERESTS_CHARS, PROFILE_LIMITS, Paper, Status
 from newsletter.ranking.engine import LexicalModel, RankingParams, SemanticInputs, rank
 from newsletter.ranking.semantic import PaperVectors
 from newsletter.subscribers.profiles import MAX_PAPERS_LIMIT
+
+T = TypeVar("T")
 
 DIMENSION = 384
 
@@ -93,7 +97,7 @@ def largest_profile(reader_id: int, papers: list[Paper], rng: random.Random) -> 
     )
 
 
-def best_of(repeats: int, *calls) -> list[float]:
+def best_of(repeats: int, *calls: Callable[[], object]) -> list[float]:
     """The shortest time of each call over ``repeats`` rounds, the calls taking turns."""
     best = [float("inf")] * len(calls)
     for _ in range(repeats):
@@ -117,7 +121,7 @@ def synthetic_embeddings(papers: int, readers: int, seed: int) -> SemanticInputs
     )
 
 
-def timed(call) -> tuple[float, object]:
+def timed(call: Callable[[], T]) -> tuple[float, T]:
     start = time.perf_counter()
     result = call()
     return time.perf_counter() - start, result

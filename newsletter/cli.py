@@ -12,17 +12,19 @@ from typing import Any
 import click
 
 from . import demo as demo_module
-from .models import Shard, Status
+from .models import WHOLE_LIST, Shard, Status
 from .ranking import embeddings
 from .sending.daily import run_daily
-from .sending.delivery import Outcome, SendReport, send_edition
+from .sending.delivery import RunControls, SendOptions, send_edition
 from .sending.edition import preview
+from .sending.ledger import ClaimRefusal, Refusal
 from .sending.locking import LockBusy, SendingLock
+from .sending.report import Outcome, SendReport
 from .sending.status import status_report
 from .sending.worker import Worker
 from .settings import Settings, SettingsError, load_settings
 from .sources.registry import REMOTE_SOURCES, build_source, http_client
-from .store.database import DuplicateSubscriber, Store, SubscriberNotFound
+from .store import DuplicateSubscriber, Store, SubscriberNotFound, UnsupportedStore, open_store
 from .store.ingest import (
     FORMATS,
     IngestError,
@@ -54,6 +56,7 @@ USER_ERRORS = (
     SubscriberNotFound,
     DuplicateSubscriber,
     TransportError,
+    UnsupportedStore,
 )
 
 
@@ -74,7 +77,7 @@ DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 def _parse_shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard:
     try:
-        return Shard.parse(value) if value else Shard()
+        return Shard.parse(value) if value else WHOLE_LIST
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
 
@@ -92,7 +95,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _store(ctx: click.Context) -> Store:
-    return ctx.with_resource(Store(_settings(ctx).db))
+    return ctx.with_resource(open_store(_settings(ctx)))
 
 
 def _edition(value: Any) -> date:
@@ -240,7 +243,7 @@ def run(ctx: click.Context, edition: Any, as_json: bool) -> None:
     ctx.with_resource(SendingLock(_settings(ctx).db))
     report = run_daily(_store(ctx), _settings(ctx), _edition(edition))
     if as_json:
-        _json(report.to_dict())
+        _json({**report.to_dict(), "send": _send_report_dict(report.send)})
     else:
         for name, result in report.ingest.sources.items():
             click.echo(f"Ingested {name}: {result}")
@@ -551,13 +554,14 @@ def send(
     bar = None
     tally: dict[str, int] = {}
     total = len(to) or -(-store.count_subscribers(Status.ACTIVE) // shard.count)
+
+    def tally_line(_: Outcome | None) -> str:
+        return " · ".join(f"{n} {k}" for k, n in sorted(tally.items()))
+
     if not as_json and sys.stderr.isatty() and total > 20:
         bar = ctx.with_resource(
             click.progressbar(
-                length=total,
-                label="Sending",
-                file=sys.stderr,
-                item_show_func=lambda _: " · ".join(f"{n} {k}" for k, n in sorted(tally.items())),
+                length=total, label="Sending", file=sys.stderr, item_show_func=tally_line
             )
         )
 
@@ -572,15 +576,11 @@ def send(
         store,
         settings,
         _edition(edition),
-        to=list(to),
-        dry_run=dry_run,
-        limit=limit,
-        force=force,
-        on_progress=progress,
-        shard=shard,
+        SendOptions(to=list(to), shard=shard, dry_run=dry_run, limit=limit, force=force),
+        RunControls(on_progress=progress),
     )
     if as_json:
-        _json(report.to_dict())
+        _json(_send_report_dict(report))
     else:
         if bar is not None:
             bar.render_finish()
@@ -607,8 +607,45 @@ def _send_summary(report: SendReport) -> str:
 
 def _echo_outcome(outcome: Outcome) -> None:
     click.echo(
-        f"{_SYMBOLS.get(outcome.status, '?')} {outcome.status:<10} {outcome.email}: {outcome.detail}"
+        f"{_SYMBOLS.get(outcome.status, '?')} {outcome.status:<10} {outcome.email}: {_detail(outcome)}"
     )
+
+
+def _send_report_dict(report: SendReport) -> dict[str, Any]:
+    """The report as JSON, with the ledger's refusals worded as the console words them."""
+    data = report.to_dict()
+    data["outcomes"] = [
+        {**row, "detail": _detail(outcome)}
+        for outcome, row in zip(report.outcomes, data["outcomes"], strict=True)
+    ]
+    return data
+
+
+def _detail(outcome: Outcome) -> str:
+    return _refusal_sentence(outcome.refusal) if outcome.refusal else outcome.detail
+
+
+def _refusal_sentence(refusal: Refusal) -> str:
+    """Why the ledger would not let a message go, and what the operator can do about it."""
+    row = refusal.delivery
+    match refusal.reason:
+        case ClaimRefusal.ALREADY_SENT:
+            return f"already sent ({row.message_id}); --force sends again"
+        case ClaimRefusal.BEING_SENT:
+            holder = (
+                f" ({row.lease_owner}, until {row.lease_expires_at[:16]}Z)"
+                if row.lease_owner and row.lease_expires_at
+                else ""
+            )
+            return f"being sent by another run{holder}"
+        case ClaimRefusal.REJECTED:
+            return f"the server rejected it ({row.last_error}); --force tries again"
+        case ClaimRefusal.SUPPRESSED:
+            return "the address is suppressed"
+        case ClaimRefusal.GAVE_UP:
+            return f"gave up after {row.attempts} attempts ({row.last_error})"
+        case ClaimRefusal.NOT_YET:
+            return f"failed ({row.last_error}); next try after {(row.next_attempt_at or '')[:16]}Z"
 
 
 @cli.command("preview")
@@ -639,15 +676,7 @@ def preview_command(
             {
                 "subscriber": subscriber.to_dict(),
                 "edition": day.isoformat(),
-                "papers": [
-                    {
-                        "id": p.paper.id,
-                        "title": p.paper.title,
-                        "score": round(p.score, 4),
-                        "reason": p.reason,
-                    }
-                    for p in picks
-                ],
+                "papers": [pick.to_dict() for pick in picks],
             },
             indent=2,
             ensure_ascii=False,
@@ -675,7 +704,7 @@ def preview_command(
 @cli.command()
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """Create a database, ingest the sample papers, add three sample subscribers and send
+    """Create a database, ingest the sample papers, add four sample subscribers and send
     today's edition into a file outbox. No network, no mail server."""
     settings = _settings(ctx)
     ctx.with_resource(SendingLock(settings.db))

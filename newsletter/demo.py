@@ -6,17 +6,27 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Required, TypedDict
 
 from .mail.transport import transport_from_url
-from .sending.delivery import SendReport, send_edition
+from .sending.delivery import SendOptions, send_edition
+from .sending.report import SendReport
 from .settings import Settings
-from .store.database import DuplicateSubscriber, Store
+from .store import DuplicateSubscriber, open_store
 from .store.ingest import IngestReport, ingest_path, sample_papers_path
 from .subscribers.profiles import add_subscriber
 
 DEFAULT_OUTBOX = "outbox:./outbox"
 
-SAMPLE_SUBSCRIBERS = [
+
+class SampleSubscriber(TypedDict, total=False):
+    email: Required[str]
+    interests: str
+    categories: str
+    timezone: Required[str]
+
+
+SAMPLE_SUBSCRIBERS: list[SampleSubscriber] = [
     {
         "email": "ada@example.org",
         "interests": "nonlinear PDE analysis: well-posedness, regularity, Schrödinger and "
@@ -38,6 +48,8 @@ SAMPLE_SUBSCRIBERS = [
         "categories": "cs.LG",
         "timezone": "Asia/Tokyo",
     },
+    # An address alone: the day's trending papers.
+    {"email": "hedy@example.org", "timezone": "Europe/Vienna"},
 ]
 
 
@@ -51,13 +63,14 @@ class DemoResult:
 
 
 def run_demo(settings: Settings, edition: date | None = None) -> DemoResult:
-    """Create the database, ingest the bundled papers, add three sample subscribers and send
+    """Create the database, ingest the bundled papers, add four sample subscribers (one
+    with an address alone, who gets the trending papers) and send
     today's edition into the file outbox. Safe to run again: nothing is duplicated."""
     if not settings.transport.startswith("outbox:"):
         # The demo's subscribers are example addresses: never hand them to a mail server.
         settings = dataclasses.replace(settings, transport=DEFAULT_OUTBOX)
     edition = edition or date.today()
-    with Store(settings.db) as store:
+    with open_store(settings) as store:
         ingest = ingest_path(store, sample_papers_path())
         added = []
         for sample in SAMPLE_SUBSCRIBERS:
@@ -71,7 +84,7 @@ def run_demo(settings: Settings, edition: date | None = None) -> DemoResult:
             store,
             settings,
             edition,
-            to=[s["email"] for s in SAMPLE_SUBSCRIBERS],
+            SendOptions(to=[s["email"] for s in SAMPLE_SUBSCRIBERS]),
             transport=transport,
         )
     outbox = Path(transport.directory)  # type: ignore[attr-defined]

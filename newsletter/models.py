@@ -8,7 +8,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 
@@ -38,6 +38,9 @@ class Paper:
     published_at: str | None = None
     upvotes: int | None = None
     first_seen_at: str | None = None
+    #: The paper's place (1 = first) on a trending page it was read from (the sample page
+    #: lists its papers in trending order); None elsewhere.
+    trending_rank: int | None = None
     #: What one source knows beyond the common fields: ``announce_type`` (arXiv RSS),
     #: ``num_comments`` and ``github_repo`` (Hugging Face), ...
     extra: dict[str, Any] = field(default_factory=dict)
@@ -51,6 +54,8 @@ class Subscriber:
     timezone: str
     delivery_hour: int
     max_papers: int
+    #: How many papers the "Trending today" section shows; None: the operator's default.
+    trending_papers: int | None = None
     interests: str = ""
     categories: list[str] = field(default_factory=list)
     muted_terms: list[str] = field(default_factory=list)
@@ -79,6 +84,7 @@ class Subscriber:
             "timezone": self.timezone,
             "hour": self.delivery_hour,
             "max_papers": self.max_papers,
+            "trending_papers": self.trending_papers,
             "frequency": self.frequency,
             "weekly_day": self.weekly_day,
             "paused_until": self.paused_until,
@@ -129,6 +135,16 @@ def profile_problem(name: str, value: Any) -> str | None:
     return None
 
 
+class PickRecord(TypedDict):
+    """A pick as data: the console's preview prints it, the preferences page lists it (with
+    the paper's link); the ledger records the same id, score and reason."""
+
+    id: str
+    title: str
+    score: float
+    reason: str
+
+
 @dataclass(frozen=True)
 class Pick:
     """A paper chosen for a subscriber: its score, and the reason the email shows."""
@@ -136,6 +152,49 @@ class Pick:
     paper: Paper
     score: float
     reason: str
+
+    def to_dict(self) -> PickRecord:
+        return {
+            "id": self.paper.id,
+            "title": self.paper.title,
+            "score": round(self.score, 4),
+            "reason": self.reason,
+        }
+
+
+class DeliveryStatus(StrEnum):
+    """Where one (edition, subscriber) message is; see :mod:`newsletter.sending.ledger`."""
+
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    SUPPRESSED = "suppressed"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One row of the delivery ledger: the message of an edition to a subscriber.
+    ``lease_owner`` is the process that last claimed it, which holds it until
+    ``lease_expires_at`` while it is ``sending``."""
+
+    id: int
+    edition: str
+    subscriber_id: int
+    email: str
+    status: DeliveryStatus
+    message_id: str
+    paper_ids: list[str]
+    picks: list[dict]
+    attempts: int
+    send_count: int
+    sent_at: str | None
+    last_error: str | None
+    claimed_at: str | None = None
+    next_attempt_at: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +229,10 @@ class Shard:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
+
+
+#: The shard that is the whole list.
+WHOLE_LIST = Shard()
 
 
 def utcnow() -> str:

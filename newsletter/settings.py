@@ -74,6 +74,9 @@ class Settings:
     smtp_password: str = field(default="", repr=False)
     #: Papers per email for new subscribers.
     papers_per_email: int = 5
+    #: Papers of the day's trending list in a "Trending today" section after a reader's
+    #: personal picks (0: no section); each reader can change it on the preferences page.
+    trending_papers: int = 3
     #: Minimum relevance score; a thin day sends fewer papers rather than irrelevant ones.
     min_score: float = 0.04
     #: Papers first seen more than this many days before an edition are not candidates.
@@ -123,8 +126,9 @@ class Settings:
     #: Soft bounces within ``soft_bounce_window_days`` that suppress an address.
     soft_bounce_limit: int = 3
     soft_bounce_window_days: int = 30
-    #: Parallel connections to the mail server (SMTP): at most one message per connection
-    #: is in flight, so at most that many can be left unknown by a crash.
+    #: Parallel connections to the mail server (SMTP; a relay uses one): at most one
+    #: message per connection is in flight, so at most that many can be left unknown by a
+    #: crash (through a relay, one batch).
     send_connections: int = 1
     #: Send caps: messages per second and per hour (0: no cap).
     max_per_second: float = 0.0
@@ -156,6 +160,7 @@ class Settings:
         checks = [
             (0 <= self.delivery_hour <= 23, "delivery_hour must be 0-23"),
             (1 <= self.papers_per_email <= 50, "papers_per_email must be 1-50"),
+            (0 <= self.trending_papers <= 10, "trending_papers must be 0-10"),
             (self.min_score >= 0, "min_score must not be negative"),
             (self.candidate_days >= 1, "candidate_days must be at least 1"),
             (self.category_boost >= 0, "category_boost must not be negative"),

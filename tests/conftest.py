@@ -26,7 +26,7 @@ from click.testing import CliRunner, Result
 from newsletter.cli import cli
 from newsletter.models import Paper, Status, Subscriber
 from newsletter.settings import Settings
-from newsletter.store.database import Store
+from newsletter.store import Store, open_store
 
 from .feedserver import FeedServer
 
@@ -87,7 +87,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def store(settings: Settings) -> Iterator[Store]:
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         yield store
 
 

@@ -8,6 +8,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -49,12 +50,17 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+#: A scripted reply: as it is, or made for the request (outside the server's lock, so it
+#: may take its time).
+Scripted = Reply | Callable[[Request], Reply]
+
+
 class FeedServer:
     """``/fixtures/<name>`` serves a fixture file; a scripted path serves its replies in
     turn, repeating the last one. Every request is recorded."""
 
     def __init__(self) -> None:
-        self.scripts: dict[str, list[Reply]] = {}
+        self.scripts: dict[str, list[Scripted]] = {}
         self.requests: list[Request] = []
         self._lock = threading.Lock()
         self.httpd = _Server(("127.0.0.1", 0), _handler(self))
@@ -72,18 +78,21 @@ class FeedServer:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
 
-    def script(self, path: str, *replies: Reply) -> str:
+    def script(self, path: str, *replies: Scripted) -> str:
         self.scripts[path] = list(replies)
         return self.url(path)
 
     def reply_for(
         self, path: str, headers: dict[str, str], method: str = "GET", body: bytes = b""
     ) -> Reply:
+        request = Request(path, headers, method, body)
         with self._lock:
-            self.requests.append(Request(path, headers, method, body))
+            self.requests.append(request)
             route = urlsplit(path).path
-            if script := self.scripts.get(route):
-                return script.pop(0) if len(script) > 1 else script[0]
+            script = self.scripts.get(route)
+            reply = (script.pop(0) if len(script) > 1 else script[0]) if script else None
+        if reply is not None:
+            return reply(request) if callable(reply) else reply
         fixture = FIXTURES / route.removeprefix("/fixtures/")
         if route.startswith("/fixtures/") and fixture.is_file():
             return Reply(body=fixture.read_bytes(), headers={"Content-Type": "application/xml"})

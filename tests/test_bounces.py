@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from newsletter.models import Status, Subscriber, to_utc_iso
-from newsletter.store.database import Store
+from newsletter.store import Store
 from newsletter.subscribers.bounces import (
     BounceEvent,
     WebhookError,

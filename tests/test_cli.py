@@ -42,14 +42,19 @@ def test_demo_from_nothing_writes_real_emails_to_the_outbox(run_cli, tmp_path):
     assert result.exit_code == 0, result.output
     assert (tmp_path / "newsletter.db").exists()
     emls = sorted((tmp_path / "outbox").rglob("*.eml"))
-    assert len(emls) == 3
+    assert len(emls) == 4
     recipients = set()
     for path in emls:
         message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
         recipients.add(message["To"])
         assert message.get_content_type() == "multipart/alternative"
         assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert recipients == {"ada@example.org", "grace@example.org", "alan@example.org"}
+    assert recipients == {
+        "ada@example.org",
+        "grace@example.org",
+        "alan@example.org",
+        "hedy@example.org",  # an address alone: the trending papers
+    }
     html_files = [
         line.strip() for line in result.output.splitlines() if line.strip().endswith(".html")
     ]
@@ -61,14 +66,14 @@ def test_demo_twice_sends_nothing_more(run_cli, tmp_path):
     run_cli("demo")
     second = run_cli("demo")
     assert second.exit_code == 0
-    assert second.output.count("already sent") == 3
-    assert len(list((tmp_path / "outbox").rglob("*.eml"))) == 3
+    assert second.output.count("already sent") == 4
+    assert len(list((tmp_path / "outbox").rglob("*.eml"))) == 4
 
 
 def test_demo_never_hands_example_addresses_to_a_mail_server(run_cli, tmp_path):
     result = run_cli("demo", env={"NEWSLETTER_TRANSPORT": "smtp://127.0.0.1:9"})
     assert result.exit_code == 0, result.output
-    assert len(list((tmp_path / "outbox").rglob("*.eml"))) == 3
+    assert len(list((tmp_path / "outbox").rglob("*.eml"))) == 4
 
 
 def test_preview_json_lists_papers_with_scores_and_reasons(run_cli):

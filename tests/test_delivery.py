@@ -8,13 +8,13 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
 
 from newsletter.models import Status
-from newsletter.sending.delivery import send_edition
+from newsletter.sending.delivery import RunControls, SendOptions, send_edition
 from newsletter.sending.ledger import Ledger
 from newsletter.sending.locking import LockBusy, SendingLock
 from newsletter.store.ingest import ingest_path
@@ -81,13 +81,6 @@ def _smtp(settings, box, **changes):
     return replace(settings, transport=box.url, **changes)
 
 
-def _retry_now(store):
-    store.conn.execute(
-        "UPDATE deliveries SET next_attempt_at = '2000-01-01' WHERE status = 'failed'"
-    )
-    store.conn.commit()
-
-
 def test_temporary_refusals_arrive_later_and_permanent_ones_are_suppressed(
     store, settings, tmp_path, scripted_smtp
 ):
@@ -116,14 +109,17 @@ def test_temporary_refusals_arrive_later_and_permanent_ones_are_suppressed(
     busy.clear()  # the server is fine again
     again_too_soon = send_edition(store, _smtp(settings, box), TODAY)
     assert again_too_soon.counts.get("sent", 0) == 0  # back-off: not before the next try
-    _retry_now(store)
-    second = send_edition(store, _smtp(settings, box), TODAY)
+    an_hour_later = datetime.now(UTC) + timedelta(hours=1)  # the ledger's clock, past the back-off
+    later = RunControls(now=lambda: an_hour_later)
+    second = send_edition(store, _smtp(settings, box), TODAY, controls=later)
     assert second.counts == {"sent": 2, "skipped": 2}
     received = sorted(r for env in box.envelopes for r in env.rcpt_tos)
     assert received == ["ok1@example.org", "ok2@example.org", "t1@example.org", "t2@example.org"]
 
     # A suppressed address is never sent to again, whatever the console asks...
-    forced = send_edition(store, _smtp(settings, box), TODAY, to=["gone@example.org"], force=True)
+    forced = send_edition(
+        store, _smtp(settings, box), TODAY, SendOptions(to=["gone@example.org"], force=True)
+    )
     assert [o.status for o in forced.outcomes] == ["suppressed"]
     assert (
         Ledger(store).get(TODAY, store.get_subscriber("gone@example.org").id).status == "suppressed"
@@ -162,7 +158,7 @@ def test_per_second_cap_spaces_the_messages(store, settings, tmp_path, smtp_serv
         store,
         replace(settings, transport=smtp_server.url, max_per_second=2),
         TODAY,
-        sleep=lambda s: (waits.append(s), time.sleep(s)),
+        controls=RunControls(sleep=lambda s: (waits.append(s), time.sleep(s))),
     )
     assert report.counts == {"sent": 4}
     assert len(waits) >= 2 and all(0 < w <= 0.5 for w in waits)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.sources.sample_page import parse_sample_page
-from newsletter.store.database import Store
+from newsletter.store import Store, open_store
 from newsletter.store.ingest import (
     IngestError,
     ingest_path,
@@ -217,7 +217,7 @@ def _without_id(title: str) -> dict:
 def test_paper_without_id_gets_stable_title_id_across_runs(tmp_path: Path):
     ids = []
     for run in range(2):
-        with Store(tmp_path / f"run{run}.db") as store:
+        with open_store(tmp_path / f"run{run}.db") as store:
             path = write_jsonl(tmp_path / f"run{run}.jsonl", [_without_id("Deep Sets Revisited")])
             ingest_path(store, path)
             ids.append([p.id for p in store.recent_papers(10)])
@@ -315,7 +315,7 @@ def test_cli_ingest_sample_writes_to_the_configured_database(run_cli, tmp_path: 
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["new"] == SAMPLE_PAPER_COUNT
-    with Store(tmp_path / "custom.db") as store:
+    with open_store(tmp_path / "custom.db") as store:
         assert store.count("papers") == SAMPLE_PAPER_COUNT
 
 

@@ -131,6 +131,7 @@ def test_category_boost_lifts_papers_in_subscribers_categories():
 def test_reason_names_the_matched_interest_terms(sample_papers):
     subs = [subscriber(1, "reinforcement learning for control")]
     picks = rank(subs, sample_papers, np.ones((1, len(sample_papers)), dtype=bool), PARAMS)[1]
+    assert picks, "the development set has papers on reinforcement learning for control"
     for pick in picks:
         assert pick.reason.startswith("matches your interests: ")
         terms = pick.reason.removeprefix("matches your interests: ").split(", ")

@@ -5,6 +5,7 @@ token, no answer at all."""
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -21,9 +22,9 @@ from newsletter.mail.transport import transport_from_url
 from newsletter.models import Pick, Status, Subscriber
 from newsletter.settings import Settings
 from newsletter.tokens import LinkSigner
-from newsletter.transports import SendResult, TransportError, send_many
+from newsletter.transports import OneAtATime, SendResult, TransportError, send_many
 from newsletter.transports.postmark import PostmarkTransport
-from newsletter.transports.relay import RelayTransport
+from newsletter.transports.relay import Outgoing, RelayTransport
 from newsletter.transports.resend import ResendTransport
 from newsletter.transports.sendgrid import SendGridTransport
 
@@ -111,6 +112,24 @@ def error(scheme: str, status: int, text: str) -> Reply:
 
 def decoded(value: str) -> str:
     return str(make_header(decode_header(value)))
+
+
+def test_a_sealed_email_gives_the_relays_the_headers_that_folding_it_again_gives(
+    settings: Settings,
+) -> None:
+    long_name = "Schrödinger Papers the daily digest of new work on nonlinear wave equations"
+    renderer = Renderer(
+        replace(settings, from_address=f"{long_name} <papers@example.org>"), LinkSigner(SECRET)
+    )
+    reader = Subscriber(1, "reader1@example.org", Status.ACTIVE, "UTC", 7, 5)
+    sealed = renderer.message(reader, [Pick(make_paper(1), 0.5, "new")], EDITION, message_id(1))
+    unsealed = copy.copy(sealed)
+    unsealed.wire = b""
+
+    headers = Outgoing.of(sealed).headers
+    assert headers == Outgoing.of(unsealed).headers
+    assert decoded(headers["List-Id"]).startswith(long_name)
+    assert headers["List-Id"].isascii() and "\n" not in headers["List-Id"]
 
 
 # -- Postmark ---------------------------------------------------------------------------------
@@ -547,7 +566,7 @@ def test_send_many_splits_into_batches_of_the_relays_size(feed_server: FeedServe
         transport.send_many([plain(n) for n in range(101)])
 
 
-class Flaky:
+class Flaky(OneAtATime):
     """A transport without a batch endpoint whose connection dies after ``works`` sends."""
 
     delivers_mail = True
@@ -573,3 +592,38 @@ def test_send_many_sends_one_by_one_and_keeps_what_went_out_when_the_transport_d
     ]
     with pytest.raises(TransportError, match="connection lost"):
         send_many(Flaky(works=0), [plain(1), plain(2)])
+
+
+@pytest.mark.parametrize(("scheme", "largest"), [("postmark", 500), ("resend", 100)])
+def test_batch_size_comes_from_the_url_within_the_providers_largest(
+    scheme: str, largest: int, settings: Settings
+) -> None:
+    assert transport_from_url(f"{scheme}://tok@", settings).max_batch == largest
+    assert transport_from_url(f"{scheme}://tok@?batch_size=20", settings).max_batch == 20
+    for bad in ("0", str(largest + 1), "ten"):
+        with pytest.raises(
+            TransportError, match=f"batch_size must be a whole number from 1 to {largest}"
+        ):
+            transport_from_url(f"{scheme}://tok@?batch_size={bad}", settings)
+    assert transport_from_url("sendgrid://tok@", settings).max_batch == 1
+
+
+def test_postmark_splits_a_batch_that_would_pass_its_request_size(
+    feed_server: FeedServer,
+) -> None:
+    class SmallRequests(PostmarkTransport):
+        max_request_bytes = 500  # each of these messages is about 200 bytes of JSON
+
+    feed_server.script(
+        "/email/batch",
+        reply([postmark_ok(1), postmark_ok(2)]),
+        reply([postmark_ok(3), postmark_ok(4)]),
+        reply([postmark_ok(5)]),
+    )
+    transport = SmallRequests(TOKEN, base_url=feed_server.url(""))
+
+    results = transport.send_many([plain(n) for n in range(1, 6)])
+
+    assert [r.transport_id for r in results] == [f"pm-{n}" for n in range(1, 6)]
+    assert [len(r.json()) for r in feed_server.requests] == [2, 2, 1]
+    assert all(len(r.body) <= 500 for r in feed_server.requests)

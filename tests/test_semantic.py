@@ -15,7 +15,7 @@ from newsletter.ranking import embeddings, semantic
 from newsletter.ranking.engine import RankingParams, SemanticInputs, rank
 from newsletter.sending.edition import plan_edition
 from newsletter.settings import Settings
-from newsletter.store.database import Store
+from newsletter.store import open_store
 from newsletter.store.ingest import ingest_path
 from newsletter.subscribers.profiles import add_subscriber, update_subscriber
 
@@ -126,7 +126,7 @@ def test_ingest_embeds_the_new_papers_once(run_cli, tmp_path):
     again = json.loads(run_cli("ingest", "--json", str(path), env=env).output)
     assert (first["new"], first["embedded"]) == (3, 3)
     assert (again["unchanged"], again["embedded"]) == (3, 0)
-    with Store(tmp_path / "newsletter.db") as store:
+    with open_store(tmp_path / "newsletter.db") as store:
         assert store.count("paper_embeddings") == 3
 
 
@@ -341,7 +341,7 @@ def test_ingest_embeds_only_the_newest_papers_and_loads_the_model_only_for_them(
     assert sorted(stored) == [p["id"] for p in papers[2:]]
 
     monkeypatch.setattr(store, "papers_without_embedding", lambda model, limit: [])
-    monkeypatch.setattr(semantic, "embedder", lambda settings: pytest.fail("model loaded"))
+    monkeypatch.setattr(semantic, "_load", lambda: pytest.fail("model loaded"))
     assert embeddings.embed_new_papers(store, on) == 0
 
 

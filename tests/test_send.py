@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from newsletter.sending.delivery import send_edition
+from newsletter.sending.delivery import RunControls, send_edition
 from newsletter.sending.ledger import Ledger
+from newsletter.settings import load_settings
 from newsletter.sources.jsonl import paper_from_record
-from newsletter.store.database import Store
+from newsletter.store import open_store
 from newsletter.store.ingest import ingest_path
 from newsletter.subscribers.profiles import add_subscriber
 from newsletter.tokens import LinkSigner, email_digest
@@ -100,7 +101,7 @@ def test_unsubscribe_link_in_email_verifies_for_that_subscriber(
     assert f"<{urls[0]}>" in message["List-Unsubscribe"]
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
 
-    with Store(populated / "newsletter.db") as store:
+    with open_store(populated / "newsletter.db") as store:
         subscriber = store.get_subscriber("gnn@example.org")
     token = urls[0].rsplit("/", 1)[1]
     link = LinkSigner(SECRET).read("unsubscribe", token)
@@ -147,7 +148,7 @@ def test_smtp_refuses_to_send_password_without_tls(populated, run_cli, smtp_env,
     assert "refusing to send the password in clear" in result.output
     assert smtp_server.envelopes == []
     # The message that was about to go is recorded as failed, so the next run retries it.
-    with Store(populated / "newsletter.db") as store:
+    with open_store(populated / "newsletter.db") as store:
         counts = Ledger(store).counts(TODAY)
     assert counts == {"failed": 1}
 
@@ -174,7 +175,7 @@ def test_failed_delivery_is_retried_once_its_back_off_has_passed(
 ):
     env = {**smtp_env, "NEWSLETTER_TRANSPORT": f"smtp://user:secret@127.0.0.1:{smtp_server.port}"}
     run_cli("send", env=env)
-    with Store(populated / "newsletter.db") as store:
+    with open_store(populated / "newsletter.db") as store:
         (row,) = store.db.query("select * from deliveries")
     assert row["status"] == "failed" and row["next_attempt_at"] > row["updated_at"]
 
@@ -182,15 +183,16 @@ def test_failed_delivery_is_retried_once_its_back_off_has_passed(
     assert "next try after" in too_soon.output
     assert [m["To"] for m in smtp_server.messages] == ["pde@example.org"]
 
-    with Store(populated / "newsletter.db") as store:
-        store.conn.execute(
-            "update deliveries set next_attempt_at = '2000-01-01' where status = 'failed'"
+    # An hour later (the ledger's clock), past the back-off: `newsletter send` again.
+    an_hour_later = datetime.now(UTC) + timedelta(hours=1)
+    settings = load_settings(smtp_env, db=populated / "newsletter.db")
+    with open_store(settings) as store:
+        report = send_edition(
+            store, settings, TODAY, controls=RunControls(now=lambda: an_hour_later)
         )
-        store.conn.commit()
-    result = run_cli("send", env=smtp_env)
-    assert result.exit_code == 0, result.output
+    assert report.ok, report.to_dict()
     assert sorted(m["To"] for m in smtp_server.messages) == ["gnn@example.org", "pde@example.org"]
-    with Store(populated / "newsletter.db") as store:
+    with open_store(populated / "newsletter.db") as store:
         (row,) = store.db.query("select * from deliveries where email = 'gnn@example.org'")
     assert (row["status"], row["attempts"]) == ("sent", 2)
 

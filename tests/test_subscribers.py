@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.models import Status
-from newsletter.store.database import Store
+from newsletter.store import open_store
 from newsletter.subscribers.profiles import add_subscriber, neutralize_cell, restore_cell
 
 from .conftest import distinct_terms
@@ -225,7 +225,7 @@ def test_a_full_profile_is_kept_and_one_more_term_or_author_is_refused(run_cli):
 
 def test_the_store_refuses_a_profile_beyond_its_limits_from_any_caller(settings):
     terms = distinct_terms(16_000)
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         with pytest.raises(ValueError, match="at most 50 muted terms"):
             store.add_subscriber(
                 "ada@example.org",
@@ -446,7 +446,7 @@ def test_export_neutralizes_formulas_and_import_takes_them_back_as_they_were(
 ):
     """An unconfirmed web sign-up's interests are anyone's text: a spreadsheet opening the
     export must not run them; the project's own import reads them back unchanged."""
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         add_subscriber(
             store, settings, "eve@example.org", interests=HYPERLINK, status=Status.PENDING
         )
@@ -508,7 +508,7 @@ def test_subscriber_changes_are_logged_as_events(run_cli, settings):
     _add(run_cli, "ada@example.org")
     run_cli("subscribers", "update", "ada@example.org", "--status", "paused")
 
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         status_events = store.events("subscriber.status")
 
     assert len(status_events) == 1

@@ -14,7 +14,7 @@ from itsdangerous.encoding import base64_decode, base64_encode
 from newsletter.models import Status
 from newsletter.sending.delivery import send_edition
 from newsletter.sending.edition import plan_edition, preview_picks, recently_sent
-from newsletter.store.database import Store, SubscriberNotFound
+from newsletter.store import Store, SubscriberNotFound, open_store
 from newsletter.subscribers.profiles import add_subscriber
 from newsletter.subscribers.subscriptions import (
     InvalidForm,
@@ -140,10 +140,11 @@ def test_sign_up_reports_every_bad_field_at_once():
     assert "2000 characters" in caught.value.errors["interests"]
 
 
-def test_sign_up_needs_interests_or_categories():
-    with pytest.raises(InvalidForm) as caught:
-        check_sign_up({"email": "ada@example.org", "interests": "  ", "categories": ""})
-    assert set(caught.value.errors) == {"interests"}
+def test_an_address_alone_is_a_sign_up_for_the_trending_papers():
+    """Issue 14: interests and categories are optional; without them a reader gets the
+    day's trending papers."""
+    alone = check_sign_up({"email": "ada@example.org", "interests": "  ", "categories": ""})
+    assert (alone.email, alone.interests, alone.categories) == ("ada@example.org", "", [])
 
     assert check_sign_up({"email": "ada@example.org", "categories": "cs.LG"}).categories == [
         "cs.LG"
@@ -248,7 +249,7 @@ def test_expire_forgets_only_pending_sign_ups_past_the_expiry(store, settings, s
 
 
 def test_subscribers_expire_command_lists_what_it_forgot(run_cli, settings, signer):
-    with Store(settings.db) as store:
+    with open_store(settings.db) as store:
         start_subscription(store, settings, signer, _sign_up("old@example.org"), ip=None)
         with store.transaction():
             store.conn.execute("UPDATE subscribers SET created_at = '2000-01-01T00:00:00+00:00'")

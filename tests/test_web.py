@@ -22,7 +22,7 @@ import pytest
 import uvicorn
 
 from newsletter.models import Status
-from newsletter.sending.delivery import send_edition
+from newsletter.sending.delivery import SendOptions, send_edition
 from newsletter.settings import Settings
 from newsletter.subscribers import subscriptions
 from newsletter.subscribers.profiles import add_subscriber
@@ -421,7 +421,7 @@ def test_preferences_save_and_show_todays_picks_for_the_new_interests(web, store
             abstract="We prove well-posedness of nonlinear Schrödinger equations.",
         )
     )
-    send_edition(store, web.settings, TODAY, to=["ada@example.org"])
+    send_edition(store, web.settings, TODAY, SendOptions(to=["ada@example.org"]))
     path = web.path("preferences", ada)
     page = web.client.get(path)
     recent = page.text.split("Recently sent to you")[1]

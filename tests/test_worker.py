@@ -163,7 +163,7 @@ def test_worker_sends_again_a_message_a_crash_left_sending(store, settings, capl
     from newsletter.sending.edition import plan_edition
 
     picks = plan_edition(store, settings, edition, [reader])[reader.id]
-    delivery, _ = Ledger(store).claim(edition, reader, picks, "example.org", force=False)
+    delivery = Ledger(store).claim(edition, reader, picks, "example.org", force=False)
     assert delivery is not None  # claimed, then the process died before recording
 
     Worker(settings, clock=lambda: now).deliver_due()

@@ -27,8 +27,9 @@ import textwrap
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.policy import SMTP, Policy
+from email.policy import default as default_policy
 from email.utils import format_datetime, formataddr
 from functools import cached_property
 from pathlib import Path
@@ -228,7 +229,7 @@ class Renderer:
     @cached_property
     def html_template(self) -> jinja2.Template:
         """The HTML template with the stylesheet inlined, once."""
-        source, _, _ = self.env.loader.get_source(self.env, HTML_TEMPLATE)
+        source = (templates_dir() / HTML_TEMPLATE).read_text(encoding="utf-8")
         return self.env.from_string(inline_template(source, self.css))
 
     @cached_property
@@ -271,8 +272,9 @@ class Renderer:
             "preheader": trim_words(
                 "; ".join([count, *(item.card.title for item in items[:3])]), PREHEADER_CHARS
             ),
-            "interests": trim_words(display_text(subscriber.interests), INTERESTS_CHARS)
-            or "(none yet)",
+            # Empty for a reader who gave none: the intro says what they get instead.
+            "interests": trim_words(display_text(subscriber.interests), INTERESTS_CHARS),
+            "categories": ", ".join(subscriber.categories),
             "items": items,
             "email": subscriber.email,
             "preferences_url": self.link("preferences", subscriber),
@@ -355,11 +357,11 @@ class Renderer:
             folded.get(id(value)) or SMTP.fold_binary(name, value)
             for name, value in message.raw_items()
         )
-        boundary = f"--{self._alternative.params['boundary']}".encode()
+        boundary = f"--{self._boundary}".encode()
         parts = [
             b"".join(folded[id(value)] for _, value in part.raw_items())
             + b"\r\n"
-            + part.get_payload().encode("ascii").replace(b"\n", b"\r\n")
+            + _text_payload(part).encode("ascii").replace(b"\n", b"\r\n")
             for part in message.iter_parts()
         ]
         body = b"\r\n".join([boundary + b"\r\n" + part for part in parts] + [boundary + b"--\r\n"])
@@ -377,32 +379,34 @@ class Renderer:
         return self.settings.sender_email
 
     @cached_property
-    def _run_headers(self) -> list[tuple[str, object]]:
+    def _run_headers(self) -> list[tuple[str, str]]:
         """The headers every email of the run has, each parsed once (the address headers
         stay header objects, whose ``addresses`` the relays read)."""
-        policy = EmailMessage().policy
-        headers: list[tuple[str, object]] = [
-            ("From", policy.header_factory("From", self.settings.from_address))
-        ]
+        factory = default_policy.header_factory
+        headers: list[tuple[str, str]] = [("From", factory("From", self.settings.from_address))]
         if self.settings.reply_to:
-            headers.append(("Reply-To", policy.header_factory("Reply-To", self.settings.reply_to)))
+            headers.append(("Reply-To", factory("Reply-To", self.settings.reply_to)))
         list_id = formataddr((self.settings.brand, f"daily-papers.{self.settings.sender_domain}"))
-        headers.append(("List-Id", policy.header_factory("List-Id", list_id)))
+        headers.append(("List-Id", factory("List-Id", list_id)))
         headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         return headers
 
     @cached_property
-    def _alternative(self) -> object:
-        """The multipart/alternative Content-Type, with one boundary for the run: quoted-
-        printable text never holds ``==``, so no part can contain it."""
-        boundary = f"==============={secrets.randbelow(10**19):019d}=="
-        value = f'multipart/alternative; boundary="{boundary}"'
-        return EmailMessage().policy.header_factory("Content-Type", value)
+    def _boundary(self) -> str:
+        """The MIME boundary of the run: quoted-printable text never holds ``==``, so no
+        part can contain it."""
+        return f"==============={secrets.randbelow(10**19):019d}=="
 
     @cached_property
-    def _part_headers(self) -> dict[str, list[tuple[str, object]]]:
+    def _alternative(self) -> str:
+        """The multipart/alternative Content-Type, with the run's boundary."""
+        value = f'multipart/alternative; boundary="{self._boundary}"'
+        return default_policy.header_factory("Content-Type", value)
+
+    @cached_property
+    def _part_headers(self) -> dict[str, list[tuple[str, str]]]:
         """The headers of the text and HTML parts, parsed once."""
-        factory = EmailMessage().policy.header_factory
+        factory = default_policy.header_factory
         return {
             subtype: [
                 ("Content-Type", factory("Content-Type", f'text/{subtype}; charset="utf-8"')),
@@ -423,6 +427,14 @@ class Renderer:
         body = text if text.endswith("\n") else text + "\n"
         part.set_payload(binascii.b2a_qp(body.encode(), istext=True).decode("ascii"))
         return part
+
+
+def _text_payload(part: Message) -> str:
+    """The payload of a part that :meth:`Renderer._part` made: quoted-printable text."""
+    payload = part.get_payload()
+    if not isinstance(payload, str):
+        raise TypeError(f"a part of the email is not text: {type(payload).__name__}")
+    return payload
 
 
 class _VerbatimHeader(str):

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..models import Paper, Subscriber
 from ..settings import Settings
-from ..store.database import Store
+from ..store import Store
 from . import semantic
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def embed_new_papers(store: Store, settings: Settings) -> int:
     papers = store.papers_without_embedding(semantic.MODEL_NAME, semantic.CENTER_PAPERS)
     if not papers:
         return 0
-    model = semantic.embedder(settings)
+    model = semantic.load_embedder()
     for start in range(0, len(papers), semantic.EMBED_BATCH_PAPERS):
         paper_vectors(store, model, papers[start : start + semantic.EMBED_BATCH_PAPERS])
     return len(papers)
@@ -70,8 +70,12 @@ def corpus_center(store: Store, model: semantic.Embedder) -> np.ndarray:
 def profile_vectors(
     store: Store, model: semantic.Embedder, subscribers: Sequence[Subscriber]
 ) -> np.ndarray:
-    """Embeddings of the subscribers' interests: recomputed only when the text changed."""
+    """Embeddings of the subscribers' interests: recomputed only when the text changed. A
+    visitor's interests (id 0: the home page's "see what you would get", never stored) are
+    embedded each time and kept nowhere."""
     texts = [s.interests or "" for s in subscribers]
+    if subscribers and all(s.id < 1 for s in subscribers):
+        return model.embed(texts)
     stacked = _cached(
         store,
         model,
@@ -97,13 +101,12 @@ def _cached(
     is unchanged, the others computed in one batch and stored."""
     digests = [_digest(t) for t in texts]
     stored = store.embeddings(table, key, model.name, keys)
-    result: list[np.ndarray | None] = [
-        np.frombuffer(stored[k][1], dtype=np.float32).reshape(-1, model.dimension)
+    result = {
+        i: np.frombuffer(stored[k][1], dtype=np.float32).reshape(-1, model.dimension)
+        for i, (k, d) in enumerate(zip(keys, digests, strict=True))
         if stored.get(k, ("",))[0] == d
-        else None
-        for k, d in zip(keys, digests, strict=True)
-    ]
-    missing = [i for i, vectors in enumerate(result) if vectors is None]
+    }
+    missing = [i for i in range(len(keys)) if i not in result]
     if missing:
         split = [pieces(texts[i]) for i in missing]
         fresh = model.embed([piece for parts in split for piece in parts])
@@ -114,7 +117,7 @@ def _cached(
             table, key, model.name, [(keys[i], digests[i], result[i].tobytes()) for i in missing]
         )
         log.info("embedded %d text(s) for %s", len(missing), table)
-    return result  # type: ignore[return-value]
+    return [result[i] for i in range(len(keys))]
 
 
 def _digest(text: str) -> str:

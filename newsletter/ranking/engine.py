@@ -43,6 +43,7 @@ from sklearn.preprocessing import normalize
 from ..models import Paper, Pick, Subscriber
 from ..settings import Settings
 from .semantic import PaperVectors
+from .trend import age_days, has_signal, trending_order, trending_reason, trending_score
 
 #: Words that say nothing about a research interest, as people write interests.
 PROFILE_FILLER = frozenset(
@@ -166,6 +167,17 @@ class BlockRows(Protocol):
     def __getitem__(self, rows: np.ndarray) -> np.ndarray: ...
 
 
+class _SparseRows:
+    """A sparse (subscribers x papers) matrix, read a block of dense rows at a time."""
+
+    def __init__(self, matrix: sp.spmatrix | sp.sparray):
+        # scipy-stubs declare spmatrix and sparray as mixins that csr_matrix does not take.
+        self.matrix = sp.csr_matrix(matrix)  # type: ignore[call-overload]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return self.matrix[rows].toarray()
+
+
 @dataclass
 class SemanticInputs:
     """Sentence embeddings (L2-normalized) from :mod:`newsletter.ranking.semantic`."""
@@ -201,7 +213,7 @@ class LexicalModel:
 def rank(
     subscribers: Sequence[Subscriber],
     papers: Sequence[Paper],
-    eligible: np.ndarray | sp.spmatrix | BlockRows,
+    eligible: np.ndarray | sp.spmatrix | sp.sparray | BlockRows,
     params: RankingParams,
     corpus: Sequence[Paper] | None = None,
     signals: Signals | None = None,
@@ -222,14 +234,13 @@ def rank(
     ranker = _Ranker(
         subscribers, papers, params, corpus or papers, signals or Signals(), semantic, now
     )
-    if sp.issparse(eligible):
-        eligible = sp.csr_matrix(eligible)
+    rows_of: BlockRows = (
+        _SparseRows(eligible) if isinstance(eligible, sp.spmatrix | sp.sparray) else eligible
+    )
 
     def block(start: int) -> dict[int, list[Pick]]:
         rows = np.arange(start, min(start + BLOCK, len(subscribers)))
-        block_ok = eligible[rows]
-        block_ok = block_ok.toarray() if sp.issparse(block_ok) else np.asarray(block_ok)
-        return ranker.block(rows, block_ok.astype(bool))
+        return ranker.block(rows, np.asarray(rows_of[rows]).astype(bool))
 
     picks: dict[int, list[Pick]] = {}
     with ThreadPoolExecutor(RANK_THREADS, thread_name_prefix="rank") as pool:
@@ -281,6 +292,7 @@ class _Ranker:
         )
         self.signals = signals
         self.liked, self.disliked, self.feedback_papers = self._feedback_matrices()
+        self._prepare_trending(now or datetime.now(UTC))
         self.feedback_vectors = (
             self.model.papers(self.feedback_papers) if self.feedback_papers else None
         )
@@ -291,6 +303,20 @@ class _Ranker:
             [[p.id for p in signals.disliked.get(s.id, [])] for s in subscribers],
             [[p.id] for p in papers],
         ).astype(bool)
+
+    def _prepare_trending(self, now: datetime) -> None:
+        """The papers' places on the day's trending list (:mod:`newsletter.ranking.trend`),
+        for the readers who gave no interests."""
+        day = now.astimezone(UTC).date()
+        self.trend_position = np.empty(len(self.papers), dtype=int)
+        self.trend_position[trending_order(self.papers, day)] = np.arange(1, len(self.papers) + 1)
+        self.trend_scores = np.array(
+            [trending_score(p.upvotes, age_days(p.first_seen_at, day)) or 0.0 for p in self.papers]
+        )
+        self.trending = np.array([has_signal(p) for p in self.papers], dtype=bool)
+        self.no_interests = np.array(
+            [not s.interests.strip() for s in self.subscribers], dtype=bool
+        )
 
     def _prepare_semantic(self, semantic: SemanticInputs) -> None:
         """What measuring similarities from the corpus's average passage needs of each
@@ -344,7 +370,7 @@ class _Ranker:
         relevant |= self.categories_alone[rows, None] & (self.categories[rows].toarray() > 0)
         relevance = lexical
         if self.semantic is not None and p.semantic_weight > 0:
-            similarity, semantic = self._semantic_relevance(rows)
+            similarity, semantic = self._semantic_relevance(rows, self.semantic)
             # Plain cosine says whether a paper is on the reader's subject at all; for a
             # reader with such clear matches, the ranking's similarity also admits papers.
             clear = similarity >= p.semantic_min_score
@@ -365,7 +391,12 @@ class _Ranker:
             eligible & (self.muted[rows].toarray() == 0) & ~self.disliked_papers[rows].toarray()
         )
         followed = (self.followed[rows].toarray() > 0) & allowed
-        allowed &= relevant & (in_category | ~self.category_only[rows, None])
+        allowed &= in_category | ~self.category_only[rows, None]
+        # A reader who gave no interests and whom no paper suits otherwise (by their
+        # categories, or the papers they liked) gets the day's trending papers instead.
+        trendable = allowed & self.trending[None, :]
+        allowed &= relevant
+        by_trend = self.no_interests[rows] & ~allowed.any(axis=1)
         scores[~allowed] = -np.inf
         # Readers with the same number of papers together: one reader's 50 must not make the
         # whole block weigh 50 candidates each.
@@ -385,7 +416,35 @@ class _Ranker:
             )
             for row, picked in zip(group, picks, strict=True):
                 chosen[row] = picked
-        return self._picks(rows, chosen, scores, in_category, followed)
+        if by_trend.any():
+            trend_rows = np.flatnonzero(by_trend)
+            for row, picked in zip(
+                trend_rows,
+                self._trending_picks(
+                    trendable[trend_rows], followed[trend_rows], limits[trend_rows]
+                ),
+                strict=True,
+            ):
+                chosen[row] = picked
+            scores[trend_rows] = self.trend_scores[None, :]
+        return self._picks(rows, chosen, scores, by_trend)
+
+    def _trending_picks(
+        self, candidates: np.ndarray, followed: np.ndarray, limits: np.ndarray
+    ) -> list[list[int]]:
+        """Each row's papers in the order of the day's trending list, its followed authors'
+        papers first, as many as the row's limit."""
+        count = int(limits.max(initial=0))
+        if count == 0:
+            return [[] for _ in limits]
+        places = len(self.papers) + 1
+        order = np.where(candidates, self.trend_position[None, :], places).astype(float)
+        order = np.where(followed, order - places, order)
+        top = _top_columns(-order, min(count, order.shape[1]))
+        return [
+            [int(c) for c in top[i, : limits[i]] if order[i, c] < places]
+            for i in range(len(limits))
+        ]
 
     def _expanded_queries(self, rows: np.ndarray) -> sp.csr_matrix:
         """Interests, expanded with their best matches' vocabulary, plus liked and minus
@@ -395,27 +454,29 @@ class _Ranker:
         if p.expansion_weight > 0 and p.expansion_papers > 0:
             first = (query @ self.paper_terms).toarray()
             first[first < p.min_score] = 0  # only real matches are evidence
-            centroid = _feedback_centroid(first, self.paper_vectors, p.expansion_papers)
-            centroid = normalize(_prune_rows(sp.csr_matrix(centroid), p.expansion_terms))
+            centroid = _centroid_weights(first, p.expansion_papers) @ self.paper_vectors
+            centroid = normalize(_prune_rows(centroid, p.expansion_terms))
             # Expand only as far as the evidence goes: one matching paper is not a topic.
             evidence = np.minimum(1, (first > 0).sum(axis=1) / p.expansion_papers)
             weight = (p.expansion_weight * evidence).astype(np.float32)
             query = normalize(_scale_rows(query, 1 - weight) + _scale_rows(centroid, weight))
-        if self.feedback_papers:
+        if self.feedback_vectors is not None:
             liked = normalize(self.liked[rows] @ self.feedback_vectors)
             disliked = normalize(self.disliked[rows] @ self.feedback_vectors)
             query = query + p.like_weight * liked - p.dislike_weight * disliked
         return sp.csr_matrix(query)
 
-    def _semantic_relevance(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _semantic_relevance(
+        self, rows: np.ndarray, semantic: SemanticInputs
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The plain cosine of interests (with feedback) and papers, which the threshold
         reads; and the relevance that ranks: the same vectors measured from the corpus's
         average passage (see ``PaperVectors.reference_point``), renormalized. Both come from one
         product: (q - m).(p - m) = q.p - q.m - p.m + m.m."""
         described = self.described[rows, None]
-        profiles = np.where(described, self.semantic.profiles[rows], 0)
+        profiles = np.where(described, semantic.profiles[rows], 0)
         query = normalize(self._semantic_feedback(rows, profiles, self.feedback_embeddings))
-        plain = query @ self.semantic.papers.vectors.T
+        plain = query @ semantic.papers.vectors.T
         query_on_center = query @ self.center
         query_off_center = np.linalg.norm(query - self.center, axis=1)
         centered = plain - query_on_center[:, None] - self.passage_on_center[None, :]
@@ -424,7 +485,7 @@ class _Ranker:
         centered /= self.passage_off_center[None, :]
         # No interests and no feedback: no semantic relevance at all.
         centered[~query.any(axis=1)] = 0
-        papers = self.semantic.papers
+        papers = semantic.papers
         return papers.best_of_passages(plain), papers.best_of_passages(centered)
 
     def _semantic_feedback(
@@ -444,12 +505,11 @@ class _Ranker:
         rows: np.ndarray,
         chosen: list[list[int]],
         scores: np.ndarray,
-        in_category: np.ndarray,
-        followed: np.ndarray,
+        by_trend: np.ndarray,
     ) -> dict[int, list[Pick]]:
         block_rows = np.repeat(np.arange(len(chosen)), [len(cols) for cols in chosen])
         pick_cols = np.array([c for cols in chosen for c in cols], dtype=int)
-        reasons = iter(self._reasons(rows[block_rows], pick_cols))
+        reasons = iter(self._reasons(rows[block_rows], pick_cols, by_trend[block_rows]))
         # A followed author's paper may be below every threshold: it scores 0.
         pick_scores = scores[block_rows, pick_cols]
         values = iter(np.where(np.isfinite(pick_scores), pick_scores, 0.0).tolist())
@@ -460,9 +520,10 @@ class _Ranker:
             for i, cols in enumerate(chosen)
         }
 
-    def _reasons(self, rows: np.ndarray, cols: np.ndarray) -> list[str]:
+    def _reasons(self, rows: np.ndarray, cols: np.ndarray, by_trend: np.ndarray) -> list[str]:
         """For each pick: the interest terms it matched, the liked paper it resembles, the
-        followed author, the category and the trending signal, in a few words."""
+        followed author, the category and the trending signal, in a few words; for a pick
+        ``by_trend`` (a reader who gave no interests), its place on the trending list."""
         if len(rows) == 0:
             return []
         matched = _top_terms(
@@ -479,6 +540,11 @@ class _Ranker:
                 followed = [a for a in paper.authors if fold(a) in authors]
                 if followed:
                     parts.append(f"by {followed[0]}, whom you follow")
+            if by_trend[k]:
+                if not parts or self.trending[col]:
+                    parts.append(trending_reason(paper.upvotes, int(self.trend_position[col])))
+                reasons.append("; ".join(parts))
+                continue
             terms = matched[k]
             if terms:
                 if row not in surface:
@@ -501,7 +567,7 @@ class _Ranker:
         titles: list[str | None] = [None] * len(rows)
         liked = self.liked[rows]
         likers = np.flatnonzero(liked.getnnz(axis=1))  # the few picks whose reader liked one
-        if len(likers) == 0:
+        if len(likers) == 0 or self.feedback_vectors is None:
             return titles
         similarity = (self.paper_vectors[cols[likers]] @ self.feedback_vectors.T).toarray()
         similarity[liked[likers].toarray() == 0] = 0
@@ -526,11 +592,9 @@ def _blend(lexical: np.ndarray, semantic: np.ndarray, weight: float) -> np.ndarr
     return scale.mean(axis=1, keepdims=True) + scale.std(axis=1, keepdims=True) * mixed
 
 
-def _feedback_centroid(
-    scores: np.ndarray, vectors: sp.csr_matrix | np.ndarray, count: int
-) -> sp.csr_matrix | np.ndarray:
-    """Per row, the average of the best-scoring papers' vectors, weighted by a softmax of
-    their scores relative to the best one."""
+def _centroid_weights(scores: np.ndarray, count: int) -> sp.csr_matrix:
+    """Per row, the weights that average the best-scoring papers' vectors (multiply by the
+    vectors): a softmax of their scores relative to the best one."""
     count = min(count, scores.shape[1])
     top = np.argpartition(-scores, count - 1, axis=1)[:, :count]
     best = np.take_along_axis(scores, top, axis=1)
@@ -541,8 +605,7 @@ def _feedback_centroid(
     sums = weights.sum(axis=1, keepdims=True)
     weights = np.divide(weights, sums, out=np.zeros_like(weights), where=sums > 0)
     rows = np.repeat(np.arange(scores.shape[0]), count)
-    selection = sp.csr_matrix((weights.ravel(), (rows, top.ravel())), shape=scores.shape)
-    return selection @ vectors
+    return sp.csr_matrix((weights.ravel(), (rows, top.ravel())), shape=scores.shape)
 
 
 def _prune_rows(matrix: sp.csr_matrix, keep: int) -> sp.csr_matrix:
@@ -725,8 +788,10 @@ class _Surface:
             words = []
             for token in term.split():
                 whole = self.compounds.get(token)
-                covered = whole is not None and whole[1] <= matched
-                words.append(whole[0] if covered else self.typed.get(token, token))
+                if whole is not None and whole[1] <= matched:
+                    words.append(whole[0])
+                else:
+                    words.append(self.typed.get(token, token))
             shown.append(" ".join(dict.fromkeys(words)))
         return list(dict.fromkeys(shown))
 
@@ -765,7 +830,8 @@ def _mentions(term_lists: Sequence[list[str]], papers: Sequence[Paper]) -> sp.cs
     whole words: muting "ML" does not drop a paper about HTML."""
     terms = sorted({fold(t) for ts in term_lists for t in ts if t.strip()})
     if not terms:
-        return sp.csr_matrix((len(term_lists), len(papers)), dtype=np.float32)
+        # scipy-stubs type an empty matrix of a given shape as float64 only.
+        return sp.csr_matrix((len(term_lists), len(papers)), dtype=np.float32)  # type: ignore[arg-type]
     texts = [fold(f"{p.title} {p.abstract}") for p in papers]
     if len(terms) <= SEARCHED_TERMS:
         patterns = [_whole(term) for term in terms]

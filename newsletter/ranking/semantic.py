@@ -124,9 +124,13 @@ def wanted(settings: Settings) -> bool:
 
 
 def embedder(settings: Settings) -> Embedder | None:
-    """The model, if the settings want it and it is installed."""
-    if not wanted(settings):
-        return None
+    """The model, if the settings want it (see :func:`load_embedder`)."""
+    return load_embedder() if wanted(settings) else None
+
+
+def load_embedder() -> Embedder:
+    """The model, loaded once; a ``SettingsError`` without the semantic extra (only
+    ``semantic = 'on'`` asks for it then)."""
     if not installed():
         raise SettingsError(
             "semantic = 'on' but the semantic model's runtime is not installed: "

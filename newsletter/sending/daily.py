@@ -12,10 +12,11 @@ from datetime import date
 from ..ranking import embeddings
 from ..settings import Settings, SettingsError
 from ..sources.registry import build_source, http_client
-from ..store.database import Store
+from ..store import Store
 from ..store.ingest import IngestReport, IngestSummary, ingest_sources
 from ..subscribers.subscriptions import expire_pending
-from .delivery import SendReport, send_edition
+from .delivery import send_edition
+from .report import SendReport
 
 log = logging.getLogger(__name__)
 

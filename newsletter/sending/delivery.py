@@ -1,123 +1,111 @@
 """Delivery: send an edition through the ledger, politely and without losing track.
 
-For each subscriber who is due the edition: the message is claimed in the ledger, rendered,
-handed to one of ``send_connections`` transport connections and recorded when the server
-answers. Temporary failures are retried later with back-off (the ledger's rule), permanent
-refusals suppress the address, a crash leaves at most one message per connection unknown
-(the ledger's rule for those: sent again with the same Message-ID). The run respects the
-per-second and per-hour caps, pauses itself when nearly everything fails, and stops
-cleanly between two messages when asked to.
+A run goes through six steps, each a method of :class:`_Run` below:
+
+1. **select** who is named or due (suppressed addresses are recorded as such);
+2. **plan** their papers (:func:`~newsletter.sending.edition.plan_edition`) and the order
+   of the messages, the batches a crash left unknown first, as they were;
+3. **compose** each email, while the batch before it is on the wire;
+4. **claim** a batch in the ledger (one claim per message), in the transaction that
+   records the answers to the batch before it;
+5. **hand over** the batch to a free connection of the transport;
+6. **record** each message's answer when it comes: temporary failures are retried later
+   with back-off (the ledger's rule), permanent refusals suppress the address.
+
+The transport says how it is best used: how many messages one request carries
+(``max_batch``: hundreds for a relay's batch endpoint, one for SMTP) and which connections a
+run sends over (``connections``: ``send_connections`` SMTP couriers, one relay client). So
+a crash leaves at most one batch per connection unknown, and the ledger's rule for those
+applies: sent again with the same Message-ID, as the same batch (so that, on Resend, the
+request carries the same idempotency key). The run respects the per-second and per-hour
+caps, pauses itself when nearly everything fails, and stops cleanly between two batches
+when asked to.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from email.message import EmailMessage
-from urllib.parse import urlsplit
 
 from ..mail.render import OutgoingEmail, Renderer
 from ..mail.transport import check_real_send, transport_from_url
-from ..models import SUPPRESSED, Pick, Shard, Status, Subscriber, to_utc_iso, utcnow
+from ..models import SUPPRESSED, Pick, Shard, Status, Subscriber, to_utc_iso
 from ..settings import Settings
-from ..store.database import Store, SubscriberNotFound
+from ..store import Store, SubscriberNotFound
 from ..tokens import link_signer
-from ..transports import SendResult, Transport, TransportError
-from ..transports.courier import Courier
+from ..transports import Connection, SendResult, Transport, TransportError
 from .edition import plan_edition
-from .ledger import Delivery, DeliveryStatus, Ledger
+from .ledger import Delivery, DeliveryStatus, Ledger, Refusal
+from .pacing import StormGuard, Throttle
+from .report import Outcome, SendReport
 
 log = logging.getLogger(__name__)
 
 WHOLE_LIST = Shard()
+#: The event that records which messages went in one request, so that a batch a crash
+#: left unknown can be sent again as it was.
+BATCH_EVENT = "delivery.batch"
 
 
-@dataclass
-class Outcome:
-    email: str
-    status: str  # sent | would-send | skipped | failed | rejected | suppressed
-    detail: str
-    papers: int = 0
-    message_id: str | None = None
+@dataclass(frozen=True)
+class SendOptions:
+    """What a run sends, and to whom."""
+
+    #: The addresses to send to; none: every active subscriber (of ``shard``).
+    to: Sequence[str] = ()
+    #: The subscribers to send to, chosen by the caller (the worker: those due now).
+    subscribers: Sequence[Subscriber] | None = None
+    shard: Shard = WHOLE_LIST
+    #: Say who would get what; claim and send nothing.
+    dry_run: bool = False
+    #: The most messages this run attempts.
+    limit: int | None = None
+    #: Send again what was sent or refused (never to a suppressed address).
+    force: bool = False
 
 
-@dataclass
-class SendStats:
-    """Where the time of a run went, in seconds of wall time. ``rank`` is planning the
-    edition; ``deliver`` is the loop that sends it, within which ``render`` (the parts of
-    each email), ``compose`` (its MIME message), ``ledger`` (claims and records, one
-    transaction per message) and ``wait`` (for a free connection, while the transport
-    hands the previous message over) take turns: each email is rendered while the one
-    before it is on the wire. ``messages`` were handed to the transport."""
+@dataclass(frozen=True)
+class RunControls:
+    """How the caller follows and steers a run."""
 
-    total: float = 0.0
-    rank: float = 0.0
-    deliver: float = 0.0
-    render: float = 0.0
-    compose: float = 0.0
-    ledger: float = 0.0
-    wait: float = 0.0
-    messages: int = 0
-
-    @contextmanager
-    def timing(self, step: str) -> Iterator[None]:
-        """Add the time the ``with`` block takes to ``step``."""
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            setattr(self, step, getattr(self, step) + time.perf_counter() - start)
-
-    def to_dict(self) -> dict[str, float | int]:
-        return {k: v if isinstance(v, int) else round(v, 3) for k, v in asdict(self).items()}
+    #: Called with each subscriber's outcome as it is known.
+    on_progress: Callable[[Outcome], None] | None = None
+    #: Asked before each batch: True stops the run there (the worker's SIGTERM).
+    should_stop: Callable[[], bool] = lambda: False
+    #: How the per-second cap waits.
+    sleep: Callable[[float], None] = time.sleep
+    #: The ledger's clock: when messages are claimed and answered, and their retries due.
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
-@dataclass
-class SendReport:
-    edition: date
-    transport: str
-    dry_run: bool
-    outcomes: list[Outcome] = field(default_factory=list)
-    #: Why the run stopped early (error storm, hourly cap, asked to stop), if it did.
-    stopped: str | None = None
-    #: Messages a crashed earlier run left unknown, found at the start of this one.
-    unknown: list[str] = field(default_factory=list)
-    stats: SendStats = field(default_factory=SendStats)
+def send_edition(
+    store: Store,
+    settings: Settings,
+    edition: date,
+    options: SendOptions = SendOptions(),
+    controls: RunControls = RunControls(),
+    transport: Transport | None = None,
+) -> SendReport:
+    """Send ``edition`` to every active subscriber (or those ``options`` name) of
+    ``options.shard`` who has not had it. The caller holds the shard's sending lock
+    (:mod:`newsletter.sending.locking`).
 
-    @property
-    def counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for outcome in self.outcomes:
-            counts[outcome.status] = counts.get(outcome.status, 0) + 1
-        return counts
-
-    @property
-    def ok(self) -> bool:
-        return not (self.counts.get("failed") or self.counts.get("rejected") or self.stopped)
-
-    def to_dict(self) -> dict:
-        return {
-            "edition": self.edition.isoformat(),
-            "transport": self.transport,
-            "dry_run": self.dry_run,
-            "counts": self.counts,
-            "stopped": self.stopped,
-            "unknown": self.unknown,
-            "stats": self.stats.to_dict(),
-            "outcomes": [asdict(o) for o in self.outcomes],
-        }
+    Each message is claimed in the ledger before it is handed to the transport and recorded
+    after, so running the same send twice sends nothing the second time. One subscriber's
+    failure is recorded and the run goes on; a transport that cannot work at all (server
+    unreachable, login refused, token refused) stops it, and the messages not yet claimed
+    stay for the next run. ``report.stats`` says where the time went.
+    """
+    transport = transport or transport_from_url(settings.transport, settings)
+    return _Run(store, settings, edition, options, controls, transport).send()
 
 
 def select_subscribers(
-    store: Store, emails: Sequence[str] | None, shard: Shard = WHOLE_LIST
+    store: Store, emails: Sequence[str], shard: Shard = WHOLE_LIST
 ) -> tuple[list[Subscriber], list[Subscriber], list[Outcome]]:
     """(active subscribers to send to, suppressed ones named, outcomes for the others
     named): all active subscribers of ``shard``, or those in ``emails``."""
@@ -144,329 +132,194 @@ def select_subscribers(
     return chosen, suppressed, skipped
 
 
-class _Throttle:
-    """The per-second and per-hour caps: ``exhausted`` says when the hour's budget is
-    spent, ``pace`` waits for the next slot and spends one. Each of ``shards`` processes
-    keeps to its share of the caps (an hourly budget of at least one message)."""
+@dataclass
+class _Draft:
+    """A composed email, not yet claimed: ``message`` is sealed with the Message-ID that
+    its claim is expected to give it (None, with ``error``, when it could not be made)."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        sent_last_hour: int,
-        sleep: Callable[[float], None],
-        shards: int = 1,
-    ):
-        self.interval = shards / settings.max_per_second if settings.max_per_second else 0.0
-        self.hourly = max(1, settings.max_per_hour // shards)
-        self.budget = self.hourly - sent_last_hour if settings.max_per_hour else None
-        self.sleep = sleep
-        self.last = 0.0
-
-    def exhausted(self) -> bool:
-        return self.budget is not None and self.budget <= 0
-
-    def pace(self) -> None:
-        pause = self.last + self.interval - time.monotonic()
-        if pause > 0:
-            self.sleep(pause)
-        self.last = time.monotonic()
-        if self.budget is not None:
-            self.budget -= 1
-
-
-class _StormGuard:
-    """Trips when nearly every recent message failed: the server or relay refuses
-    everything, and carrying on would only burn the list's reputation."""
-
-    def __init__(self, window: int, share: float):
-        self.recent: deque[bool] = deque(maxlen=window)
-        self.share = share
-
-    def add(self, failed: bool) -> None:
-        self.recent.append(failed)
-
-    @property
-    def tripped(self) -> str | None:
-        if len(self.recent) == self.recent.maxlen and sum(self.recent) >= self.share * len(
-            self.recent
-        ):
-            return f"{sum(self.recent)} of the last {len(self.recent)} messages failed"
-        return None
-
-
-class _Connections:
-    """A few transport connections, each used by one thread at a time. The ledger stays on
-    the caller's thread: only ``send`` runs in the pool."""
-
-    def __init__(self, transports: list[Transport]):
-        self.idle: queue.SimpleQueue[Transport] = queue.SimpleQueue()
-        self.all = transports
-        for transport in transports:
-            self.idle.put(transport)
-        self.opened: set[int] = set()
-        self.lock = threading.Lock()
-        self.pool = ThreadPoolExecutor(max_workers=len(transports), thread_name_prefix="send")
-
-    def submit(self, message: EmailMessage) -> Future[SendResult]:
-        """Send ``message`` on a free connection (the caller never has more in flight than
-        there are connections). An open courier is handed the message at once, here: a
-        thread of the pool would first have to wait for the interpreter lock, which this
-        thread holds while it renders the next email."""
-        transport = self.idle.get_nowait()
-        if isinstance(transport, Courier) and id(transport) in self.opened:
-            try:
-                transport.post(message)
-            except OSError as exc:  # the courier is gone: so is its connection
-                self.idle.put(transport)
-                failed: Future[SendResult] = Future()
-                failed.set_exception(TransportError(f"the SMTP courier process died: {exc}"))
-                return failed
-            return self.pool.submit(self._answer, transport)
-        self.idle.put(transport)
-        return self.pool.submit(self._send, message)
-
-    def _answer(self, courier: Courier) -> SendResult:
-        try:
-            return courier.answer()
-        finally:
-            self.idle.put(courier)
-
-    def _send(self, message: EmailMessage) -> SendResult:
-        transport = self.idle.get()
-        try:
-            with self.lock:
-                fresh = id(transport) not in self.opened
-                if fresh:
-                    self.opened.add(id(transport))
-            if fresh:
-                transport.open()
-            return transport.send(message)
-        finally:
-            self.idle.put(transport)
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
-        for transport in self.all:
-            # A courier ends with its process, opened or not.
-            if id(transport) in self.opened or isinstance(transport, Courier):
-                transport.close()
-
-
-def send_edition(
-    store: Store,
-    settings: Settings,
-    edition: date,
-    *,
-    to: Sequence[str] | None = None,
-    subscribers: Sequence[Subscriber] | None = None,
-    dry_run: bool = False,
-    limit: int | None = None,
-    force: bool = False,
-    transport: Transport | None = None,
-    on_progress: Callable[[Outcome], None] | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-    sleep: Callable[[float], None] = time.sleep,
-    shard: Shard = WHOLE_LIST,
-) -> SendReport:
-    """Send ``edition`` to every active subscriber (or those in ``to``, or ``subscribers``)
-    of ``shard`` who has not had it. The caller holds the shard's sending lock
-    (:mod:`newsletter.sending.locking`).
-
-    Each message is claimed in the ledger before it is handed to the transport and recorded
-    after, so running the same send twice sends nothing the second time; the answer to one
-    message and the claim of the next are one transaction, and each email is rendered while
-    the one before it is on the wire. One subscriber's failure is recorded and the run goes
-    on; a transport that cannot work at all (server unreachable, login refused) stops it,
-    and the messages not yet claimed stay for the next run. ``report.stats`` says where the
-    time went.
-    """
-    started = time.perf_counter()
-
-    def make() -> Transport:
-        return transport_from_url(settings.transport, settings)
-
-    first = transport or make()
-    real = first.delivers_mail and not dry_run
-    if real:
-        check_real_send(settings)
-    renderer = Renderer(settings, link_signer(settings, store, real_send=real))
-    ledger = Ledger(store)
-    if subscribers is None:
-        subscribers, suppressed, skipped = select_subscribers(store, to, shard)
-    else:
-        subscribers, suppressed, skipped = [s for s in subscribers if s.id in shard], [], []
-    report = SendReport(edition, first.describe(), dry_run, outcomes=list(skipped))
-    stats = report.stats
-    if not dry_run:
-        report.unknown = [d.email for d in ledger.mark_unknown(shard)]
-    run = _Run(store, settings, edition, report, ledger, renderer, force, on_progress)
-    for subscriber in suppressed:
-        if not dry_run:
-            ledger.suppress(
-                edition, subscriber, settings.sender_domain, f"address {subscriber.status}"
-            )
-        run.note(Outcome(subscriber.email, "suppressed", f"the address is {subscriber.status}"))
-    planned_at = utcnow()
-    with stats.timing("rank"):
-        plan = plan_edition(store, settings, edition, subscribers)
-    recorded = ledger.for_edition(edition)
-    domain = settings.sender_domain
-    hour_ago = to_utc_iso(datetime.now(UTC) - timedelta(hours=1))
-    throttle = _Throttle(settings, ledger.sent_since(hour_ago, shard), sleep, shard.count)
-    # Parallel connections for SMTP only: a relay's rate-limit state lives in its object.
-    # Each SMTP connection is held by a courier process, which talks to the server while
-    # this one renders the next email.
-    smtp = transport is None and urlsplit(settings.transport).scheme in ("smtp", "smtps")
-    count = settings.send_connections if smtp else 1
-    connections: _Connections | None = None
-    in_flight: InFlight = {}
-    attempted = 0
-    looping = time.perf_counter()
-    try:
-        for subscriber in subscribers:
-            picks = plan.get(subscriber.id, [])
-            if not run.wanted(subscriber, picks, recorded.get(subscriber.id)):
-                continue
-            if dry_run:
-                run.note(Outcome(subscriber.email, "would-send", _titles(picks), len(picks)))
-                continue
-            if limit is not None and attempted >= limit:
-                run.note(
-                    Outcome(subscriber.email, "skipped", f"--limit {limit} reached", len(picks))
-                )
-                continue
-            # Rendered before it is claimed, while the message before it is on the wire.
-            existing = recorded.get(subscriber.id)
-            expected = Ledger.next_message_id(edition, subscriber, existing, domain)
-            message, error = run.compose(subscriber, picks, expected)
-            with stats.timing("wait"):
-                answered = _answered(in_flight, count)
-            with stats.timing("ledger"), store.transaction():
-                # One commit: the answers that came in, then the claim of this message.
-                fatal = run.finish_all(answered)
-                report.stopped = None if fatal else _stop_reason(should_stop, run.storm, throttle)
-                delivery, why = (
-                    (None, "")
-                    if fatal or report.stopped
-                    else ledger.claim(edition, subscriber, picks, domain, force, planned_at)
-                )
-                if delivery is not None and message is None:
-                    run.cannot_render(delivery, subscriber, picks, error)
-            if fatal:
-                raise fatal
-            if report.stopped:
-                break
-            if delivery is None:
-                run.note(Outcome(subscriber.email, "skipped", why, len(picks)))
-                continue
-            attempted += 1
-            if message is None:
-                continue
-            if delivery.message_id != expected:  # the row changed since the run began
-                run.renderer.seal(message, delivery.message_id)
-            throttle.pace()
-            if connections is None:
-                transports = [first, *(make() for _ in range(count - 1))]
-                connections = _Connections([Courier(t) for t in transports] if smtp else transports)
-            in_flight[connections.submit(message)] = (delivery, subscriber, picks)
-            stats.messages += 1
-        with stats.timing("wait"):
-            answered = _answered(in_flight, 1)
-        with stats.timing("ledger"), store.transaction():
-            fatal = run.finish_all(answered)
-        if fatal:
-            raise fatal
-    finally:
-        # Whatever stopped the run (a transport error, Ctrl-C), the answers of the messages
-        # still in flight are recorded: a message handed over must not stay 'sending'.
-        _drain(run, in_flight)
-        if connections is not None:
-            connections.close()
-        stats.deliver = time.perf_counter() - looping
-        stats.total = time.perf_counter() - started
-        if report.stopped:
-            log.warning("edition %s: run stopped early: %s", edition, report.stopped)
-        store.log_event(
-            "edition.run",
-            edition=edition.isoformat(),
-            dry_run=dry_run,
-            counts=report.counts,
-            stopped=report.stopped,
-            unknown=len(report.unknown),
-        )
-    return report
-
-
-def _stop_reason(
-    should_stop: Callable[[], bool], storm: _StormGuard, throttle: _Throttle
-) -> str | None:
-    if should_stop():
-        return "asked to stop; the rest goes in the next run"
-    if reason := storm.tripped:
-        return f"paused: {reason}; the rest goes in the next run"
-    if throttle.exhausted():
-        return f"the hourly cap ({throttle.hourly} messages) is reached; the rest goes next hour"
-    return None
-
-
-InFlight = dict[Future[SendResult], tuple[Delivery, Subscriber, list[Pick]]]
-
-
-Answered = list[tuple[Future[SendResult], tuple[Delivery, Subscriber, list[Pick]]]]
-
-
-def _answered(in_flight: InFlight, free: int) -> Answered:
-    """Wait until fewer than ``free`` messages are in flight (``free`` = 1: none); the
-    messages answered meanwhile, taken out of ``in_flight``."""
-    answered: Answered = []
-    while len(in_flight) >= free and in_flight:
-        done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
-        answered += [(future, in_flight.pop(future)) for future in done]
-    return answered
-
-
-def _drain(run: _Run, in_flight: InFlight) -> None:
-    """Record every message still in flight once its send returns."""
-    for future in list(in_flight):
-        delivery, subscriber, picks = in_flight.pop(future)
-        try:
-            result = future.result()
-        except TransportError as exc:
-            result = SendResult("failed", error=str(exc))
-        except Exception as exc:  # it may have gone out before the error
-            result = SendResult("failed", error=f"{type(exc).__name__}: {exc}", maybe_sent=True)
-        run.finish(delivery, subscriber, picks, result)
+    subscriber: Subscriber
+    picks: list[Pick]
+    expected_id: str
+    message: OutgoingEmail | None
+    error: Exception | None = None
 
 
 @dataclass
+class _Claimed:
+    """A message claimed in the ledger, to be handed over and recorded."""
+
+    delivery: Delivery
+    subscriber: Subscriber
+    picks: list[Pick]
+    message: OutgoingEmail
+
+
 class _Run:
-    """The per-message steps of one run, and its bookkeeping."""
+    """One run of the delivery loop: its steps, in the order of :meth:`send`, and its
+    bookkeeping."""
 
-    store: Store
-    settings: Settings
-    edition: date
-    report: SendReport
-    ledger: Ledger
-    renderer: Renderer
-    force: bool
-    on_progress: Callable[[Outcome], None] | None
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        edition: date,
+        options: SendOptions,
+        controls: RunControls,
+        transport: Transport,
+    ):
+        self.store, self.settings, self.edition = store, settings, edition
+        self.options, self.controls, self.transport = options, controls, transport
+        self.ledger = Ledger(store, controls.now)
+        self.domain = settings.sender_domain
+        real = transport.delivers_mail and not options.dry_run
+        if real:
+            check_real_send(settings)
+        self.renderer = Renderer(settings, link_signer(settings, store, real_send=real))
+        self.report = SendReport(edition, transport.describe(), options.dry_run)
+        self.stats = self.report.stats
+        self.storm = StormGuard(settings.storm_window, settings.storm_failure_share)
+        hour_ago = to_utc_iso(controls.now() - timedelta(hours=1))
+        sent_last_hour = self.ledger.sent_since(hour_ago, options.shard)
+        self.throttle = Throttle(settings, sent_last_hour, controls.sleep, options.shard.count)
+        self.wire = _Wire(transport, settings.send_connections)
+        #: The edition's ledger rows as the run began, and when its papers were chosen.
+        self.recorded: dict[int, Delivery] = {}
+        self.planned_at = ""
+        self.attempted = 0
 
-    def __post_init__(self) -> None:
-        self.storm = _StormGuard(self.settings.storm_window, self.settings.storm_failure_share)
+    def send(self) -> SendReport:
+        started = time.perf_counter()
+        subscribers = self.select()
+        with self.stats.timing("rank"):
+            plan = self.plan(subscribers)
+        looping = time.perf_counter()
+        try:
+            for drafts in self.compose(self.order(subscribers), plan):
+                if not self.claim_and_hand_over(drafts):
+                    break
+            with self.stats.timing("wait"):
+                answered = self.wire.answered(room_for_one=False)
+            with self.stats.timing("ledger"), self.store.transaction():
+                fatal = self.record(answered)
+            if fatal:
+                raise fatal
+        finally:
+            # Whatever stopped the run (a transport error, Ctrl-C), the answers of the
+            # batches still in flight are recorded: a message handed over must not stay
+            # 'sending'.
+            self.record_what_is_left()
+            self.wire.close()
+            self.stats.deliver = time.perf_counter() - looping
+            self.stats.total = time.perf_counter() - started
+            self.log_run()
+        return self.report
 
-    def note(self, outcome: Outcome) -> None:
-        self.report.outcomes.append(outcome)
-        if self.on_progress:
-            self.on_progress(outcome)
+    # -- 1. select -----------------------------------------------------------------------
 
-    def wanted(self, subscriber: Subscriber, picks: list[Pick], existing: Delivery | None) -> bool:
+    def select(self) -> list[Subscriber]:
+        """The active subscribers to send to. Suppressed ones named are recorded as such;
+        the rows a dead run left 'sending' become unknown, to be sent again."""
+        options, shard = self.options, self.options.shard
+        if options.subscribers is None:
+            chosen, suppressed, skipped = select_subscribers(self.store, options.to, shard)
+        else:
+            chosen, suppressed, skipped = [s for s in options.subscribers if s.id in shard], [], []
+        self.report.outcomes.extend(skipped)
+        if not options.dry_run:
+            self.report.unknown = [d.email for d in self.ledger.mark_unknown(shard)]
+        for subscriber in suppressed:
+            if not options.dry_run:
+                reason = f"address {subscriber.status}"
+                self.ledger.suppress(self.edition, subscriber, self.domain, reason)
+            self.note(
+                Outcome(subscriber.email, "suppressed", f"the address is {subscriber.status}")
+            )
+        return chosen
+
+    # -- 2. plan -------------------------------------------------------------------------
+
+    def plan(self, subscribers: list[Subscriber]) -> dict[int, list[Pick]]:
+        self.planned_at = to_utc_iso(self.controls.now())
+        plan = plan_edition(self.store, self.settings, self.edition, subscribers)
+        self.recorded = self.ledger.for_edition(self.edition)
+        return plan
+
+    def order(self, subscribers: list[Subscriber]) -> list[list[Subscriber]]:
+        """The subscribers in the order their messages go, in groups that are never put
+        in one batch together: first each batch that a crash (or a lost answer) left
+        unknown, its messages as they were, so that it goes again as the same request;
+        then everyone else."""
+        retries = self.unknown_batches()
+        again = {sid for batch in retries for sid in batch}
+        by_id = {s.id: s for s in subscribers}
+        groups = [[by_id[sid] for sid in batch if sid in by_id] for batch in retries]
+        return [*groups, [s for s in subscribers if s.id not in again]]
+
+    def unknown_batches(self) -> list[list[int]]:
+        """The subscriber ids of each batch of more than one message whose fate is
+        unknown, in the order of its request (from the batch events of this edition,
+        newest first: a message belongs to the last batch it went in)."""
+        unknown = {
+            d.message_id: d.subscriber_id
+            for d in self.recorded.values()
+            if d.status == DeliveryStatus.UNKNOWN
+        }
+        if len(unknown) < 2 or self.transport.max_batch < 2:
+            return []
+        batches = []
+        # Each event names two rows of the edition or more, so as many events as it has
+        # rows reach back past the last batch of any row (forced resends aside).
+        for event in self.store.events(BATCH_EVENT, len(self.recorded), self.edition.isoformat()):
+            batch = [unknown.pop(m) for m in event["detail"]["message_ids"] if m in unknown]
+            if len(batch) > 1:
+                batches.append(batch)
+            if len(unknown) < 2:
+                break
+        return batches
+
+    # -- 3. compose ----------------------------------------------------------------------
+
+    def compose(
+        self, groups: list[list[Subscriber]], plan: dict[int, list[Pick]]
+    ) -> Iterator[list[_Draft]]:
+        """The drafts of each batch: as many as the transport takes in one request and
+        the caps allow, never across two groups. Outcomes are noted here for those who
+        get no message (already sent, nothing relevant, a dry run, past ``--limit``)."""
+        limit = self.options.limit
+        for group in groups:
+            batch: list[_Draft] = []
+            for subscriber in group:
+                picks = plan.get(subscriber.id, [])
+                if not self.wanted(subscriber, picks):
+                    continue
+                if self.options.dry_run:
+                    self.note(Outcome(subscriber.email, "would-send", _titles(picks), len(picks)))
+                    continue
+                if batch and limit is not None and self.attempted + len(batch) >= limit:
+                    yield batch  # claimed before counting on the rest
+                    batch = []
+                if limit is not None and self.attempted >= limit:
+                    self.note(
+                        Outcome(subscriber.email, "skipped", f"--limit {limit} reached", len(picks))
+                    )
+                    continue
+                batch.append(self.draft(subscriber, picks))
+                if len(batch) >= self.throttle.room(self.transport.max_batch):
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+    def wanted(self, subscriber: Subscriber, picks: list[Pick]) -> bool:
         """Whether this subscriber gets a message in this run; notes why not."""
-        if existing and existing.status == DeliveryStatus.SENT and not self.force:
+        existing = self.recorded.get(subscriber.id)
+        if existing and existing.status == DeliveryStatus.SENT and not self.options.force:
+            detail = f"already sent ({existing.message_id})"
             self.note(
                 Outcome(
                     subscriber.email,
                     "skipped",
-                    f"already sent ({existing.message_id})",
+                    detail,
                     len(existing.paper_ids),
                     existing.message_id,
                 )
@@ -481,51 +334,195 @@ class _Run:
             return False
         return True
 
-    def compose(
-        self, subscriber: Subscriber, picks: list[Pick], msg_id: str
-    ) -> tuple[OutgoingEmail | None, Exception | None]:
+    def draft(self, subscriber: Subscriber, picks: list[Pick]) -> _Draft:
         """The email, sealed with the Message-ID its claim will give it, or the error that
         kept it from being made."""
+        existing = self.recorded.get(subscriber.id)
+        expected = Ledger.next_message_id(self.edition, subscriber, existing, self.domain)
         try:
-            with self.report.stats.timing("render"):
+            with self.stats.timing("render"):
                 rendered = self.renderer.render(subscriber, picks, self.edition)
-            with self.report.stats.timing("compose"):
+            with self.stats.timing("compose"):
                 message = self.renderer.compose(subscriber, rendered, self.edition)
-                return self.renderer.seal(message, msg_id), None
+                return _Draft(subscriber, picks, expected, self.renderer.seal(message, expected))
         except Exception as exc:  # one broken paper must not stop the others
             log.exception("%s: cannot render the email", subscriber.email)
-            return None, exc
+            return _Draft(subscriber, picks, expected, None, exc)
 
-    def cannot_render(
-        self, delivery: Delivery, subscriber: Subscriber, picks: list[Pick], error: Exception
-    ) -> None:
-        self.ledger.record(delivery, SendResult("failed", error=f"cannot render: {error}"))
-        self.note(Outcome(subscriber.email, "failed", f"cannot render: {error}", len(picks)))
+    # -- 4. claim and 5. hand over -------------------------------------------------------
 
-    def finish_all(self, answered: Answered) -> TransportError | None:
+    def claim_and_hand_over(self, drafts: list[_Draft]) -> bool:
+        """Wait for a free connection, then, in one transaction, record the answers that
+        came in and claim the batch; hand it over. False when the run must stop."""
+        with self.stats.timing("wait"):
+            answered = self.wire.answered(room_for_one=True)
+        with self.stats.timing("ledger"), self.store.transaction():
+            fatal = self.record(answered)
+            self.report.stopped = None if fatal else self.stop_reason()
+            claimed = [] if fatal or self.report.stopped else self.claim(drafts)
+        if fatal:
+            raise fatal
+        if self.report.stopped:
+            return False
+        if claimed:
+            for message in claimed:  # the row changed since the run began
+                if message.delivery.message_id != message.message.message_id:
+                    self.renderer.seal(message.message, message.delivery.message_id)
+            self.throttle.pace(len(claimed))
+            self.wire.hand_over(claimed)
+            self.stats.messages += len(claimed)
+            self.stats.batches += 1
+        return True
+
+    def stop_reason(self) -> str | None:
+        if self.controls.should_stop():
+            return "asked to stop; the rest goes in the next run"
+        if reason := self.storm.tripped:
+            return f"paused: {reason}; the rest goes in the next run"
+        if self.throttle.exhausted():
+            hourly = self.throttle.hourly
+            return f"the hourly cap ({hourly} messages) is reached; the rest goes next hour"
+        return None
+
+    def claim(self, drafts: list[_Draft]) -> list[_Claimed]:
+        """Claim each message of the batch (inside the caller's transaction); the ones the
+        ledger refuses are noted as skipped, the ones that could not be made as failed.
+        A batch of more than one message is written down as such."""
+        claimed = []
+        for draft in drafts:
+            subscriber, picks = draft.subscriber, draft.picks
+            delivery = self.ledger.claim(
+                self.edition, subscriber, picks, self.domain, self.options.force, self.planned_at
+            )
+            if isinstance(delivery, Refusal):
+                refusal = delivery
+                self.note(
+                    Outcome(
+                        subscriber.email, "skipped", refusal.reason, len(picks), refusal=refusal
+                    )
+                )
+                continue
+            self.attempted += 1
+            if draft.message is None:
+                error = f"cannot render: {draft.error}"
+                self.ledger.record(delivery, SendResult("failed", error=error))
+                self.note(Outcome(subscriber.email, "failed", error, len(picks)))
+                continue
+            claimed.append(_Claimed(delivery, subscriber, picks, draft.message))
+        if len(claimed) > 1:
+            ids = [c.delivery.message_id for c in claimed]
+            self.store.log_event(BATCH_EVENT, None, self.edition.isoformat(), message_ids=ids)
+        return claimed
+
+    # -- 6. record -----------------------------------------------------------------------
+
+    def record(self, answered: Answered) -> TransportError | None:
         """Record the answers; a transport that cannot work at all is recorded as a failure
-        of its message and returned, for the caller to raise once they are committed."""
+        of its messages and returned, for the caller to raise once they are committed."""
         fatal = None
-        for future, (delivery, subscriber, picks) in answered:
+        for future, batch in answered:
             try:
-                result = future.result()
+                results = future.result()
             except TransportError as exc:
-                result, fatal = SendResult("failed", error=str(exc)), exc
-            self.finish(delivery, subscriber, picks, result)
+                results, fatal = [SendResult("failed", error=str(exc))] * len(batch), exc
+            for message, result in zip(batch, results, strict=True):
+                self.finish(message, result)
         return fatal
 
-    def finish(
-        self, delivery: Delivery, subscriber: Subscriber, picks: list[Pick], result: SendResult
-    ) -> None:
-        """Record the answer; a permanent refusal suppresses the address."""
-        self.ledger.record(delivery, result)
+    def record_what_is_left(self) -> None:
+        """Record every batch still in flight once its send returns."""
+        for future, batch in self.wire.drain():
+            try:
+                results = future.result()
+            except TransportError as exc:
+                results = [SendResult("failed", error=str(exc))] * len(batch)
+            except Exception as exc:  # it may have gone out before the error
+                error = f"{type(exc).__name__}: {exc}"
+                results = [SendResult("failed", error=error, maybe_sent=True)] * len(batch)
+            for message, result in zip(batch, results, strict=True):
+                self.finish(message, result)
+
+    def finish(self, message: _Claimed, result: SendResult) -> None:
+        """Record one message's answer; a permanent refusal suppresses the address."""
+        subscriber, picks = message.subscriber, message.picks
+        self.ledger.record(message.delivery, result)
         self.storm.add(result.status != "sent")
         detail = _titles(picks) if result.status == "sent" else (result.error or "")
         if result.status == "rejected":
             self.store.update_subscriber(subscriber.id, status=Status.BOUNCED)
             self.store.log_event("subscriber.suppressed", subscriber.id, reason=result.error)
             detail += "; address suppressed"
-        self.note(Outcome(subscriber.email, result.status, detail, len(picks), delivery.message_id))
+        self.note(
+            Outcome(
+                subscriber.email, result.status, detail, len(picks), message.delivery.message_id
+            )
+        )
+
+    def note(self, outcome: Outcome) -> None:
+        self.report.outcomes.append(outcome)
+        if self.controls.on_progress:
+            self.controls.on_progress(outcome)
+
+    def log_run(self) -> None:
+        if self.report.stopped:
+            log.warning("edition %s: run stopped early: %s", self.edition, self.report.stopped)
+        self.store.log_event(
+            "edition.run",
+            edition=self.edition.isoformat(),
+            dry_run=self.options.dry_run,
+            counts=self.report.counts,
+            stopped=self.report.stopped,
+            unknown=len(self.report.unknown),
+        )
+
+
+Answered = list[tuple[Future[list[SendResult]], list[_Claimed]]]
+
+
+class _Wire:
+    """The transport's connections for a run, opened when the first batch goes, and the
+    batches in flight on them: one per connection at a time."""
+
+    def __init__(self, transport: Transport, wanted: int):
+        self.transport, self.wanted = transport, wanted
+        self.idle: list[Connection] = []
+        self.count = 1  # until the connections are open: the first batch waits for none
+        self.in_flight: dict[Future[list[SendResult]], tuple[Connection, list[_Claimed]]] = {}
+        self.opened: list[Connection] = []
+
+    def hand_over(self, batch: list[_Claimed]) -> None:
+        """Hand ``batch`` to a free connection (the caller waited for one)."""
+        if not self.opened:
+            self.opened = self.transport.connections(self.wanted)
+            self.idle, self.count = list(self.opened), len(self.opened)
+        connection = self.idle.pop()
+        future = connection.hand_over([c.message for c in batch])
+        self.in_flight[future] = (connection, batch)
+
+    def answered(self, room_for_one: bool) -> Answered:
+        """Wait until a connection is free (``room_for_one``) or none is busy; the batches
+        answered meanwhile."""
+        answered: Answered = []
+        busy_at_most = self.count - 1 if room_for_one else 0
+        while len(self.in_flight) > busy_at_most:
+            done, _ = wait(list(self.in_flight), return_when=FIRST_COMPLETED)
+            for future in done:
+                connection, batch = self.in_flight.pop(future)
+                self.idle.append(connection)
+                answered.append((future, batch))
+        return answered
+
+    def drain(self) -> Answered:
+        """Every batch still in flight, once its send returns (its future is done)."""
+        if self.in_flight:
+            wait(list(self.in_flight))
+        answered = [(future, batch) for future, (_, batch) in self.in_flight.items()]
+        self.in_flight.clear()
+        return answered
+
+    def close(self) -> None:
+        for connection in self.opened:
+            connection.close()
 
 
 def _titles(picks: list[Pick]) -> str:

@@ -18,7 +18,7 @@ from ..models import Paper, Pick, Subscriber
 from ..ranking import embeddings, semantic
 from ..ranking.engine import RankingParams, SemanticInputs, Signals, rank
 from ..settings import Settings
-from ..store.database import Store
+from ..store import Store
 from ..tokens import link_signer
 from .ledger import Delivery, History, Ledger
 

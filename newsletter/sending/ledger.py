@@ -1,4 +1,6 @@
-"""The delivery ledger: one row per (edition, subscriber), the only code that writes it.
+"""The delivery ledger: one row per (edition, subscriber), and the rules of its rows. The
+ledger is the only code that changes them; their SQL is the store's
+(:class:`newsletter.store.DeliveryStore`), which carries the rules out atomically.
 
 A message is *claimed* (status ``sending``, in a transaction) right before it is handed to
 the transport and *recorded* right after: ``sent`` (with the server's or relay's id),
@@ -11,23 +13,42 @@ is *unknown*. The rule for those: they are recorded as such and sent again with 
 Message-ID (and, on relays that take one, the same idempotency key), so a copy that did
 arrive is recognised as the same message by mailbox providers. At most one message per open
 connection can be in that state.
+
+A claim also writes a lease: which process holds the message (``host:pid``) and until when.
+The lock makes it unneeded here (a crash is found when the next run starts), but it names
+the holder to the operator, and it is what a store shared by several hosts will go by.
+Time is the ledger's clock (``now``), which tests move by hand.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
+import os
 import random
-from dataclasses import dataclass, replace
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
-from ..models import Pick, Shard, Subscriber, to_utc_iso, utcnow
-from ..store.database import Store
+from ..models import WHOLE_LIST, Delivery, DeliveryStatus, Pick, Shard, Subscriber, to_utc_iso
+from ..store import Store
+from ..store.interface import Answer, Lease, NewClaim, Reclaim
 from ..transports import SendResult
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "ClaimRefusal",
+    "Delivery",
+    "DeliveryStatus",
+    "History",
+    "Ledger",
+    "Refusal",
+    "message_id",
+]
 
 
 def message_id(edition: date, subscriber_id: int, email: str, send_count: int, domain: str) -> str:
@@ -40,38 +61,43 @@ def message_id(edition: date, subscriber_id: int, email: str, send_count: int, d
     return f"<{edition.isoformat()}.{digest}@{domain}>"
 
 
-class DeliveryStatus(StrEnum):
-    SENDING = "sending"
-    SENT = "sent"
-    FAILED = "failed"
-    REJECTED = "rejected"
-    SUPPRESSED = "suppressed"
-    UNKNOWN = "unknown"
-
-
 #: Tries of a message that keeps failing, and the back-off between them (doubling, with
 #: jitter): 5, 10, 20, 40 and 80 minutes, all within the day of the edition.
 MAX_ATTEMPTS = 6
 RETRY_BASE = timedelta(minutes=5)
-WHOLE_LIST = Shard()
+#: How long a claim holds its message: far longer than a transport may take to answer.
+LEASE = timedelta(minutes=15)
+#: The messages a subscriber has, or may have, received: their papers are not sent again.
+HELD = (DeliveryStatus.SENT, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN)
+
+
+class ClaimRefusal(StrEnum):
+    """Why a message must not be sent now; the caller words it (see the CLI)."""
+
+    ALREADY_SENT = "already-sent"
+    BEING_SENT = "being-sent"
+    REJECTED = "rejected"
+    SUPPRESSED = "suppressed"
+    GAVE_UP = "gave-up"
+    NOT_YET = "not-yet"
+
+
+#: Refusals that ``force`` overrides, by the status of the row that refuses.
+_BLOCKED_BY = {
+    DeliveryStatus.SENT: ClaimRefusal.ALREADY_SENT,
+    DeliveryStatus.SENDING: ClaimRefusal.BEING_SENT,
+    DeliveryStatus.REJECTED: ClaimRefusal.REJECTED,
+    DeliveryStatus.SUPPRESSED: ClaimRefusal.SUPPRESSED,
+}
 
 
 @dataclass(frozen=True)
-class Delivery:
-    id: int
-    edition: str
-    subscriber_id: int
-    email: str
-    status: DeliveryStatus
-    message_id: str
-    paper_ids: list[str]
-    picks: list[dict]
-    attempts: int
-    send_count: int
-    sent_at: str | None
-    last_error: str | None
-    claimed_at: str | None = None
-    next_attempt_at: str | None = None
+class Refusal:
+    """A claim refused: why, and the row that refused it (its Message-ID, last error,
+    attempts and next try say more)."""
+
+    reason: ClaimRefusal
+    delivery: Delivery
 
 
 @dataclass(frozen=True)
@@ -83,38 +109,41 @@ class History:
     last_edition_at: str | None
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class Ledger:
-    def __init__(self, store: Store):
+    """The ledger's rules, on the rows of a :class:`newsletter.store.DeliveryStore`.
+    ``now`` is its clock; ``owner`` names this process in the leases of its claims."""
+
+    def __init__(
+        self,
+        store: Store,
+        now: Callable[[], datetime] = _utc_now,
+        owner: str | None = None,
+    ):
         self.store = store
+        self.rows = store.deliveries
+        self.now = now
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
 
     def get(self, edition: date, subscriber_id: int) -> Delivery | None:
-        rows = self.store.db.query(
-            "SELECT * FROM deliveries WHERE edition = ? AND subscriber_id = ?",
-            [edition.isoformat(), subscriber_id],
-        )
-        return next((_delivery(r) for r in rows), None)
+        return self.rows.get(edition.isoformat(), subscriber_id)
 
     def for_edition(self, edition: date) -> dict[int, Delivery]:
-        rows = self.store.db.query(
-            "SELECT * FROM deliveries WHERE edition = ?", [edition.isoformat()]
-        )
-        return {d.subscriber_id: d for d in map(_delivery, rows)}
+        return {d.subscriber_id: d for d in self.rows.for_edition(edition.isoformat())}
 
     def recent_sent(self, subscriber_id: int, limit: int) -> list[Delivery]:
         """A subscriber's last ``limit`` editions that were sent, newest first."""
-        rows = self.store.db.query(
-            "SELECT * FROM deliveries WHERE subscriber_id = ? AND status = ?"
-            " ORDER BY edition DESC LIMIT ?",
-            [subscriber_id, DeliveryStatus.SENT, limit],
-        )
-        return [_delivery(r) for r in rows]
+        return self.rows.latest(subscriber_id, DeliveryStatus.SENT, limit)
 
     def counts(self, edition: date) -> dict[str, int]:
-        rows = self.store.conn.execute(
-            "SELECT status, count(*) FROM deliveries WHERE edition = ? GROUP BY status",
-            [edition.isoformat()],
-        )
-        return dict(rows.fetchall())
+        return self.rows.counts(edition.isoformat())
+
+    def failed(self, edition: date) -> list[Delivery]:
+        """The edition's messages that failed and may be tried again, the next try first."""
+        return self.rows.with_status(edition.isoformat(), DeliveryStatus.FAILED)
 
     def history(self, edition: date, since: str) -> dict[int, History]:
         """Per subscriber: papers in any other edition that was sent or may have been, and
@@ -126,20 +155,12 @@ class Ledger:
         the work stays that of a few editions however long the list has been sent."""
         papers: dict[int, set[str]] = {}
         last: dict[int, str] = {}
-        rows = self.store.conn.execute(
-            "SELECT subscriber_id, edition, paper_ids, created_at FROM deliveries"
-            " WHERE edition != ? AND status IN (?, ?, ?) AND claimed_at >= ?",
-            [
-                edition.isoformat(),
-                DeliveryStatus.SENT,
-                DeliveryStatus.SENDING,
-                DeliveryStatus.UNKNOWN,
-                since,
-            ],
-        )
-        for subscriber_id, other, paper_ids, planned_at in rows:
-            papers.setdefault(subscriber_id, set()).update(json.loads(paper_ids))
-            if other < edition.isoformat() and planned_at > last.get(subscriber_id, ""):
+        this = edition.isoformat()
+        for subscriber_id, other, paper_ids, planned_at in self.rows.claimed_since(
+            since, HELD, other_than=this
+        ):
+            papers.setdefault(subscriber_id, set()).update(paper_ids)
+            if other < this and planned_at > last.get(subscriber_id, ""):
                 last[subscriber_id] = planned_at
         return {
             sid: History(frozenset(papers.get(sid, ())), last.get(sid))
@@ -154,87 +175,38 @@ class Ledger:
         domain: str,
         force: bool,
         planned_at: str | None = None,
-    ) -> tuple[Delivery | None, str]:
-        """Take the (edition, subscriber) message for sending. Returns the delivery, or None
-        and the reason it must not be sent now. The first claim of a message is one insert;
-        its ``created_at`` is when its papers were chosen (``planned_at``)."""
-        now = utcnow()
+    ) -> Delivery | Refusal:
+        """Take the (edition, subscriber) message for sending: the claimed delivery, or the
+        refusal that says why it must not be sent now. The first claim of a message is one
+        insert; its ``created_at`` is when its papers were chosen (``planned_at``)."""
+        moment = self.now()
+        now = to_utc_iso(moment)
+        lease = Lease(self.owner, to_utc_iso(moment + LEASE))
+        first = NewClaim(
+            edition=edition.isoformat(),
+            subscriber_id=subscriber.id,
+            email=subscriber.email,
+            message_id=message_id(edition, subscriber.id, subscriber.email, 1, domain),
+            paper_ids=[p.paper.id for p in picks],
+            picks=[_pick_record(p) for p in picks],
+            planned_at=planned_at or now,
+        )
         with self.store.transaction():
-            first = Delivery(
-                id=0,
-                edition=edition.isoformat(),
-                subscriber_id=subscriber.id,
-                email=subscriber.email,
-                status=DeliveryStatus.SENDING,
-                message_id=message_id(edition, subscriber.id, subscriber.email, 1, domain),
-                paper_ids=[p.paper.id for p in picks],
-                picks=[_pick_record(p) for p in picks],
-                attempts=1,
-                send_count=1,
-                sent_at=None,
-                last_error=None,
-                claimed_at=now,
-            )
-            inserted = self.store.conn.execute(
-                "INSERT INTO deliveries (edition, subscriber_id, email, status, message_id,"
-                " paper_ids, picks, attempts, send_count, created_at, claimed_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (edition, subscriber_id) DO NOTHING",
-                [
-                    first.edition,
-                    first.subscriber_id,
-                    first.email,
-                    first.status,
-                    first.message_id,
-                    json.dumps(first.paper_ids),
-                    json.dumps(first.picks),
-                    first.attempts,
-                    first.send_count,
-                    planned_at or now,
-                    now,
-                    now,
-                ],
-            )
-            if inserted.rowcount == 1:
-                return replace(first, id=inserted.lastrowid), "claimed"
-            existing = self.get(edition, subscriber.id)  # the row the insert met
-            blocked = {
-                DeliveryStatus.SENT: f"already sent ({existing.message_id}); --force sends again",
-                DeliveryStatus.SENDING: "being sent by another run",
-                DeliveryStatus.REJECTED: (
-                    f"the server rejected it ({existing.last_error}); --force tries again"
-                ),
-                DeliveryStatus.SUPPRESSED: "the address is suppressed",
-            }
-            if existing.status in blocked and not force:
-                return None, blocked[existing.status]
-            if existing.status == DeliveryStatus.FAILED and not force:
-                if existing.next_attempt_at is None:
-                    return (
-                        None,
-                        f"gave up after {existing.attempts} attempts ({existing.last_error})",
-                    )
-                if existing.next_attempt_at > now:
-                    return (
-                        None,
-                        f"failed ({existing.last_error}); next try after {existing.next_attempt_at[:16]}Z",
-                    )
+            inserted = self.rows.insert_claims([first], lease, now)
+            if inserted:
+                return inserted[0]
+            existing = self.rows.locked(first.edition, [subscriber.id])[subscriber.id]
+            if not force and (refusal := _refusal(existing, now)):
+                return refusal
             send_count = _send_count(existing)
-            self.store.conn.execute(
-                "UPDATE deliveries SET status = ?, message_id = ?, attempts = attempts + 1,"
-                " send_count = ?, email = ?, claimed_at = ?, updated_at = ?,"
-                " next_attempt_at = NULL WHERE id = ?",
-                [
-                    DeliveryStatus.SENDING,
-                    message_id(edition, subscriber.id, subscriber.email, send_count, domain),
-                    send_count,
-                    subscriber.email,
-                    now,
-                    now,
-                    existing.id,
-                ],
+            again = Reclaim(
+                delivery_id=existing.id,
+                email=subscriber.email,
+                message_id=message_id(edition, subscriber.id, subscriber.email, send_count, domain),
+                send_count=send_count,
             )
-            return self.get(edition, subscriber.id), "claimed"
+            (claimed,) = self.rows.reclaim([again], lease, now)
+            return claimed
 
     @staticmethod
     def next_message_id(
@@ -250,24 +222,15 @@ class Ledger:
         logged), to be sent again with the same Message-ID. Call only while holding the
         shard's sending lock: the other shards' rows may be in flight in their processes."""
         with self.store.transaction():
-            rows = [
-                _delivery(r)
-                for r in self.store.db.query(
-                    "SELECT * FROM deliveries WHERE status = ? AND subscriber_id % ? = ?",
-                    [DeliveryStatus.SENDING, shard.count, shard.index],
-                )
-            ]
+            rows = self.rows.mark_in_flight_unknown(shard, to_utc_iso(self.now()))
             for delivery in rows:
-                self.store.conn.execute(
-                    "UPDATE deliveries SET status = ?, updated_at = ? WHERE id = ?",
-                    [DeliveryStatus.UNKNOWN, utcnow(), delivery.id],
-                )
                 self.store.log_event(
                     "delivery.unknown",
                     delivery.subscriber_id,
                     delivery.edition,
                     message_id=delivery.message_id,
                     claimed_at=delivery.claimed_at,
+                    claimed_by=delivery.lease_owner,
                 )
         if rows:
             log.warning(
@@ -284,40 +247,32 @@ class Ledger:
         return [e for e in events if edition is None or e["edition"] == edition.isoformat()]
 
     def suppress(self, edition: date, subscriber: Subscriber, domain: str, reason: str) -> None:
-        """Record that this edition was not sent because the address is suppressed."""
-        now = utcnow()
+        """Record that this edition was not sent because the address is suppressed (unless
+        it was sent, or is being sent)."""
+        now = to_utc_iso(self.now())
+        row = NewClaim(
+            edition=edition.isoformat(),
+            subscriber_id=subscriber.id,
+            email=subscriber.email,
+            message_id=message_id(edition, subscriber.id, subscriber.email, 1, domain),
+            paper_ids=[],
+            picks=[],
+            planned_at=now,
+        )
         with self.store.transaction():
-            self.store.conn.execute(
-                "INSERT INTO deliveries (edition, subscriber_id, email, status, message_id,"
-                " created_at, updated_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (edition, subscriber_id) DO UPDATE SET status = excluded.status,"
-                " updated_at = excluded.updated_at, last_error = excluded.last_error"
-                " WHERE deliveries.status NOT IN ('sent', 'sending')",
-                [
-                    edition.isoformat(),
-                    subscriber.id,
-                    subscriber.email,
-                    DeliveryStatus.SUPPRESSED,
-                    message_id(edition, subscriber.id, subscriber.email, 1, domain),
-                    now,
-                    now,
-                    reason,
-                ],
+            self.rows.suppress(
+                row, reason, now, unless=(DeliveryStatus.SENT, DeliveryStatus.SENDING)
             )
 
     def sent_since(self, moment: str, shard: Shard = WHOLE_LIST) -> int:
         """Messages to ``shard`` sent since ``moment`` (ISO-8601 UTC), for the hourly cap."""
-        return self.store.conn.execute(
-            "SELECT count(*) FROM deliveries WHERE status = ? AND sent_at >= ?"
-            " AND subscriber_id % ? = ?",
-            [DeliveryStatus.SENT, moment, shard.count, shard.index],
-        ).fetchone()[0]
+        return self.rows.count_sent_since(moment, shard)
 
     def record(self, delivery: Delivery, result: SendResult) -> None:
         """Write down what the transport answered for a claimed delivery. A temporary
         failure is given its next try (exponential back-off with jitter) until
         :data:`MAX_ATTEMPTS`."""
-        now = datetime.now(UTC)
+        now = self.now()
         status = DeliveryStatus(result.status)
         if status == DeliveryStatus.FAILED and result.maybe_sent:
             # The request may have reached the server (a lost answer): the same rule as a
@@ -328,20 +283,16 @@ class Ledger:
             wait = RETRY_BASE * 2 ** (delivery.attempts - 1) * random.uniform(0.8, 1.2)
             wait = max(wait, timedelta(seconds=result.retry_after or 0))
             next_attempt = to_utc_iso(now + wait)
+        answer = Answer(
+            delivery_id=delivery.id,
+            status=status,
+            sent_at=to_utc_iso(now) if status == DeliveryStatus.SENT else None,
+            transport_id=result.transport_id,
+            error=result.error,
+            next_attempt_at=next_attempt,
+        )
         with self.store.transaction():
-            self.store.conn.execute(
-                "UPDATE deliveries SET status = ?, sent_at = ?, transport_id = ?,"
-                " last_error = ?, updated_at = ?, next_attempt_at = ? WHERE id = ?",
-                [
-                    status,
-                    to_utc_iso(now) if status == DeliveryStatus.SENT else None,
-                    result.transport_id,
-                    result.error,
-                    to_utc_iso(now),
-                    next_attempt,
-                    delivery.id,
-                ],
-            )
+            self.rows.record([answer], to_utc_iso(now))
             if status != DeliveryStatus.SENT:
                 self.store.log_event(
                     f"delivery.{status}",
@@ -353,6 +304,19 @@ class Ledger:
                 )
 
 
+def _refusal(existing: Delivery, now: str) -> Refusal | None:
+    """Why the message whose row is ``existing`` must not be claimed again at ``now``
+    (unless forced), if it must not."""
+    if reason := _BLOCKED_BY.get(existing.status):
+        return Refusal(reason, existing)
+    if existing.status == DeliveryStatus.FAILED:
+        if existing.next_attempt_at is None:
+            return Refusal(ClaimRefusal.GAVE_UP, existing)
+        if existing.next_attempt_at > now:
+            return Refusal(ClaimRefusal.NOT_YET, existing)
+    return None
+
+
 def _send_count(existing: Delivery) -> int:
     """The send count of a message claimed again: a retry (after a failure, or of a
     message whose fate a crash left unknown) keeps its Message-ID; a forced resend of a
@@ -362,22 +326,3 @@ def _send_count(existing: Delivery) -> int:
 
 def _pick_record(pick: Pick) -> dict:
     return {"id": pick.paper.id, "score": round(pick.score, 4), "reason": pick.reason}
-
-
-def _delivery(record: dict) -> Delivery:
-    return Delivery(
-        id=record["id"],
-        edition=record["edition"],
-        subscriber_id=record["subscriber_id"],
-        email=record["email"],
-        status=DeliveryStatus(record["status"]),
-        message_id=record["message_id"],
-        paper_ids=json.loads(record["paper_ids"]),
-        picks=json.loads(record["picks"]),
-        attempts=record["attempts"],
-        send_count=record["send_count"],
-        sent_at=record["sent_at"],
-        last_error=record["last_error"],
-        claimed_at=record["claimed_at"],
-        next_attempt_at=record["next_attempt_at"],
-    )

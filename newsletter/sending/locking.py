@@ -20,7 +20,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from ..models import Shard
+from ..models import WHOLE_LIST, Shard
 
 
 class LockBusy(RuntimeError):
@@ -33,9 +33,9 @@ class LockBusy(RuntimeError):
 
 
 class SendingLock:
-    def __init__(self, db_path: Path, shard: Shard | None = None):
+    def __init__(self, db_path: Path, shard: Shard = WHOLE_LIST):
         self.db_path = Path(db_path)
-        self.shard = shard or Shard()
+        self.shard = shard
         #: The file that names the holder of this shard.
         self.path = self._shard_file(self.shard)
         self._fds: list[int] = []
@@ -57,10 +57,10 @@ class SendingLock:
             fcntl.flock(self._open(self._count_file(self.shard.count)), fcntl.LOCK_SH)
             prefix = f"{self.db_path.name}.lock.of-"
             counts = {
-                int(count)
+                int(suffix)
                 for other in self.db_path.parent.iterdir()
                 if other.name.startswith(prefix)
-                and (count := other.name.removeprefix(prefix)).isdigit()
+                and (suffix := other.name.removeprefix(prefix)).isdigit()
             }
             for count in sorted(counts - {self.shard.count}):
                 if _held(self._count_file(count)):
@@ -95,7 +95,7 @@ class SendingLock:
     def _holders(self, count: int) -> str:
         """The pids holding the shards of ``count``, e.g. "shard 0/2: pid 12, shard 1/2: pid
         13"."""
-        shards = [Shard()] if count == 1 else [Shard(i, count) for i in range(count)]
+        shards = [WHOLE_LIST] if count == 1 else [Shard(i, count) for i in range(count)]
         found = [
             f"{'' if shard.whole else f'shard {shard}: '}{_pid(path)}"
             for shard in shards

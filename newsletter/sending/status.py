@@ -7,7 +7,7 @@ from datetime import date
 
 from ..models import Status
 from ..settings import Settings
-from ..store.database import Store
+from ..store import Store
 from .ledger import Ledger
 from .locking import LockBusy, SendingLock
 
@@ -26,11 +26,6 @@ def sender_running(settings: Settings) -> str | None:
 
 def status_report(store: Store, settings: Settings, edition: date) -> dict:
     ledger = Ledger(store)
-    failed = store.db.query(
-        "SELECT email, attempts, last_error, next_attempt_at FROM deliveries"
-        " WHERE edition = ? AND status = 'failed' ORDER BY next_attempt_at",
-        [edition.isoformat()],
-    )
     return {
         "worker": {
             "running": sender_running(settings),
@@ -45,7 +40,15 @@ def status_report(store: Store, settings: Settings, edition: date) -> dict:
                 {"subscriber_id": e["subscriber_id"], **e["detail"]}
                 for e in ledger.unknown(edition)
             ],
-            "failed": list(failed),
+            "failed": [
+                {
+                    "email": d.email,
+                    "attempts": d.attempts,
+                    "last_error": d.last_error,
+                    "next_attempt_at": d.next_attempt_at,
+                }
+                for d in ledger.failed(edition)
+            ],
         },
         "subscribers": {s.value: store.count_subscribers(s) for s in Status},
         "papers": store.count("papers"),

@@ -3,8 +3,8 @@
 It ingests from the enabled sources at the configured times, and every few minutes sends
 each subscriber whose local delivery hour has come the edition of their local date (once;
 weekly readers on their day). Only one worker (or console send) runs against a database at
-a time. SIGTERM or SIGINT stops it between two messages: the message in flight is finished
-and recorded first.
+a time. SIGTERM or SIGINT stops it between two batches (two messages, over SMTP): the batch
+in flight is finished and recorded first.
 """
 
 from __future__ import annotations
@@ -17,14 +17,15 @@ from datetime import UTC, datetime
 
 import schedule
 
-from ..models import Shard, Status, to_utc_iso, utcnow
+from ..models import WHOLE_LIST, Shard, Status, to_utc_iso, utcnow
 from ..settings import Settings
-from ..store.database import Store
+from ..store import open_store
 from ..subscribers.subscriptions import expire_pending
 from .daily import ingest_enabled_sources
-from .delivery import SendReport, send_edition
+from .delivery import RunControls, SendOptions, send_edition
 from .ledger import Delivery, DeliveryStatus, Ledger
 from .locking import SendingLock
+from .report import SendReport
 from .schedule_rules import due_now
 
 log = logging.getLogger(__name__)
@@ -51,18 +52,18 @@ class Worker:
         self,
         settings: Settings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        shard: Shard | None = None,
+        shard: Shard = WHOLE_LIST,
     ):
         self.settings = settings
         self.clock = clock
-        self.shard = shard or Shard()
+        self.shard = shard
         self.stopping = threading.Event()
 
     def deliver_due(self) -> list[SendReport]:
         """Send every edition that is due now to the subscribers still waiting for it."""
         now = self.clock()
         reports = []
-        with Store(self.settings.db) as store:
+        with open_store(self.settings) as store:
             ledger = Ledger(store)
             # Rows a dead run left 'sending' wait again (the worker holds the sending lock).
             ledger.mark_unknown(self.shard)
@@ -76,9 +77,8 @@ class Worker:
                         store,
                         self.settings,
                         edition,
-                        subscribers=pending,
-                        should_stop=self.stopping.is_set,
-                        shard=self.shard,
+                        SendOptions(subscribers=pending, shard=self.shard),
+                        RunControls(should_stop=self.stopping.is_set),
                     )
                     log.info("edition %s: %s", edition, report.counts)
                     reports.append(report)
@@ -86,7 +86,7 @@ class Worker:
         return reports
 
     def ingest(self) -> None:
-        with Store(self.settings.db) as store:
+        with open_store(self.settings) as store:
             expire_pending(store, self.settings)
             summary = ingest_enabled_sources(store, self.settings)
             store.set_meta("worker.last_ingest", utcnow())
@@ -94,7 +94,7 @@ class Worker:
             log.info("ingested %s: %s", name, report)
 
     def stop(self, signum: int | None = None, frame: object = None) -> None:
-        log.info("stopping after the message in flight")
+        log.info("stopping after the batch in flight")
         self.stopping.set()
 
     def run(self) -> None:
@@ -132,7 +132,7 @@ class Worker:
     def _note_next(self, jobs: schedule.Scheduler) -> None:
         if jobs.next_run is None:
             return
-        with Store(self.settings.db) as store:
+        with open_store(self.settings) as store:
             stamp = jobs.next_run.astimezone(UTC).isoformat(timespec="seconds")
             if store.get_meta("worker.next_run") != stamp:
                 store.set_meta("worker.next_run", stamp)

@@ -1,5 +1,6 @@
 """The trending-papers page as text: a few header lines, then a title line and an abstract
-line per paper (the bundled demo data set has this shape)."""
+line per paper (the bundled demo data set has this shape). The page lists its papers in
+trending order: each paper's place on it is kept as its ``trending_rank``."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ def parse_sample_page(text: str) -> ParseResult:
         lines[0] = (number, _SUBSCRIBE_PREFIX.sub("", first, count=1))
 
     pending_title: tuple[int, str] | None = None
+    rank = 0
     for number, line in lines:
         is_title = len(line) <= MAX_TITLE_CHARS and pending_title is None
         if is_title:
@@ -48,8 +50,13 @@ def parse_sample_page(text: str) -> ParseResult:
             pending_title = (number, line)
             continue
         pending_title = None
+        rank += 1
         yield Paper(
-            id=paper_id(None, title), title=" ".join(title.split()), abstract=line, source=SOURCE
+            id=paper_id(None, title),
+            title=" ".join(title.split()),
+            abstract=line,
+            source=SOURCE,
+            trending_rank=rank,
         )
     if pending_title is not None:
         title_line, title = pending_title

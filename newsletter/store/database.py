@@ -1,5 +1,6 @@
 """The SQLite store (through sqlite-utils): papers, subscribers and their profiles,
-feedback, and the event log. The deliveries table belongs to :mod:`newsletter.sending.ledger`."""
+feedback, embeddings, the event log and the rate limits; the deliveries table is
+:mod:`newsletter.store.deliveries`. Callers see it as a :class:`newsletter.store.Store`."""
 
 from __future__ import annotations
 
@@ -9,31 +10,27 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import sqlite_utils
 from sqlite_utils.db import NotFoundError
 
 from ..models import Paper, Status, Subscriber, profile_problem, title_key, utcnow
+from .deliveries import KEYS_PER_QUERY, SQLiteDeliveries
+from .interface import (
+    DeliveryStore,
+    DuplicateSubscriber,
+    SaveOutcome,
+    SubscriberNotFound,
+    TrendingRow,
+)
 from .migrations import migrate
 
 log = logging.getLogger(__name__)
 
-SaveOutcome = Literal["new", "updated", "unchanged"]
-#: Keys per ``IN (...)`` query: under SQLite's smallest limit on bound parameters (999).
-KEYS_PER_QUERY = 900
 
-
-class SubscriberNotFound(LookupError):
-    pass
-
-
-class DuplicateSubscriber(ValueError):
-    pass
-
-
-class Store:
-    """All reads and writes of the database, except the delivery ledger's."""
+class SQLiteStore:
+    """:class:`newsletter.store.interface.Store` in one SQLite file, in WAL mode."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -54,11 +51,12 @@ class Store:
         applied = migrate(self.conn)
         if applied:
             log.info("database %s: applied %d migration(s)", self.path, applied)
+        self.deliveries: DeliveryStore = SQLiteDeliveries(self.conn)
 
     def close(self) -> None:
         self.conn.close()
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> SQLiteStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -77,6 +75,11 @@ class Store:
             self.conn.execute("ROLLBACK")
             raise
         self.conn.execute("COMMIT")
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self.db.atomic():  # nested in a transaction: a savepoint
+            yield
 
     # -- meta ---------------------------------------------------------------------------------
 
@@ -101,7 +104,7 @@ class Store:
             existing = self._find_paper_row(paper)
             now = utcnow()
             if existing is None:
-                self.db["papers"].insert(
+                self.db.table("papers").insert(
                     {
                         **_paper_row(paper),
                         "title_key": title_key(paper.title),
@@ -116,7 +119,7 @@ class Store:
                 return "unchanged"
             changed["title_key"] = title_key(merged["title"])
             changed["updated_at"] = now
-            self.db["papers"].update(existing["id"], changed)
+            self.db.table("papers").update(existing["id"], changed)
             return "updated"
 
     def _find_paper_row(self, paper: Paper) -> dict | None:
@@ -124,7 +127,7 @@ class Store:
         id) by title. A title-keyed row found for a paper that now has a real id takes that
         id, everywhere it is referenced, so the paper stays one row."""
         try:
-            return self.db["papers"].get(paper.id)
+            return self.db.table("papers").get(paper.id)
         except NotFoundError:
             pass
         if paper.id.startswith("title-"):
@@ -146,17 +149,12 @@ class Store:
     def _rekey_paper(self, old: str, new: str) -> None:
         self.conn.execute("UPDATE papers SET id = ? WHERE id = ?", [new, old])
         self.conn.execute("UPDATE feedback SET paper_id = ? WHERE paper_id = ?", [new, old])
-        quoted_old, quoted_new = json.dumps(old), json.dumps(new)
-        self.conn.execute(
-            "UPDATE deliveries SET paper_ids = replace(paper_ids, ?, ?),"
-            " picks = replace(picks, ?, ?) WHERE paper_ids LIKE ?",
-            [quoted_old, quoted_new, quoted_old, quoted_new, f"%{quoted_old}%"],
-        )
+        self.deliveries.rekey_paper(old, new)
         log.info("paper %s is now known by its id %s", old, new)
 
     def get_paper(self, paper_id: str) -> Paper | None:
         try:
-            return _paper_from_row(self.db["papers"].get(paper_id))
+            return _paper_from_row(self.db.table("papers").get(paper_id))
         except NotFoundError:
             return None
 
@@ -227,6 +225,7 @@ class Store:
             except sqlite3.IntegrityError as exc:
                 raise DuplicateSubscriber(f"{email} is already a subscriber") from exc
             subscriber_id = cursor.lastrowid
+            assert subscriber_id is not None  # the INSERT just made gives it
             self.conn.execute(
                 "INSERT INTO profiles (subscriber_id, interests, categories, muted_terms,"
                 " updated_at) VALUES (?, ?, ?, ?, ?)",
@@ -271,6 +270,7 @@ class Store:
             "timezone",
             "delivery_hour",
             "max_papers",
+            "trending_papers",
             "frequency",
             "weekly_day",
             "paused_until",
@@ -296,14 +296,14 @@ class Store:
                     row["unsubscribed_at"] = now
                 if row["status"] == Status.ACTIVE and before.status == Status.PENDING:
                     row["confirmed_at"] = now
-            self.db["subscribers"].update(subscriber_id, {**row, "updated_at": now})
+            self.db.table("subscribers").update(subscriber_id, {**row, "updated_at": now})
             profile = {
                 k: json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v
                 for k, v in changes.items()
                 if k in self._PROFILE_COLUMNS
             }
             if profile:
-                self.db["profiles"].update(subscriber_id, {**profile, "updated_at": now})
+                self.db.table("profiles").update(subscriber_id, {**profile, "updated_at": now})
             if "status" in row and row["status"] != before.status:
                 self.log_event(
                     "subscriber.status", subscriber_id, old=str(before.status), new=row["status"]
@@ -446,12 +446,44 @@ class Store:
             [subscriber_id, kind, since, subscriber_id, str(Status.ACTIVE)],
         ).fetchone()[0]
 
-    def events(self, kind: str | None = None, limit: int = 100) -> list[dict]:
-        where, params = ("WHERE kind = ?", [kind]) if kind else ("", [])
+    def events(
+        self, kind: str | None = None, limit: int = 100, edition: str | None = None
+    ) -> list[dict]:
+        """The newest ``limit`` events (of ``kind``, of ``edition``), newest first."""
+        filters = {"kind": kind, "edition": edition}
+        where = [f"{column} = ?" for column, value in filters.items() if value]
+        params = [value for value in filters.values() if value]
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
         rows = self.db.query(
-            f"SELECT * FROM events {where} ORDER BY id DESC LIMIT ?", [*params, limit]
+            f"SELECT * FROM events {clause} ORDER BY id DESC LIMIT ?", [*params, limit]
         )
         return [{**r, "detail": json.loads(r["detail"])} for r in rows]
+
+    # -- rate limits: every request let through is a row of rate_limit_hits -------------------
+
+    def take_rate_limit_slot(self, key: str, limit: int, window_start: float, now: float) -> bool:
+        with self.transaction():
+            self.conn.execute("DELETE FROM rate_limit_hits WHERE at <= ?", [window_start])
+            (count,) = self.conn.execute(
+                "SELECT count(*) FROM rate_limit_hits WHERE key = ?", [key]
+            ).fetchone()
+            if count >= limit:
+                return False
+            self.conn.execute("INSERT INTO rate_limit_hits (key, at) VALUES (?, ?)", [key, now])
+        return True
+
+    # -- trending -----------------------------------------------------------------------------
+
+    def trending_signals(self, start: str, end: str) -> list[TrendingRow]:
+        """What the trending order of the papers first seen in ``[start, end)`` (ISO-8601
+        UTC) is made of, without their texts (``newsletter.ranking.trending`` orders them,
+        then reads the papers of one page with :meth:`papers_by_ids`)."""
+        rows = self.conn.execute(
+            "SELECT id, upvotes, trending_rank, first_seen_at, published_at FROM papers"
+            " WHERE first_seen_at >= ? AND first_seen_at < ?",
+            [start, end],
+        )
+        return [TrendingRow(*row) for row in rows]
 
 
 def _paper_row(paper: Paper) -> dict[str, Any]:
@@ -465,6 +497,7 @@ def _paper_row(paper: Paper) -> dict[str, Any]:
         "url": paper.url,
         "published_at": paper.published_at,
         "upvotes": paper.upvotes,
+        "trending_rank": paper.trending_rank,
         "extra": json.dumps(paper.extra, ensure_ascii=False, sort_keys=True),
     }
 
@@ -498,6 +531,7 @@ def _paper_from_row(row: dict[str, Any]) -> Paper:
         published_at=row["published_at"],
         upvotes=row["upvotes"],
         first_seen_at=row["first_seen_at"],
+        trending_rank=row.get("trending_rank"),
         extra=json.loads(row.get("extra") or "{}"),
     )
 
@@ -518,6 +552,7 @@ def _subscriber_from_row(row: dict[str, Any]) -> Subscriber:
         timezone=row["timezone"],
         delivery_hour=row["delivery_hour"],
         max_papers=row["max_papers"],
+        trending_papers=row["trending_papers"],
         interests=row["interests"] or "",
         categories=json.loads(row["categories"] or "[]"),
         muted_terms=json.loads(row["muted_terms"] or "[]"),

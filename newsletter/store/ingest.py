@@ -31,7 +31,7 @@ from ..sources.arxiv_rss import parse_arxiv_rss
 from ..sources.hf_daily import parse_hf_daily
 from ..sources.jsonl import looks_like_jsonl, parse_jsonl, read_lines
 from ..sources.sample_page import looks_like_sample_page, parse_sample_page
-from .database import Store
+from .interface import Store
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ def store_records(
         with store.transaction():
             for paper in batch:
                 try:
-                    with store.db.atomic():  # nested: a savepoint
+                    with store.savepoint():
                         outcome = store.save_paper(paper)
                 except STORE_REFUSALS as exc:
                     skip(f"{name}: paper {paper.id}", f"cannot be stored ({exc})")

@@ -131,6 +131,19 @@ CREATE INDEX idx_deliveries_status ON deliveries (status, edition);
 CREATE INDEX idx_events_subscriber ON events (subscriber_id, kind, at);
 """
 
+DELIVERY_LEASES = """
+ALTER TABLE deliveries ADD COLUMN lease_owner TEXT;       -- the process that last claimed it
+ALTER TABLE deliveries ADD COLUMN lease_expires_at TEXT;  -- it holds a 'sending' row until then
+"""
+
+TRENDING_RANK = """
+ALTER TABLE papers ADD COLUMN trending_rank INTEGER;  -- place on a trending page (1 = first)
+"""
+
+TRENDING_SECTION = """
+ALTER TABLE subscribers ADD COLUMN trending_papers INTEGER;  -- "Trending today" size, NULL: the default
+"""
+
 MIGRATIONS: list[str] = [
     INITIAL_SCHEMA,
     PAPER_EXTRA,
@@ -138,6 +151,9 @@ MIGRATIONS: list[str] = [
     RATE_LIMITS,
     EMBEDDINGS,
     DELIVERY_RETRIES,
+    DELIVERY_LEASES,
+    TRENDING_RANK,
+    TRENDING_SECTION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

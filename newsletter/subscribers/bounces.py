@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from ..models import SUPPRESSED, Status, to_utc_iso
-from ..store.database import Store, SubscriberNotFound
+from ..store import Store, SubscriberNotFound
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
@@ -19,7 +19,7 @@ from email_validator import EmailNotValidError, validate_email
 from ..mail.text import one_line
 from ..models import Status, Subscriber, arxiv_id, profile_problem
 from ..settings import MAX_TIMEZONE_CHARS, Settings, known_timezone
-from ..store.database import DuplicateSubscriber, Store
+from ..store import DuplicateSubscriber, Store
 
 MAX_PAPERS_LIMIT = 50
 _CATEGORY = re.compile(r"^[a-z\-]+(\.[A-Za-z\-]+)?$")
@@ -110,6 +110,20 @@ def check_max_papers(count: Any) -> int:
         raise InvalidSubscriber(f"papers per email must be a whole number, not {count!r}") from exc
     if not 1 <= value <= MAX_PAPERS_LIMIT:
         raise InvalidSubscriber(f"papers per email must be 1-{MAX_PAPERS_LIMIT}, not {value}")
+    return value
+
+
+MAX_TRENDING_PAPERS = 10
+
+
+def check_trending_papers(count: Any) -> int:
+    """The size of a reader's "Trending today" section: 0 (none) to 10."""
+    try:
+        value = int(count)
+    except (TypeError, ValueError):
+        raise InvalidSubscriber(f"trending papers must be a number, not {count!r}") from None
+    if not 0 <= value <= MAX_TRENDING_PAPERS:
+        raise InvalidSubscriber(f"trending papers must be 0-{MAX_TRENDING_PAPERS}, not {value}")
     return value
 
 
@@ -214,7 +228,7 @@ def add_subscriber(
 def update_subscriber(store: Store, email: str, **changes: Any) -> Subscriber:
     """Validate and apply the given changes; ``None`` means "leave as it is", except for
     ``paused_until`` where it ends a pause."""
-    checks = {
+    checks: dict[str, Callable[[Any], object]] = {
         "interests": check_interests,
         "categories": parse_categories,
         "muted_terms": parse_terms,
@@ -225,6 +239,7 @@ def update_subscriber(store: Store, email: str, **changes: Any) -> Subscriber:
         "timezone": check_timezone,
         "delivery_hour": check_hour,
         "max_papers": check_max_papers,
+        "trending_papers": check_trending_papers,
         "status": check_status,
     }
     valid = {k: checks[k](v) for k, v in changes.items() if v is not None and k in checks}

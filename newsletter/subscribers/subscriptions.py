@@ -24,7 +24,7 @@ from ..mail.render import FEEDBACK_SIGNALS
 from ..mail.transport import transport_from_url
 from ..models import Paper, Status, Subscriber, to_utc_iso
 from ..settings import Settings
-from ..store.database import Store, SubscriberNotFound
+from ..store import Store, SubscriberNotFound
 from ..tokens import BadToken, LinkSigner
 from ..transports import SendResult, TransportError
 from .profiles import (
@@ -153,7 +153,8 @@ class SignUp:
 
 def check_sign_up(values: Mapping[str, Any]) -> SignUp:
     """The fields of a sign-up form (``email``, ``interests``, ``categories``), checked;
-    InvalidForm lists every problem."""
+    InvalidForm lists every problem. Only the address is needed: a reader who gives no
+    interests gets the day's trending papers."""
     valid = _check_fields(
         values,
         {
@@ -162,11 +163,23 @@ def check_sign_up(values: Mapping[str, Any]) -> SignUp:
             "categories": parse_categories,
         },
     )
-    if not valid["interests"] and not valid["categories"]:
-        raise InvalidForm(
-            {"interests": "tell us what you want to read: interests, or arXiv categories"}
-        )
     return SignUp(valid["email"], valid["interests"], valid["categories"])
+
+
+def visitor_profile(settings: Settings, interests: str | None) -> Subscriber:
+    """What the home page's "See what you would get" ranks: a visitor's interests as a
+    subscriber with the defaults of a new one, who is not stored (id 0: no stored
+    subscriber has it). InvalidForm for interests the profile could not hold."""
+    valid = _check_fields({"interests": interests}, {"interests": check_interests})
+    return Subscriber(
+        id=0,
+        email="",
+        status=Status.ACTIVE,
+        timezone=settings.timezone,
+        delivery_hour=settings.delivery_hour,
+        max_papers=settings.papers_per_email,
+        interests=valid["interests"],
+    )
 
 
 def start_subscription(

@@ -1,7 +1,10 @@
 """Transports: where a rendered message goes. One protocol, one module per transport.
 
 Every transport answers each message with a :class:`SendResult` in the same terms
-(``sent``, ``rejected``, ``failed``), which the delivery ledger records as it is.
+(``sent``, ``rejected``, ``failed``), which the delivery ledger records as it is, and says
+how it is best used: how many messages one request carries (``max_batch``) and which
+:class:`Connection` s a run sends over (``connections``), so that the delivery loop never
+asks what kind of transport it has.
 
 A transport is built from its own small :class:`TransportConfig` (its URL and the secrets
 kept out of it), never from the settings: :mod:`newsletter.mail.transport` makes that
@@ -12,10 +15,11 @@ settings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Literal, Protocol
+from typing import Literal, Protocol, Self
 
 from ..urls import MalformedURL, split_url
 
@@ -72,41 +76,116 @@ class OutgoingEmail(EmailMessage):
     recipient: str = ""
 
 
-class Transport(Protocol):
-    #: False for transports that only write files: a send through them is not a real send.
-    delivers_mail: bool
+class Connection(Protocol):
+    """One connection of a transport for the length of a run, used by one sender at a time:
+    it takes a batch of at most ``max_batch`` messages, sends it while the sender makes the
+    next one, and answers one result per message, in order, through the future."""
 
-    def open(self) -> None: ...
-
-    def send(self, message: EmailMessage) -> SendResult: ...
+    def hand_over(self, messages: Sequence[EmailMessage]) -> Future[list[SendResult]]: ...
 
     def close(self) -> None: ...
 
+
+class Transport(Protocol):
+    """Where a rendered message goes. Each transport says how it is best used, so that the
+    delivery loop never asks what kind of transport it has: how many messages one request
+    carries (``max_batch``) and which connections a run sends over (``connections``)."""
+
+    #: False for transports that only write files: a send through them is not a real send.
+    delivers_mail: bool
+    #: The most messages that one call of ``send_many`` hands over in one request (a relay's
+    #: batch endpoint); 1 for a transport that takes one message at a time.
+    max_batch: int
+
     def describe(self) -> str: ...
 
+    def open(self) -> None: ...
 
-class BatchTransport(Transport, Protocol):
-    """A transport with a batch endpoint: one request for up to ``batch_size`` messages."""
+    def send(self, message: EmailMessage) -> SendResult:
+        """Send one message, opening the transport first if it is not open."""
+        ...
 
-    batch_size: int
+    def send_many(self, messages: Sequence[EmailMessage]) -> list[SendResult]:
+        """One result per message, in order, for at most ``max_batch`` messages. Raises
+        :class:`TransportError` only when nothing was accepted."""
+        ...
 
-    def send_many(self, messages: Sequence[EmailMessage]) -> list[SendResult]: ...
+    def connections(self, wanted: int) -> list[Connection]:
+        """The connections a run sends over, side by side: as many as this transport can
+        use, at most ``wanted`` (and at least one). Each is closed by the run."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class OneAtATime:
+    """What a transport has unless it says otherwise: one message a request, one
+    connection, which sends from a thread of its own."""
+
+    delivers_mail: bool
+    max_batch = 1
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def send(self, message: EmailMessage) -> SendResult:
+        raise NotImplementedError
+
+    def send_many(self, messages: Sequence[EmailMessage]) -> list[SendResult]:
+        return _keep_what_went_out(messages, 1, lambda chunk: [self.send(chunk[0])])
+
+    def connections(self, wanted: int) -> list[Connection]:
+        return [InThread(self)]
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InThread:
+    """A connection that sends from a thread of its own, one batch at a time, so that the
+    sender makes the next batch meanwhile (httpx and file writes wait without holding the
+    interpreter lock). Closing it closes the transport."""
+
+    def __init__(self, transport: Transport):
+        self.transport = transport
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="send")
+
+    def hand_over(self, messages: Sequence[EmailMessage]) -> Future[list[SendResult]]:
+        return self._thread.submit(send_many, self.transport, list(messages))
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        self.transport.close()
 
 
 def send_many(transport: Transport, messages: Sequence[EmailMessage]) -> list[SendResult]:
-    """One result per message, in order, in as few requests as ``transport`` allows: its
-    batch endpoint in chunks of ``batch_size`` where it has one, else ``send`` one by one.
+    """One result per message, in order, in requests of at most ``transport.max_batch``.
 
     A :class:`TransportError` before anything was accepted is raised; after that, the
     messages not yet sent are answered ``failed`` with its text, so that the results of
     the ones that went out are not lost."""
-    batch = getattr(transport, "send_many", None)
-    size = getattr(transport, "batch_size", 1) if batch else 1
+    return _keep_what_went_out(messages, transport.max_batch, transport.send_many)
+
+
+def _keep_what_went_out(
+    messages: Sequence[EmailMessage],
+    size: int,
+    send_chunk: Callable[[Sequence[EmailMessage]], list[SendResult]],
+) -> list[SendResult]:
     results: list[SendResult] = []
     for start in range(0, len(messages), size):
-        chunk = messages[start : start + size]
         try:
-            results.extend(batch(chunk) if batch else [transport.send(chunk[0])])
+            results.extend(send_chunk(messages[start : start + size]))
         except TransportError as exc:
             if not results:
                 raise

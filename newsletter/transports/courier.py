@@ -1,6 +1,7 @@
-"""A transport run in a process of its own: the courier.
+"""A transport's connection run in a process of its own: the courier.
 
-A sender renders the next email while the current one is on the wire. With the SMTP
+The connection of the SMTP transport. A sender renders the next email while the current
+one is on the wire. With the SMTP
 conversation in the same process, every answer of the server waits for the interpreter
 lock that the rendering holds, and the server sits idle meanwhile (about a third of the
 throughput lost). A courier is forked with everything already loaded, so it starts at
@@ -16,19 +17,23 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from email.message import EmailMessage
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection as Pipe
 from typing import Any
 
-from . import OutgoingEmail, SendResult, Transport, TransportError
+from . import OutgoingEmail, SendResult, Transport, TransportError, send_many
 
 
 class Courier:
-    """``transport`` (opened, used and closed) in a forked process."""
+    """A connection of ``transport`` (opened, used and closed) in a forked process. The
+    sender hands each batch over through the pipe, in its own thread and at once: a thread
+    would first have to wait for the interpreter lock, which the sender holds while it
+    renders the next email. A thread of the courier's own waits for the answers."""
 
     def __init__(self, transport: Transport):
-        self.transport = transport
-        self.delivers_mail = transport.delivers_mail
+        self.name = transport.describe()
         context = multiprocessing.get_context("fork")
         self.pipe, theirs = context.Pipe()
         self.process = context.Process(
@@ -36,50 +41,39 @@ class Courier:
         )
         self.process.start()
         theirs.close()
+        self._answers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="courier")
 
-    def describe(self) -> str:
-        return self.transport.describe()
+    def hand_over(self, messages: Sequence[EmailMessage]) -> Future[list[SendResult]]:
+        try:
+            self.pipe.send(("send", [_pack(m) for m in messages]))
+        except OSError as exc:  # the courier is gone: so is its connection
+            failed: Future[list[SendResult]] = Future()
+            failed.set_exception(TransportError(f"the courier of {self.name} died: {exc}"))
+            return failed
+        return self._answers.submit(self._answer)
 
-    def open(self) -> None:
-        self._ask("open", None)
-
-    def send(self, message: EmailMessage) -> SendResult:
-        self.post(message)
-        return self.answer()
-
-    def post(self, message: EmailMessage) -> None:
-        """Hand ``message`` over, without waiting: :meth:`answer` reads what became of it."""
-        if isinstance(message, OutgoingEmail) and message.wire:
-            # The bytes and the envelope only: pickling the whole message costs more.
-            sealed = (message.sender, message.recipient, message.wire, message.message_id)
-            self.pipe.send(("sealed", sealed))
-        else:
-            self.pipe.send(("message", message))
-
-    def answer(self) -> SendResult:
+    def _answer(self) -> Any:
         try:
             failed, answer = self.pipe.recv()
         except EOFError:
-            raise TransportError(f"the courier of {self.describe()} died") from None
+            raise TransportError(f"the courier of {self.name} died") from None
         if failed:
             raise answer
         return answer
 
     def close(self) -> None:
         """Close the connection and end the process (if it is not gone already)."""
+        self._answers.shutdown(wait=True)
         try:
             with contextlib.suppress(OSError, TransportError):
-                self._ask("close", None)
+                self.pipe.send(("close", None))
+                self._answer()
         finally:
             self.pipe.close()
             self.process.join(30)
 
-    def _ask(self, request: str, payload: Any) -> Any:
-        self.pipe.send((request, payload))
-        return self.answer()
 
-
-def _serve(transport: Transport, pipe: Connection) -> None:
+def _serve(transport: Transport, pipe: Pipe) -> None:
     keep = pipe.fileno()
     os.closerange(3, keep)
     os.closerange(keep + 1, os.sysconf("SC_OPEN_MAX"))
@@ -89,12 +83,11 @@ def _serve(transport: Transport, pipe: Connection) -> None:
         except EOFError:  # the sender is gone
             return
         try:
-            if request == "open":
-                answer = transport.open()
-            elif request == "close":
-                answer = transport.close()
+            answer: list[SendResult] | None = None
+            if request == "close":
+                transport.close()
             else:
-                answer = transport.send(_unpack(payload) if request == "sealed" else payload)
+                answer = send_many(transport, [_unpack(item) for item in payload])
             pipe.send((False, answer))
         except Exception as exc:
             error = exc if isinstance(exc, TransportError) else TransportError(repr(exc))
@@ -103,7 +96,21 @@ def _serve(transport: Transport, pipe: Connection) -> None:
             return
 
 
-def _unpack(sealed: tuple[str, str, bytes, str]) -> OutgoingEmail:
+Packed = tuple[str, Any]
+
+
+def _pack(message: EmailMessage) -> Packed:
+    """A sealed email as its envelope and bytes only: pickling the whole message costs
+    more."""
+    if isinstance(message, OutgoingEmail) and message.wire:
+        return "sealed", (message.sender, message.recipient, message.wire, message.message_id)
+    return "message", message
+
+
+def _unpack(item: Packed) -> EmailMessage:
+    kind, payload = item
+    if kind == "message":
+        return payload
     message = OutgoingEmail()
-    message.sender, message.recipient, message.wire, message.message_id = sealed
+    message.sender, message.recipient, message.wire, message.message_id = payload
     return message

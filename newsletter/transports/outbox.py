@@ -13,10 +13,10 @@ from email.policy import SMTP
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from . import SendResult
+from . import OneAtATime, SendResult
 
 
-class OutboxTransport:
+class OutboxTransport(OneAtATime):
     delivers_mail = False
 
     def __init__(self, directory: Path):
@@ -33,9 +33,6 @@ class OutboxTransport:
     def open(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
 
-    def close(self) -> None:
-        pass
-
     def send(self, message: EmailMessage) -> SendResult:
         folder = self.directory / _edition_of(message)
         folder.mkdir(parents=True, exist_ok=True)
@@ -48,13 +45,6 @@ class OutboxTransport:
         except OSError as exc:
             return SendResult("failed", error=f"cannot write to the outbox: {exc}")
         return SendResult("sent", transport_id=str(folder / f"{stem}.eml"))
-
-    def __enter__(self) -> OutboxTransport:
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _edition_of(message: EmailMessage) -> str:

@@ -1,6 +1,6 @@
 """Postmark over its HTTP API: ``postmark://SERVER_TOKEN@[?message_stream=broadcast]``.
 
-Every send goes to the batch endpoint, up to 500 messages a request:
+Every send goes to the batch endpoint, up to 500 messages and 50 MB a request:
 https://postmarkapp.com/developer/user-guide/send-email-with-api/batch-emails. Its answer
 is a 200 even when some messages failed: a list, in the order of the request, of one
 result per message with its own ``ErrorCode`` (0 = accepted). Error codes:
@@ -40,8 +40,9 @@ class PostmarkTransport(BatchRelayTransport):
     name = "Postmark"
     scheme = "postmark"
     default_base_url = "https://api.postmarkapp.com"
-    options = frozenset({"message_stream"})
-    batch_size = 500
+    options = BatchRelayTransport.options | {"message_stream"}
+    largest_batch = 500
+    max_request_bytes = 50_000_000
 
     def __init__(self, token: str, *, message_stream: str = "broadcast", **kwargs: Any):
         super().__init__(token, **kwargs)
@@ -69,8 +70,8 @@ class PostmarkTransport(BatchRelayTransport):
             payload["HtmlBody"] = message.html
         return payload
 
-    def _send_batch(self, messages: list[Outgoing]) -> list[SendResult]:
-        response = self._post("/email/batch", [self._payload(m) for m in messages])
+    def _send_batch(self, messages: list[Outgoing], body: bytes) -> list[SendResult]:
+        response = self._post("/email/batch", body)
         if not response.is_success:
             return [self._refusal(response)] * len(messages)
         answer = self._json(response)

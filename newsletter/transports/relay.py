@@ -10,6 +10,7 @@ URL, a log line, an error message or :meth:`RelayTransport.describe`.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +26,7 @@ import httpx
 from .. import __version__
 from ..fetch import retry_after
 from ..urls import MalformedURL, split_url
-from . import RELAY_TOKEN_ENV, SendResult, TransportError
+from . import RELAY_TOKEN_ENV, OneAtATime, OutgoingEmail, SendResult, TransportError
 
 #: Headers the APIs take as fields of their own, or that would be wrong once the relay
 #: re-encodes the message: our DKIM signature covers a body the relay rebuilds, so the
@@ -76,18 +77,43 @@ class Outgoing:
             subject=str(message.get("Subject", "")),
             text=_body(message, "plain"),
             html=_body(message, "html"),
-            headers={
-                name: _on_the_wire(name, value)
-                for name, value in message.items()
-                if name.lower() not in _NOT_FORWARDED
-            },
+            headers=_forwarded_headers(message),
             message_id=message.get("Message-ID"),
         )
+
+
+def to_json(payload: Any) -> bytes:
+    """A request body as the APIs take it: compact JSON in UTF-8."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _whole_number(value: int | str) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 def _addresses(message: EmailMessage, name: str) -> tuple[Address, ...]:
     header = message.get(name)
     return tuple(header.addresses) if header is not None else ()
+
+
+def _forwarded_headers(message: EmailMessage) -> dict[str, str]:
+    """The headers the relay is given as they are, each as SMTP would send it, unfolded.
+    A sealed email has them in its bytes already; reading them there is several times
+    faster than folding each again."""
+    head = message.wire.partition(b"\r\n\r\n")[0] if isinstance(message, OutgoingEmail) else b""
+    if head and head.isascii():
+        fields = (line.partition(":") for line in _FOLD.sub("", head.decode()).split("\r\n"))
+        return {
+            name: value.strip() for name, _, value in fields if name.lower() not in _NOT_FORWARDED
+        }
+    return {
+        name: _on_the_wire(name, value)
+        for name, value in message.items()
+        if name.lower() not in _NOT_FORWARDED
+    }
 
 
 def _on_the_wire(name: str, value: Any) -> str:
@@ -110,9 +136,10 @@ class Unanswered(Exception):
         self.result = result
 
 
-class RelayTransport:
+class RelayTransport(OneAtATime):
     """One relay API over httpx. Subclasses set the class attributes and build requests
-    with :meth:`_post`."""
+    with :meth:`_post`. A run sends over one connection: the relay's rate-limit state
+    lives in this object, and a batch endpoint carries more than parallel requests would."""
 
     delivers_mail = True
     #: For people: describe() and error messages.
@@ -182,7 +209,10 @@ class RelayTransport:
             timeout = float(query.pop("timeout", "30"))
         except ValueError as exc:
             raise TransportError(f"{cls.name}: timeout must be a number of seconds") from exc
-        return cls(token, base_url=query.pop("base_url", None), timeout=timeout, **query)
+        base_url = query.pop("base_url", None)
+        # The rest are the subclass's own options (``cls.options``), read by its __init__.
+        own_options: dict[str, Any] = query
+        return cls(token, base_url=base_url, timeout=timeout, **own_options)
 
     def describe(self) -> str:
         return f"{self.name} API at {self.base_url}"
@@ -207,24 +237,20 @@ class RelayTransport:
             self._client.close()
             self._client = None
 
-    def __enter__(self) -> Self:
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _post(
         self, path: str, payload: Any, headers: dict[str, str] | None = None
     ) -> httpx.Response:
-        """POST ``payload`` as JSON. Returns an answer about the messages (2xx, or a 4xx
+        """POST ``payload`` as JSON (or, given bytes, those, already JSON). Returns an answer about the messages (2xx, or a 4xx
         that refuses them) for the provider to read; raises :class:`Unanswered` when there
         is none, and :class:`TransportError` when the token or the address is refused."""
         self._wait_for_rate_limit()
         self.open()
         assert self._client is not None
+        if not isinstance(payload, bytes):
+            payload = to_json(payload)
+        headers = {"Content-Type": "application/json", **(headers or {})}
         try:
-            response = self._client.post(path, json=payload, headers=headers)
+            response = self._client.post(path, content=payload, headers=headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise Unanswered(self._failure(f"cannot connect: {type(exc).__name__}: {exc}")) from exc
         except (httpx.WriteError, httpx.WriteTimeout) as exc:
@@ -325,11 +351,26 @@ class RelayTransport:
 
 
 class BatchRelayTransport(RelayTransport):
-    """A relay with a batch endpoint: :meth:`send_many` posts up to ``batch_size``
-    messages in one request, and :meth:`send` is a batch of one (so a message gets the
-    same request, and the same idempotency key, whichever way it is sent)."""
+    """A relay with a batch endpoint: :meth:`send_many` posts up to ``max_batch`` messages
+    in one request (in several when they would pass ``max_request_bytes``), and
+    :meth:`send` is a batch of one (so a message gets the same request, and the same
+    idempotency key, whichever way it is sent). ``?batch_size=N`` in the transport URL
+    makes batches smaller than the provider's largest."""
 
-    batch_size: ClassVar[int]
+    options: ClassVar[frozenset[str]] = frozenset({"batch_size"})
+    #: The most messages the provider takes in one request.
+    largest_batch: ClassVar[int]
+    #: The largest request body the provider takes, if it says.
+    max_request_bytes: ClassVar[int | None] = None
+
+    def __init__(self, token: str, *, batch_size: int | str | None = None, **kwargs: Any):
+        super().__init__(token, **kwargs)
+        size = self.largest_batch if batch_size is None else _whole_number(batch_size)
+        if size is None or not 1 <= size <= self.largest_batch:
+            raise TransportError(
+                f"{self.name}: batch_size must be a whole number from 1 to {self.largest_batch}"
+            )
+        self.max_batch = size
 
     def send(self, message: EmailMessage) -> SendResult:
         return self.send_many([message])[0]
@@ -337,17 +378,45 @@ class BatchRelayTransport(RelayTransport):
     def send_many(self, messages: Sequence[EmailMessage]) -> list[SendResult]:
         """One result per message, in order. Raises :class:`TransportError` when the
         token or the account is refused (nothing was sent)."""
-        if len(messages) > self.batch_size:
-            raise ValueError(f"{self.name} takes at most {self.batch_size} messages a request")
-        if not messages:
-            return []
+        if len(messages) > self.max_batch:
+            raise ValueError(f"{self.name} takes at most {self.max_batch} messages a batch")
         outgoing = [Outgoing.of(m) for m in messages]
-        try:
-            return self._send_batch(outgoing)
-        except Unanswered as exc:
-            return [exc.result] * len(messages)
+        bodies = [to_json(self._payload(m)) for m in outgoing]
+        results: list[SendResult] = []
+        for part in self._requests(bodies):
+            try:
+                answers = self._send_batch(outgoing[part], b"[" + b",".join(bodies[part]) + b"]")
+            except Unanswered as exc:
+                answers = [exc.result] * len(outgoing[part])
+            except TransportError as exc:
+                if not results:
+                    raise
+                answers = [SendResult("failed", error=str(exc))] * (len(outgoing) - len(results))
+                return results + answers
+            results += answers
+        return results
 
-    def _send_batch(self, messages: list[Outgoing]) -> list[SendResult]:
+    def _requests(self, bodies: list[bytes]) -> list[slice]:
+        """The messages of each request: all of them, unless together they would pass
+        ``max_request_bytes`` (a message larger than that goes alone, to be refused)."""
+        parts, start, size = [], 0, 2
+        for index, body in enumerate(bodies):
+            if (
+                self.max_request_bytes
+                and index > start
+                and size + len(body) > self.max_request_bytes
+            ):
+                parts.append(slice(start, index))
+                start, size = index, 2
+            size += len(body) + 1
+        return [*parts, slice(start, len(bodies))] if bodies else []
+
+    def _payload(self, message: Outgoing) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _send_batch(self, messages: list[Outgoing], body: bytes) -> list[SendResult]:
+        """Post ``body`` (the JSON array of the messages' payloads) and read one result per
+        message from the answer."""
         raise NotImplementedError
 
     def _json(self, response: httpx.Response) -> Any:

@@ -43,7 +43,7 @@ class ResendTransport(BatchRelayTransport):
     name = "Resend"
     scheme = "resend"
     default_base_url = "https://api.resend.com"
-    batch_size = 100
+    largest_batch = 100
     remaining_header = "ratelimit-remaining"
     reset_header = "ratelimit-reset"
 
@@ -66,11 +66,11 @@ class ResendTransport(BatchRelayTransport):
             payload["text"] = message.text
         return payload
 
-    def _send_batch(self, messages: list[Outgoing]) -> list[SendResult]:
+    def _send_batch(self, messages: list[Outgoing], body: bytes) -> list[SendResult]:
         headers = {"x-batch-validation": "permissive"}
         if key := idempotency_key(messages):
             headers["Idempotency-Key"] = key
-        response = self._post("/emails/batch", [self._payload(m) for m in messages], headers)
+        response = self._post("/emails/batch", body, headers)
         if not response.is_success:
             return [self._refusal(response)] * len(messages)
         answer = self._json(response)

@@ -11,8 +11,8 @@ content, and per-recipient content can only come from substitutions, capped at 1
 bytes per personalization
 (https://www.twilio.com/docs/sendgrid/for-developers/sending-email/personalizations).
 Each edition is its own HTML (its papers, its signed links), far above that; so each
-message is one request with one personalization, and
-:func:`newsletter.transports.send_many` sends them one by one.
+message is one request with one personalization: its ``max_batch`` is 1, and the
+delivery loop hands it one message at a time.
 
 Rate limits come as ``X-RateLimit-Remaining`` and ``X-RateLimit-Reset`` (a Unix time)
 (https://www.twilio.com/docs/sendgrid/api-reference/how-to-use-the-sendgrid-v3-api/rate-limits).
@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from email.headerregistry import Address
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -59,7 +59,9 @@ class SendGridTransport(RelayTransport):
             return SendResult("sent", transport_id=response.headers.get("X-Message-Id"))
         # 400 (invalid request), 413 (too large): rejected only when every error is about a
         # recipient address; anything else is our request's fault, not the subscriber's.
-        status = "rejected" if _about_recipients(response) else "failed"
+        status: Literal["rejected", "failed"] = (
+            "rejected" if _about_recipients(response) else "failed"
+        )
         return SendResult(
             status, error=f"SendGrid {response.status_code}: {self._detail(response)}"
         )

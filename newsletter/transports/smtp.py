@@ -9,16 +9,20 @@ import logging
 import smtplib
 import ssl
 from email.message import EmailMessage
-from typing import TypeGuard
+from typing import Literal, TypeGuard
 from urllib.parse import parse_qs, unquote
 
 from ..urls import ENCODING_HINT, MalformedURL, redact_url, split_url
-from . import OutgoingEmail, SendResult, TransportError
+from . import Connection, OneAtATime, OutgoingEmail, SendResult, TransportError
+from .courier import Courier
 
 log = logging.getLogger(__name__)
 
 
-class SMTPTransport:
+class SMTPTransport(OneAtATime):
+    """One message at a time over each connection; a run opens ``send_connections`` of
+    them side by side, each held by a :class:`~newsletter.transports.courier.Courier`."""
+
     delivers_mail = True
 
     def __init__(
@@ -78,6 +82,7 @@ class SMTPTransport:
 
     def open(self) -> None:
         context = ssl.create_default_context(cafile=self.cafile)
+        connection: smtplib.SMTP
         try:
             if self.implicit_tls:
                 connection = smtplib.SMTP_SSL(
@@ -161,12 +166,22 @@ class SMTPTransport:
                 self.connection.close()
             self.connection = None
 
-    def __enter__(self) -> SMTPTransport:
-        self.open()
-        return self
+    def connections(self, wanted: int) -> list[Connection]:
+        """``wanted`` connections, each in a courier process of its own, which talks to the
+        server while this one renders the next email."""
+        return [Courier(self), *(Courier(self._another()) for _ in range(wanted - 1))]
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _another(self) -> SMTPTransport:
+        """An unopened transport to the same server, for one more connection."""
+        return SMTPTransport(
+            self.host,
+            self.port,
+            implicit_tls=self.implicit_tls,
+            username=self.username,
+            password=self.password,
+            timeout=self.timeout,
+            cafile=self.cafile,
+        )
 
 
 def _sealed(message: EmailMessage) -> TypeGuard[OutgoingEmail]:
@@ -185,5 +200,5 @@ def _text(text: bytes | str) -> str:
 
 def _refusal(code: int, text: bytes | str) -> SendResult:
     """A refused recipient: 5xx is permanent for that address; anything else may pass."""
-    status = "rejected" if 500 <= code < 600 else "failed"
+    status: Literal["rejected", "failed"] = "rejected" if 500 <= code < 600 else "failed"
     return SendResult(status, error=f"{code} {_text(text)}")

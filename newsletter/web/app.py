@@ -18,7 +18,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import available_timezones
 
@@ -38,9 +38,10 @@ from ..mail.render import feedback_url, paper_url, template_environment, templat
 from ..mail.text import one_line
 from ..mail.transport import check_real_send, transport_from_url
 from ..models import Pick, Status, Subscriber
+from ..ranking.trending import PAGE_SIZE, trending_papers
 from ..sending.edition import preview_picks, recently_sent
 from ..settings import Settings
-from ..store.database import Store
+from ..store import Store, open_store
 from ..subscribers.bounces import (
     PARSERS,
     WebhookError,
@@ -61,10 +62,12 @@ from ..subscribers.subscriptions import (
     save_preferences,
     start_subscription,
     unsubscribe,
+    visitor_profile,
 )
 from ..tokens import BadToken, email_digest, link_signer
 from .csrf import COOKIE, CSRF, FIELD, MAX_AGE, CSRFError
 from .ratelimit import RateLimiter
+from .trending_pages import atom_feed, listing, page_number, page_offset, parse_day
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +172,7 @@ class WebApp:
         real_send = transport_from_url(settings.transport, settings).delivers_mail
         if real_send:
             check_real_send(settings)
-        with Store(settings.db) as store:
+        with open_store(settings) as store:
             self.signer = link_signer(settings, store, real_send=real_send)
         # Signed with the link key (its own salt) so that a form outlives a restart; a local
         # run without one signs with a key of its own.
@@ -181,12 +184,16 @@ class WebApp:
         self.csrf = CSRF(keys)
         self.brand = settings.brand
         self.env = template_environment()
+        self.env.filters["one_line"] = one_line
         self.css = (templates_dir() / "web" / "site.css").read_text(encoding="utf-8")
         self.timezones = sorted(available_timezones())
 
     def routes(self) -> list[Route]:
         return [
-            Route("/", self.subscribe_form, methods=["GET"]),
+            Route("/", self.home, methods=["GET"]),
+            Route("/preview", self.try_interests, methods=["POST"]),
+            Route("/trending.atom", self.trending_feed, methods=["GET"]),
+            Route("/trending/{day}", self.trending_day, methods=["GET"]),
             Route("/subscribe", self.subscribe_form, methods=["GET"]),
             Route("/subscribe", self.subscribe, methods=["POST"]),
             Route("/confirm/{token}", self.confirm, methods=["GET", "POST"]),
@@ -212,7 +219,7 @@ class WebApp:
     # -- plumbing -----------------------------------------------------------------------------
 
     def in_store(self, fn: Callable[..., T], *args: Any) -> T:
-        with Store(self.settings.db) as store:
+        with open_store(self.settings) as store:
             return fn(store, *args)
 
     async def db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -357,6 +364,120 @@ class WebApp:
             ),
         )
 
+    # -- the public pages: the day's trending list -------------------------------------------
+
+    def trending_list(self, store: Store, day: date, page: int) -> dict[str, Any]:
+        """One page of ``day``'s trending list, for a template."""
+        listed = trending_papers(
+            store, day, PAGE_SIZE + 1, page_offset(page), days=self.settings.candidate_days
+        )
+        return {
+            "items": [listing(item) for item in listed[:PAGE_SIZE]],
+            "page": page,
+            "has_next": len(listed) > PAGE_SIZE,
+        }
+
+    def home_page(
+        self,
+        store: Store,
+        page: int = 1,
+        *,
+        tried: str = "",
+        preview: list[Pick] | None = None,
+        errors: dict[str, str] | None = None,
+    ) -> Page:
+        """The sign-up form, "See what you would get" (with its answer, if any) and today's
+        trending list."""
+        today = utc_today()
+        return Page(
+            "web/home.html",
+            {
+                "title": "Trending papers in your inbox",
+                "signup": {"email": "", "interests": tried, "categories": ""},
+                "try_values": {"try_interests": tried},
+                "try_errors": errors or {},
+                "preview": None if preview is None else [_paper_item(p) for p in preview],
+                "archive": f"/trending/{today.isoformat()}",
+                **self.trending_list(store, today, page),
+            },
+            400 if errors else 200,
+        )
+
+    async def home(self, request: Request) -> Response:
+        page = page_number(request.query_params.get("page"))
+        return self.render(request, await self.db(self.home_page, page))
+
+    async def try_interests(self, request: Request) -> Response:
+        """ "See what you would get": the papers today's ranking picks for the interests
+        typed, with their reasons; nothing is stored (but the count of the rate limit, which
+        is the sign-up's)."""
+        form = await self.form(request)
+        tried = str(form.get("try_interests") or "")
+        ip = client_ip(request)
+        settings = self.settings
+
+        def work(store: Store) -> Page | None:
+            try:
+                visitor = visitor_profile(settings, tried)
+            except InvalidForm as exc:
+                return self.home_page(store, tried=tried, errors={"try_interests": str(exc)})
+            limiter = RateLimiter(store, settings.subscribe_limit_window)
+            if not limiter.allow(f"preview-ip:{ip}", settings.subscribe_limit_per_ip):
+                return None
+            picks = preview_picks(store, settings, visitor, date.today())
+            return self.home_page(store, tried=visitor.interests, preview=picks)
+
+        page = await self.db(work)
+        if page is None:
+            minutes = -(-settings.subscribe_limit_window // 60)
+            return self.render(
+                request,
+                notice(
+                    "Too many previews",
+                    f"We received too many requests from here. Please try again in {minutes} "
+                    "minutes.",
+                    status=429,
+                    links=[("Home", "/")],
+                ),
+                headers={"retry-after": str(settings.subscribe_limit_window)},
+            )
+        return self.render(request, page)
+
+    async def trending_day(self, request: Request) -> Response:
+        """``/trending/YYYY-MM-DD``: that day's trending list, paged like the home page's."""
+        day = parse_day(request.path_params["day"])
+        if day is None:
+            raise HTTPException(404)
+        page = page_number(request.query_params.get("page"))
+        today = utc_today()
+        shown = await self.db(self.trending_list, day, page)
+        return self.render(
+            request,
+            Page(
+                "web/trending.html",
+                {
+                    "title": f"Trending papers, {day:%B} {day.day}, {day.year}",
+                    "day_label": f"{day:%A}, {day:%B} {day.day}, {day.year}",
+                    "path": request.url.path,
+                    "previous_day": (day - timedelta(days=1)).isoformat(),
+                    "next_day": (day + timedelta(days=1)).isoformat() if day < today else None,
+                    **shown,
+                },
+            ),
+        )
+
+    async def trending_feed(self, request: Request) -> Response:
+        """``/trending.atom``: today's trending list (its first page) as an Atom feed."""
+        today = utc_today()
+        listed = await self.db(
+            lambda store: trending_papers(store, today, days=self.settings.candidate_days)
+        )
+        return Response(
+            atom_feed(self.settings, today, listed),
+            media_type="application/atom+xml; charset=utf-8",
+            headers={"cache-control": "public, max-age=300"},
+        )
+
     # -- preferences --------------------------------------------------------------------------
 
     async def preferences(self, request: Request) -> Response:
@@ -417,7 +538,7 @@ class WebApp:
                 "saved": saved,
                 "preview": None if preview is None else [_paper_item(p) for p in preview],
                 "recent": [
-                    {"edition": edition, "title": one_line(p.title), "url": paper_url(p)}
+                    {"edition": edition, "title": p.title, "url": paper_url(p)}
                     for edition, p in recently_sent(store, subscriber)
                 ],
                 "unsubscribe": self.signer.path("unsubscribe", subscriber),
@@ -607,12 +728,14 @@ class WebApp:
         return self.render(request, page)
 
 
-def _paper_item(pick: Pick) -> dict[str, str]:
-    return {
-        "title": one_line(pick.paper.title),
-        "url": paper_url(pick.paper),
-        "reason": one_line(pick.reason),
-    }
+def utc_today() -> date:
+    """The day of the public trending list: the UTC date, as its window is in UTC days."""
+    return datetime.now(UTC).date()
+
+
+def _paper_item(pick: Pick) -> dict[str, object]:
+    """A pick as the preferences page lists it: its record, and the paper's link."""
+    return {**pick.to_dict(), "url": paper_url(pick.paper)}
 
 
 def create_app(settings: Settings) -> Starlette:

@@ -1,0 +1,246 @@
+"""The delivery ledger's table in SQLite: every statement that reads or writes ``deliveries``.
+The rules (when a message may be claimed again, its Message-ID, the back-off) are
+:class:`newsletter.sending.ledger.Ledger`'s; this module only carries them out."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
+
+from ..models import Delivery, DeliveryStatus, Shard
+from .interface import Answer, ClaimedPapers, Lease, NewClaim, Reclaim
+
+#: Keys per ``IN (...)`` query: under SQLite's smallest limit on bound parameters (999).
+KEYS_PER_QUERY = 900
+
+
+class SQLiteDeliveries:
+    """:class:`newsletter.store.interface.DeliveryStore` on the connection of a
+    :class:`newsletter.store.database.SQLiteStore`, inside its transactions."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def _rows(self, sql: str, params: Sequence[Any]) -> list[Delivery]:
+        cursor = self.conn.execute(sql, params)
+        columns = [c[0] for c in cursor.description]
+        return [_delivery(dict(zip(columns, row, strict=True))) for row in cursor]
+
+    def get(self, edition: str, subscriber_id: int) -> Delivery | None:
+        rows = self._rows(
+            "SELECT * FROM deliveries WHERE edition = ? AND subscriber_id = ?",
+            [edition, subscriber_id],
+        )
+        return rows[0] if rows else None
+
+    def for_edition(self, edition: str) -> list[Delivery]:
+        return self._rows("SELECT * FROM deliveries WHERE edition = ?", [edition])
+
+    def latest(self, subscriber_id: int, status: DeliveryStatus, limit: int) -> list[Delivery]:
+        return self._rows(
+            "SELECT * FROM deliveries WHERE subscriber_id = ? AND status = ?"
+            " ORDER BY edition DESC LIMIT ?",
+            [subscriber_id, status, limit],
+        )
+
+    def counts(self, edition: str) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT status, count(*) FROM deliveries WHERE edition = ? GROUP BY status",
+            [edition],
+        )
+        return dict(rows.fetchall())
+
+    def with_status(self, edition: str, status: DeliveryStatus) -> list[Delivery]:
+        return self._rows(
+            "SELECT * FROM deliveries WHERE edition = ? AND status = ?"
+            " ORDER BY next_attempt_at, id",
+            [edition, status],
+        )
+
+    def claimed_since(
+        self, since: str, statuses: Collection[DeliveryStatus], other_than: str
+    ) -> Iterator[ClaimedPapers]:
+        rows = self.conn.execute(
+            "SELECT subscriber_id, edition, paper_ids, created_at FROM deliveries"
+            f" WHERE edition != ? AND status IN ({', '.join('?' * len(statuses))})"
+            " AND claimed_at >= ?",
+            [other_than, *statuses, since],
+        )
+        for subscriber_id, edition, paper_ids, planned_at in rows:
+            yield ClaimedPapers(subscriber_id, edition, json.loads(paper_ids), planned_at)
+
+    def count_sent_since(self, moment: str, shard: Shard) -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM deliveries WHERE status = ? AND sent_at >= ?"
+            " AND subscriber_id % ? = ?",
+            [DeliveryStatus.SENT, moment, shard.count, shard.index],
+        ).fetchone()[0]
+
+    def insert_claims(self, claims: Sequence[NewClaim], lease: Lease, now: str) -> list[Delivery]:
+        inserted = []
+        for claim in claims:
+            cursor = self.conn.execute(
+                "INSERT INTO deliveries (edition, subscriber_id, email, status, message_id,"
+                " paper_ids, picks, attempts, send_count, created_at, claimed_at, updated_at,"
+                " lease_owner, lease_expires_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (edition, subscriber_id) DO NOTHING",
+                [
+                    claim.edition,
+                    claim.subscriber_id,
+                    claim.email,
+                    DeliveryStatus.SENDING,
+                    claim.message_id,
+                    json.dumps(claim.paper_ids),
+                    json.dumps(claim.picks),
+                    claim.planned_at,
+                    now,
+                    now,
+                    lease.owner,
+                    lease.expires_at,
+                ],
+            )
+            if cursor.rowcount == 1:
+                assert cursor.lastrowid is not None  # the INSERT just made gives it
+                inserted.append(
+                    Delivery(
+                        id=cursor.lastrowid,
+                        edition=claim.edition,
+                        subscriber_id=claim.subscriber_id,
+                        email=claim.email,
+                        status=DeliveryStatus.SENDING,
+                        message_id=claim.message_id,
+                        paper_ids=claim.paper_ids,
+                        picks=claim.picks,
+                        attempts=1,
+                        send_count=1,
+                        sent_at=None,
+                        last_error=None,
+                        claimed_at=now,
+                        lease_owner=lease.owner,
+                        lease_expires_at=lease.expires_at,
+                    )
+                )
+        return inserted
+
+    def locked(self, edition: str, subscriber_ids: Collection[int]) -> dict[int, Delivery]:
+        # The transaction is IMMEDIATE: it holds the database's write lock already.
+        wanted = list(subscriber_ids)
+        found: dict[int, Delivery] = {}
+        for start in range(0, len(wanted), KEYS_PER_QUERY):
+            chunk = wanted[start : start + KEYS_PER_QUERY]
+            rows = self._rows(
+                "SELECT * FROM deliveries WHERE edition = ?"
+                f" AND subscriber_id IN ({', '.join('?' * len(chunk))})",
+                [edition, *chunk],
+            )
+            found.update((d.subscriber_id, d) for d in rows)
+        return found
+
+    def reclaim(self, claims: Sequence[Reclaim], lease: Lease, now: str) -> list[Delivery]:
+        claimed = []
+        for claim in claims:
+            claimed += self._rows(
+                "UPDATE deliveries SET status = ?, message_id = ?, attempts = attempts + 1,"
+                " send_count = ?, email = ?, claimed_at = ?, updated_at = ?,"
+                " next_attempt_at = NULL, lease_owner = ?, lease_expires_at = ?"
+                " WHERE id = ? RETURNING *",
+                [
+                    DeliveryStatus.SENDING,
+                    claim.message_id,
+                    claim.send_count,
+                    claim.email,
+                    now,
+                    now,
+                    lease.owner,
+                    lease.expires_at,
+                    claim.delivery_id,
+                ],
+            )
+        return claimed
+
+    def mark_in_flight_unknown(self, shard: Shard, now: str) -> list[Delivery]:
+        rows = self._rows(
+            "SELECT * FROM deliveries WHERE status = ? AND subscriber_id % ? = ?",
+            [DeliveryStatus.SENDING, shard.count, shard.index],
+        )
+        self.conn.executemany(
+            "UPDATE deliveries SET status = ?, updated_at = ? WHERE id = ?",
+            [(DeliveryStatus.UNKNOWN, now, d.id) for d in rows],
+        )
+        return rows
+
+    def record(self, answers: Sequence[Answer], now: str) -> None:
+        self.conn.executemany(
+            "UPDATE deliveries SET status = ?, sent_at = ?, transport_id = ?,"
+            " last_error = ?, updated_at = ?, next_attempt_at = ? WHERE id = ?",
+            [
+                (
+                    a.status,
+                    a.sent_at,
+                    a.transport_id,
+                    a.error,
+                    now,
+                    a.next_attempt_at,
+                    a.delivery_id,
+                )
+                for a in answers
+            ],
+        )
+
+    def suppress(
+        self,
+        claim: NewClaim,
+        reason: str,
+        now: str,
+        unless: Collection[DeliveryStatus],
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO deliveries (edition, subscriber_id, email, status, message_id,"
+            " created_at, updated_at, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (edition, subscriber_id) DO UPDATE SET status = excluded.status,"
+            " updated_at = excluded.updated_at, last_error = excluded.last_error"
+            f" WHERE deliveries.status NOT IN ({', '.join('?' * len(unless))})",
+            [
+                claim.edition,
+                claim.subscriber_id,
+                claim.email,
+                DeliveryStatus.SUPPRESSED,
+                claim.message_id,
+                claim.planned_at,
+                now,
+                reason,
+                *unless,
+            ],
+        )
+
+    def rekey_paper(self, old: str, new: str) -> None:
+        quoted_old, quoted_new = json.dumps(old), json.dumps(new)
+        self.conn.execute(
+            "UPDATE deliveries SET paper_ids = replace(paper_ids, ?, ?),"
+            " picks = replace(picks, ?, ?) WHERE paper_ids LIKE ?",
+            [quoted_old, quoted_new, quoted_old, quoted_new, f"%{quoted_old}%"],
+        )
+
+
+def _delivery(row: dict[str, Any]) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        edition=row["edition"],
+        subscriber_id=row["subscriber_id"],
+        email=row["email"],
+        status=DeliveryStatus(row["status"]),
+        message_id=row["message_id"],
+        paper_ids=json.loads(row["paper_ids"]),
+        picks=json.loads(row["picks"]),
+        attempts=row["attempts"],
+        send_count=row["send_count"],
+        sent_at=row["sent_at"],
+        last_error=row["last_error"],
+        claimed_at=row["claimed_at"],
+        next_attempt_at=row["next_attempt_at"],
+        lease_owner=row["lease_owner"],
+        lease_expires_at=row["lease_expires_at"],
+    )

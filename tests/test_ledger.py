@@ -1,0 +1,143 @@
+"""The delivery ledger's rules on its own, with its clock in the test's hands, and the store
+it stands on."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from newsletter.cli import _refusal_sentence
+from newsletter.models import Delivery, DeliveryStatus, Status, Subscriber
+from newsletter.sending.ledger import (
+    LEASE,
+    MAX_ATTEMPTS,
+    ClaimRefusal,
+    Ledger,
+    Refusal,
+)
+from newsletter.store import Store, UnsupportedStore, open_store
+from newsletter.transports import SendResult
+
+EDITION = date(2027, 3, 15)
+DOMAIN = "example.org"
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.moment = datetime(2027, 3, 15, 7, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+    def advance(self, **delta: float) -> None:
+        self.moment += timedelta(**delta)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def reader(store: Store) -> Subscriber:
+    return store.add_subscriber(
+        "ada@example.org",
+        status=Status.ACTIVE,
+        timezone="UTC",
+        delivery_hour=7,
+        max_papers=3,
+        consent_source="test",
+    )
+
+
+def claim(ledger: Ledger, reader: Subscriber, force: bool = False) -> Delivery | Refusal:
+    return ledger.claim(EDITION, reader, [], DOMAIN, force=force)
+
+
+def test_a_failed_message_waits_for_its_next_try_by_the_ledgers_clock(store, reader, clock):
+    ledger = Ledger(store, now=clock, owner="test:1")
+    first = claim(ledger, reader)
+    assert isinstance(first, Delivery)
+    ledger.record(first, SendResult("failed", error="451 try later"))
+
+    refused = claim(ledger, reader)
+    assert isinstance(refused, Refusal) and refused.reason == ClaimRefusal.NOT_YET
+    assert refused.delivery.last_error == "451 try later"
+
+    clock.advance(minutes=7)  # the first back-off is 5 minutes, give or take a fifth
+    again = claim(ledger, reader)
+    assert isinstance(again, Delivery)
+    assert (again.attempts, again.message_id) == (2, first.message_id)
+
+
+def test_a_message_that_keeps_failing_is_given_up(store, reader, clock):
+    ledger = Ledger(store, now=clock)
+    for _ in range(MAX_ATTEMPTS):
+        delivery = claim(ledger, reader)
+        assert isinstance(delivery, Delivery)
+        ledger.record(delivery, SendResult("failed", error="451 try later"))
+        clock.advance(hours=3)
+
+    refused = claim(ledger, reader)
+    assert isinstance(refused, Refusal) and refused.reason == ClaimRefusal.GAVE_UP
+    assert refused.delivery.attempts == MAX_ATTEMPTS
+
+
+def test_a_sent_message_is_refused_unless_forced_which_gives_a_new_message_id(store, reader, clock):
+    ledger = Ledger(store, now=clock)
+    first = claim(ledger, reader)
+    assert isinstance(first, Delivery)
+    ledger.record(first, SendResult("sent", "250 queued"))
+
+    refused = claim(ledger, reader)
+    assert isinstance(refused, Refusal) and refused.reason == ClaimRefusal.ALREADY_SENT
+    assert refused.delivery.message_id == first.message_id
+    forced = claim(ledger, reader, force=True)
+    assert isinstance(forced, Delivery) and forced.message_id != first.message_id
+    assert forced.send_count == 2
+
+
+def test_a_claim_writes_its_lease_and_a_crash_names_the_holder(store, reader, clock):
+    ledger = Ledger(store, now=clock, owner="host-a:4242")
+    delivery = claim(ledger, reader)
+    assert isinstance(delivery, Delivery)
+    assert delivery.lease_owner == "host-a:4242"
+    assert datetime.fromisoformat(delivery.lease_expires_at) == clock() + LEASE
+    assert ledger.get(EDITION, reader.id) == delivery
+
+    refused = claim(Ledger(store, now=clock, owner="host-b:7"), reader)
+    assert isinstance(refused, Refusal) and refused.reason == ClaimRefusal.BEING_SENT
+    assert "host-a:4242" in _refusal_sentence(refused)
+
+    (unknown,) = Ledger(store, now=clock).mark_unknown()
+    assert unknown.id == delivery.id
+    assert store.events("delivery.unknown")[0]["detail"]["claimed_by"] == "host-a:4242"
+    assert ledger.get(EDITION, reader.id).status == DeliveryStatus.UNKNOWN
+
+
+def test_the_console_words_every_refusal_its_own_way(store, reader):
+    row = Ledger(store).claim(EDITION, reader, [], DOMAIN, force=False)
+    assert isinstance(row, Delivery)
+    sentences = {_refusal_sentence(Refusal(reason, row)) for reason in ClaimRefusal}
+    assert len(sentences) == len(ClaimRefusal) and all(sentences)
+
+
+def test_a_postgresql_url_is_refused_clearly_without_its_password(tmp_path):
+    with pytest.raises(
+        UnsupportedStore, match="PostgreSQL database is not supported yet"
+    ) as refused:
+        open_store("postgresql://newsletter:s3cret@db.example.org/newsletter")
+    assert "s3cret" not in str(refused.value)
+    with open_store(tmp_path / "newsletter.db") as store:
+        assert store.count("papers") == 0
+
+
+def test_the_console_refuses_a_postgresql_url_in_one_line(run_cli, tmp_path):
+    result = run_cli("--db", "postgresql://newsletter:s3cret@db.example.org/newsletter", "send")
+    assert result.exit_code == 1
+    assert "PostgreSQL database is not supported yet" in result.stderr
+    assert "Traceback" not in result.output and "s3cret" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing made on the way
