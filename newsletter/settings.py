@@ -83,11 +83,12 @@ class Settings:
     candidate_days: int = 7
     #: Score bonus for a paper in one of the subscriber's arXiv categories.
     category_boost: float = 0.1
-    #: The semantic model (the ``semantic`` extra): ``auto`` (if installed), ``on``, ``off``.
+    #: The semantic model (installed with the newsletter): ``auto`` (if its runtime is
+    #: installed), ``on``, ``off``.
     semantic: str = "auto"
     #: Share of the semantic model in relevance, and the similarity that alone makes a
     #: paper relevant.
-    semantic_weight: float = 0.6
+    semantic_weight: float = 0.5
     semantic_min_score: float = 0.35
     #: Weights of the trending signal (log-scaled upvotes) and of recency.
     trending_weight: float = 0.05

@@ -233,7 +233,8 @@ def test_liking_a_paper_lifts_its_nearest_neighbours_in_the_semantic_model(devel
         feedback={liked.id: centroids[at]},
     )
     eligible = np.array([[p.id != liked.id for p in papers]])
-    only_semantic = RankingParams(semantic_weight=1.0)  # the order is the semantic model's
+    # The order is the semantic model's, over every paper closer than the average one.
+    only_semantic = RankingParams(semantic_weight=1.0, min_score=0.0)
 
     def positions(signals: Signals) -> list[int]:
         picks = rank([reader], papers, eligible, only_semantic, signals=signals, semantic=inputs)[1]
@@ -342,3 +343,55 @@ def test_ingest_embeds_only_the_newest_papers_and_loads_the_model_only_for_them(
     monkeypatch.setattr(store, "papers_without_embedding", lambda model, limit: [])
     monkeypatch.setattr(semantic, "_load", lambda: pytest.fail("model loaded"))
     assert embeddings.embed_new_papers(store, on) == 0
+
+
+def _profile(development_set, profile_id: str) -> dict:
+    return next(p for p in development_set[1] if p["id"] == profile_id)
+
+
+def test_a_shared_word_alone_does_not_send_a_paper(development_set):
+    """ "diffusion" in reaction-diffusion equations is not the diffusion of generative
+    models, and "group" in group testing is not a symmetry group: the lexical ranking alone
+    sends each reader a paper on that one word, the ranking with the semantic model does
+    not."""
+    papers = development_set[0]
+    cases = [
+        ("u01", "Continuous-Time Functional Diffusion Processes"),  # nonlinear PDE analysis
+        ("d04", "An Algorithm for Computing with Brauer"),  # group / pooled testing
+    ]
+    for profile_id, title in cases:
+        reader = _profile(development_set, profile_id)
+        paper = next(p.id for p in papers if p.title.startswith(title))
+        assert reader["judgments"].get(paper, 0) == 0  # off topic, as judged
+        lexical = _hybrid_picks(development_set, [reader["interests"]], 10, hybrid=False)[0]
+        hybrid = _hybrid_picks(development_set, [reader["interests"]], 10)[0]
+        assert paper in lexical, profile_id
+        assert paper not in hybrid, profile_id
+
+
+def test_a_profile_of_two_topics_gets_papers_of_each(development_set):
+    """Interests naming two unrelated topics ("A; B") get papers of both, not only of the
+    topic more papers share words with."""
+    first, second = _profile(development_set, "d02"), _profile(development_set, "d12")
+    interests = (
+        f"{first['interests']}; {second['interests']}"  # metamorphic testing; geometric flows
+    )
+    picks = set(_hybrid_picks(development_set, [interests], 10)[0])
+    assert picks & {pid for pid, grade in first["judgments"].items() if grade == 2}
+    assert picks & {pid for pid, grade in second["judgments"].items() if grade == 2}
+
+
+def test_a_thin_day_sends_the_good_matches_and_only_them(development_set):
+    """On a day of five papers, two squarely on the reader's topic and three from another
+    field, the reader gets the two: neither cut by the threshold nor padded to their
+    number."""
+    papers, _, model, vectors = development_set
+    reader_profile = _profile(development_set, "u01")  # nonlinear PDE analysis
+    good = [pid for pid, grade in reader_profile["judgments"].items() if grade == 2][:2]
+    other = [p.id for p in papers if p.id.startswith("a")][:3]  # software and other testing
+    today = {*good, *other}
+    reader = make_subscriber(1, max_papers=10, interests=reader_profile["interests"])
+    eligible = np.array([[p.id in today for p in papers]])
+    inputs = SemanticInputs(papers=vectors, profiles=model.embed([reader.interests]), feedback={})
+    picks = rank([reader], papers, eligible, RankingParams(), semantic=inputs)[reader.id]
+    assert {pick.paper.id for pick in picks} == set(good)

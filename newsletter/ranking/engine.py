@@ -42,7 +42,7 @@ from sklearn.preprocessing import normalize
 
 from ..models import Paper, Pick, Subscriber
 from ..settings import Settings
-from .semantic import PaperVectors, center
+from .semantic import PaperVectors
 from .trend import age_days, has_signal, trending_order, trending_reason, trending_score
 
 #: Words that say nothing about a research interest, as people write interests.
@@ -74,6 +74,9 @@ RANK_THREADS = min(2, os.cpu_count() or 1)
 EXPANSION_TEMPERATURE = 0.2
 #: TF-IDF cosine from which a pick is said to resemble a paper the subscriber liked.
 LIKED_RESEMBLANCE = 0.05
+#: For a reader with clear matches, the share of their best match's (field-relative)
+#: similarity that also makes a paper relevant.
+CLOSE_TO_BEST = 0.5
 #: A followed author's paper is chosen before anything else.
 FOLLOWED = np.inf
 
@@ -122,7 +125,7 @@ class RankingParams:
     #: such clear matches, the same bar on the field-relative similarity (semantic extra).
     semantic_min_score: float = 0.35
     #: Share of the semantic model in relevance (0: lexical only).
-    semantic_weight: float = 0.6
+    semantic_weight: float = 0.5
     category_boost: float = 0.1
     #: Weight of log-scaled upvotes, and of recency (halving every ``recency_half_life`` days).
     trending_weight: float = 0.05
@@ -316,22 +319,23 @@ class _Ranker:
         )
 
     def _prepare_semantic(self, semantic: SemanticInputs) -> None:
-        """The passages and feedback papers as they are (for the threshold) and measured
-        from the corpus's average passage (for ranking)."""
+        """What measuring similarities from the corpus's average passage needs of each
+        passage, so that one product per block gives both the plain cosine (for the
+        threshold) and the centered one (for ranking)."""
         mean = semantic.papers.reference_point() if semantic.center is None else semantic.center
-        self.center = mean
+        self.center = mean.astype(np.float32)
         # An empty interests text embeds to somewhere: it must count as no interest at all.
         self.described = np.array([bool(s.interests.strip()) for s in self.subscribers])
-        self.passages = semantic.papers.centered(mean)
-        self.passage_centroids = self.passages.centroids()
+        vectors = semantic.papers.vectors
+        self.passage_on_center = vectors @ self.center
+        self.passage_off_center = np.linalg.norm(vectors - self.center, axis=1)
+        self.passage_off_center[self.passage_off_center == 0] = 1
         dim = semantic.profiles.shape[1]
         plain = np.zeros((len(self.feedback_papers), dim), np.float32)
         for k, paper in enumerate(self.feedback_papers):
             if paper.id in semantic.feedback:
                 plain[k] = semantic.feedback[paper.id]
-        known = np.linalg.norm(plain, axis=1, keepdims=True) > 0
         self.feedback_embeddings = plain
-        self.centered_feedback = np.where(known, center(plain, mean), 0)
 
     def _feedback_matrices(self) -> tuple[sp.csr_matrix, sp.csr_matrix, list[Paper]]:
         """(subscribers x feedback papers) averaging matrices for liked and disliked papers."""
@@ -374,7 +378,12 @@ class _Ranker:
             # A word in common is not enough where the paper is no closer to the interests
             # than the average paper ("dark matter" and "learning dynamics matters").
             relevant &= (semantic > 0) | ~self.described[rows, None]
-            relevant |= clear | (in_field & (semantic >= p.semantic_min_score))
+            # For a reader with clear matches, a paper at least half as close as their best
+            # match (field-relative) is in too: a few good matches are all sent.
+            close = semantic >= np.minimum(
+                p.semantic_min_score, CLOSE_TO_BEST * semantic.max(axis=1, keepdims=True)
+            )
+            relevant |= clear | (in_field & close)
             relevance = _blend(lexical, semantic, p.semantic_weight)
         in_category = self.categories[rows].toarray() > 0
         scores = relevance + p.category_boost * in_category + self.boosts[None, :]
@@ -461,27 +470,23 @@ class _Ranker:
         self, rows: np.ndarray, semantic: SemanticInputs
     ) -> tuple[np.ndarray, np.ndarray]:
         """The plain cosine of interests (with feedback) and papers, which the threshold
-        reads; and the relevance that ranks: the same, measured from the corpus's average
-        passage and expanded with the best matches, as the lexical query is."""
-        p = self.params
+        reads; and the relevance that ranks: the same vectors measured from the corpus's
+        average passage (see ``PaperVectors.reference_point``), renormalized. Both come from one
+        product: (q - m).(p - m) = q.p - q.m - p.m + m.m."""
         described = self.described[rows, None]
         profiles = np.where(described, semantic.profiles[rows], 0)
-        similarity = semantic.papers.best_passage(
-            normalize(self._semantic_feedback(rows, profiles, self.feedback_embeddings))
-        )
-        centered = np.where(described, center(profiles, self.center), 0)
-        query = normalize(self._semantic_feedback(rows, centered, self.centered_feedback))
-        if p.expansion_weight > 0 and p.expansion_papers > 0:
-            first = self.passages.best_passage(query)
-            centroid = normalize(
-                _centroid_weights(first, p.expansion_papers) @ self.passage_centroids
-            )
-            evidence = np.minimum(
-                1, (similarity >= p.semantic_min_score).sum(axis=1) / p.expansion_papers
-            )
-            weight = (p.expansion_weight * evidence).astype(np.float32)[:, None]
-            query = normalize((1 - weight) * query + weight * centroid)
-        return similarity, self.passages.best_passage(query)
+        query = normalize(self._semantic_feedback(rows, profiles, self.feedback_embeddings))
+        plain = query @ semantic.papers.vectors.T
+        query_on_center = query @ self.center
+        query_off_center = np.linalg.norm(query - self.center, axis=1)
+        centered = plain - query_on_center[:, None] - self.passage_on_center[None, :]
+        centered += self.center @ self.center
+        centered /= np.where(query_off_center > 0, query_off_center, 1)[:, None]
+        centered /= self.passage_off_center[None, :]
+        # No interests and no feedback: no semantic relevance at all.
+        centered[~query.any(axis=1)] = 0
+        papers = semantic.papers
+        return papers.best_of_passages(plain), papers.best_of_passages(centered)
 
     def _semantic_feedback(
         self, rows: np.ndarray, profiles: np.ndarray, feedback: np.ndarray
