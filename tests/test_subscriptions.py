@@ -295,6 +295,7 @@ PREFERENCES = {
     "categories": "cs.LG",
     "muted_terms": "survey",
     "max_papers": "3",
+    "trending_papers": "1",
     "frequency": "weekly",
     "weekly_day": "4",
     "delivery_hour": "6",
@@ -310,7 +311,7 @@ def test_save_preferences_applies_every_field(store, settings):
 
     assert ranking_changed  # categories, muted terms and papers per email
     assert (saved.categories, saved.muted_terms, saved.max_papers) == (["cs.LG"], ["survey"], 3)
-    assert (saved.frequency, saved.weekly_day) == ("weekly", 4)
+    assert (saved.frequency, saved.weekly_day, saved.trending_papers) == ("weekly", 4, 1)
     assert (saved.delivery_hour, saved.timezone, saved.paused_until) == (
         6,
         "Europe/Berlin",
@@ -327,6 +328,7 @@ def test_save_preferences_reports_every_bad_field_and_changes_nothing(store, set
         "timezone": "Mars/Olympus",
         "delivery_hour": "25",
         "max_papers": "0",
+        "trending_papers": "11",
         "frequency": "hourly",
         "weekly_day": "9",
         "paused_until": "soon",
@@ -339,6 +341,7 @@ def test_save_preferences_reports_every_bad_field_and_changes_nothing(store, set
         "timezone",
         "delivery_hour",
         "max_papers",
+        "trending_papers",
         "frequency",
         "weekly_day",
         "paused_until",

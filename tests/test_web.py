@@ -431,6 +431,7 @@ def test_preferences_save_and_show_todays_picks_for_the_new_interests(web, store
         "categories": "math.AP",
         "muted_terms": "",
         "max_papers": "4",
+        "trending_papers": "0",
         "frequency": "weekly",
         "weekly_day": "2",
         "delivery_hour": "9",
@@ -449,6 +450,7 @@ def test_preferences_save_and_show_todays_picks_for_the_new_interests(web, store
     ada = store.get_subscriber(ada.id)
     assert (ada.interests, ada.categories, ada.max_papers) == (form["interests"], ["math.AP"], 4)
     assert (ada.frequency, ada.weekly_day, ada.delivery_hour) == ("weekly", 2, 9)
+    assert ada.trending_papers == 0
     assert ada.timezone == "America/Chicago"
 
 
@@ -486,6 +488,7 @@ def test_preferences_refuse_more_muted_terms_than_the_limit_and_keep_a_full_prof
         "interests": GNN,
         "categories": "",
         "max_papers": "5",
+        "trending_papers": "3",
         "frequency": "daily",
         "weekly_day": "0",
         "delivery_hour": "7",
@@ -516,6 +519,7 @@ def test_preferences_with_a_timezone_folder_answer_the_form_not_500(
     form = {
         "interests": GNN,
         "max_papers": "5",
+        "trending_papers": "3",
         "frequency": "daily",
         "weekly_day": "0",
         "delivery_hour": "7",

@@ -20,6 +20,9 @@ from . import semantic
 
 log = logging.getLogger(__name__)
 
+#: Profiles whose embeddings are read (or computed) together.
+PROFILE_CHUNK = 10_000
+
 
 def paper_vectors(
     store: Store, model: semantic.Embedder, papers: Sequence[Paper]
@@ -76,16 +79,24 @@ def profile_vectors(
     texts = [s.interests or "" for s in subscribers]
     if subscribers and all(s.id < 1 for s in subscribers):
         return model.embed(texts)
-    stacked = _cached(
-        store,
-        model,
-        "profile_embeddings",
-        "subscriber_id",
-        [s.id for s in subscribers],
-        texts,
-        pieces=lambda text: [text],
-    )
-    return np.vstack(stacked) if stacked else np.zeros((0, 0), np.float32)
+    if not subscribers:
+        return np.zeros((0, 0), np.float32)
+    # Read a chunk at a time into one array: the stored bytes of a whole list and their
+    # stacked copy (154 MB each for 100,000 readers) never live at once.
+    vectors = np.empty((len(subscribers), model.dimension), np.float32)
+    for start in range(0, len(subscribers), PROFILE_CHUNK):
+        end = start + PROFILE_CHUNK
+        stacked = _cached(
+            store,
+            model,
+            "profile_embeddings",
+            "subscriber_id",
+            [s.id for s in subscribers[start:end]],
+            texts[start:end],
+            pieces=lambda text: [text],
+        )
+        vectors[start : start + len(stacked)] = np.vstack(stacked)
+    return vectors
 
 
 def _cached(
