@@ -24,7 +24,14 @@ from .sending.status import status_report
 from .sending.worker import Worker
 from .settings import Settings, SettingsError, load_settings
 from .sources.registry import REMOTE_SOURCES, build_source, http_client
-from .store import DuplicateSubscriber, Store, SubscriberNotFound, UnsupportedStore, open_store
+from .store import (
+    DuplicateSubscriber,
+    Store,
+    StoreUnavailable,
+    SubscriberNotFound,
+    UnsupportedStore,
+    open_store,
+)
 from .store.ingest import (
     FORMATS,
     IngestError,
@@ -57,6 +64,7 @@ USER_ERRORS = (
     DuplicateSubscriber,
     TransportError,
     UnsupportedStore,
+    StoreUnavailable,
 )
 
 
