@@ -86,6 +86,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "both_stores: the module's tests run on SQLite and on PostgreSQL"
     )
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): a test of SQLite's behaviour (lock files, shards)"
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -214,13 +217,18 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    """Where the test's database is: a file, or a fresh PostgreSQL database."""
+def database(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """Where the test's database is: a file (the console's default, in the test's directory),
+    or a fresh PostgreSQL database (the console's too, by NEWSLETTER_DB)."""
     if backend == "sqlite":
         yield str(tmp_path / "newsletter.db")
         return
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    yield server.fresh_database()
+    url = server.fresh_database()
+    monkeypatch.setenv("NEWSLETTER_DB", url)
+    yield url
     from newsletter.store.postgres import close_pools
 
     close_pools()
