@@ -30,6 +30,7 @@ from .store import (
     StoreUnavailable,
     SubscriberNotFound,
     UnsupportedStore,
+    is_postgresql,
     open_store,
 )
 from .store.ingest import (
@@ -717,7 +718,8 @@ def demo(ctx: click.Context) -> None:
     settings = _settings(ctx)
     ctx.with_resource(SendingLock(settings.db))
     result = demo_module.run_demo(settings)
-    click.echo(f"Database: {settings.db.resolve()}")
+    shown = "PostgreSQL" if is_postgresql(settings.db) else settings.db.resolve()
+    click.echo(f"Database: {shown}")
     click.echo(f"Papers: {result.ingest} (from the bundled sample page)")
     added = ", ".join(result.subscribers_added) or "none (already there)"
     click.echo(f"Sample subscribers added: {added}")

@@ -93,7 +93,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """The tests of a module marked ``both_stores`` run once per backend."""
-    if "backend" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_stores"):
+    definition = metafunc.definition
+    if (
+        "backend" in metafunc.fixturenames
+        and definition.get_closest_marker("both_stores")
+        and not definition.get_closest_marker("sqlite_only")
+    ):
         metafunc.parametrize("backend", BACKENDS, indirect=True)
 
 
