@@ -33,6 +33,7 @@ from .store import (
     is_postgresql,
     open_store,
 )
+from .store.copy import CopyRefused, copy_between
 from .store.ingest import (
     FORMATS,
     IngestError,
@@ -66,6 +67,7 @@ USER_ERRORS = (
     TransportError,
     UnsupportedStore,
     StoreUnavailable,
+    CopyRefused,
 )
 
 
@@ -311,6 +313,22 @@ def status(ctx: click.Context, edition: Any, as_json: bool) -> None:
 
 
 # -- subscribers ------------------------------------------------------------------------------
+
+
+@cli.group(cls=Group)
+def db() -> None:
+    """Work on whole databases."""
+
+
+@db.command("copy")
+@click.argument("source")
+@click.argument("target")
+def db_copy(source: str, target: str) -> None:
+    """Copy the database SOURCE into the empty database TARGET (each a SQLite file or a
+    postgresql:// URL): every table, ids included; the counts are checked after."""
+    copied = copy_between(source, target)
+    click.echo(", ".join(f"{table}: {rows}" for table, rows in copied.items()))
+    click.echo("copied; the counts of both databases agree")
 
 
 @cli.group(cls=Group)
