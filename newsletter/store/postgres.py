@@ -76,11 +76,11 @@ class _Connection:
         return sql.replace("%", "%%").replace("?", "%s")
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
-        return self.raw.execute(self._translate(sql), list(params))  # type: ignore[arg-type]
+        return self.raw.execute(self._translate(sql), list(params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]] | Any) -> None:
         with self.raw.cursor() as cursor:
-            cursor.executemany(self._translate(sql), list(rows))  # type: ignore[arg-type]
+            cursor.executemany(self._translate(sql), list(rows))
 
     @property
     def in_transaction(self) -> bool:
@@ -97,7 +97,8 @@ class _Table:
 
     @property
     def count(self) -> int:
-        return self.conn.execute(f"SELECT count(*) FROM {self.name}").fetchone()[0]
+        (rows,) = self.conn.execute(f"SELECT count(*) FROM {self.name}").fetchall()[0]
+        return rows
 
     def get(self, key: Any) -> dict:
         rows = _Database(self.conn).query(f"SELECT * FROM {self.name} WHERE {self.key} = ?", [key])
@@ -127,7 +128,7 @@ class _Database:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict]:
         with self.conn.raw.cursor(row_factory=dict_row) as cursor:
-            cursor.execute(_Connection._translate(sql), list(params))  # type: ignore[arg-type]
+            cursor.execute(_Connection._translate(sql), list(params))
             yield from cursor.fetchall()
 
     def table(self, name: str) -> _Table:
@@ -219,17 +220,19 @@ class PostgresStore(SQLiteStore):
             raw = self.pool.getconn()
         except psycopg_pool.PoolTimeout as exc:
             raise StoreUnavailable("cannot open the PostgreSQL database: no connection") from exc
-        self.conn = _Connection(raw)  # type: ignore[assignment]
-        self.db = _Database(self.conn)  # type: ignore[assignment]
-        self.deliveries: DeliveryStore = PostgresDeliveries(self.conn)
+        self.pg = _Connection(raw)
+        # The SQLite store's methods run on these: the same calls, in PostgreSQL.
+        self.conn = self.pg  # type: ignore[assignment]
+        self.db = _Database(self.pg)  # type: ignore[assignment]
+        self.deliveries: DeliveryStore = PostgresDeliveries(self.pg)
 
     def __repr__(self) -> str:
         return f"PostgresStore({_without_password(self.url, self.url)!r})"
 
     def close(self) -> None:
-        if self.conn.in_transaction:
-            self.conn.raw.rollback()
-        self.pool.putconn(self.conn.raw)
+        if self.pg.in_transaction:
+            self.pg.raw.rollback()
+        self.pool.putconn(self.pg.raw)
 
     def __enter__(self) -> PostgresStore:
         return self
