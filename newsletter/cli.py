@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from . import demo as demo_module
-from .models import WHOLE_LIST, Shard, Status
+from .models import WHOLE_LIST, Section, Shard, Status, in_section
 from .ranking import embeddings
 from .sending.daily import run_daily
 from .sending.delivery import RunControls, SendOptions, send_edition
@@ -428,6 +428,11 @@ def subscribers_show(ctx: click.Context, email: str, as_json: bool) -> None:
     default=None,
     help="Only papers in the categories, or the categories as a boost.",
 )
+@click.option(
+    "--trending-papers",
+    type=click.IntRange(0, 10),
+    help='Papers in the "Trending today" section after the picks (0: none).',
+)
 @click.option("--frequency", type=click.Choice(["daily", "weekly"]), help="How often.")
 @click.option(
     "--weekly-day", type=click.IntRange(0, 6), help="Day of a weekly edition, 0 = Monday."
@@ -703,7 +708,10 @@ def preview_command(
             {
                 "subscriber": subscriber.to_dict(),
                 "edition": day.isoformat(),
-                "papers": [pick.to_dict() for pick in picks],
+                **{
+                    str(section): [pick.to_dict() for pick in in_section(picks, section)]
+                    for section in Section
+                },
             },
             indent=2,
             ensure_ascii=False,

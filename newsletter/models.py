@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -135,6 +136,15 @@ def profile_problem(name: str, value: Any) -> str | None:
     return None
 
 
+class Section(StrEnum):
+    """Where a pick stands in an email; the values are the keys of ``preview --format json``."""
+
+    #: The reader's own papers (for a reader who gave no interests, the trending list's).
+    PICKS = "papers"
+    #: "Trending today": the day's top trending papers after the picks.
+    TRENDING = "trending"
+
+
 class PickRecord(TypedDict):
     """A pick as data: the console's preview prints it, the preferences page lists it (with
     the paper's link); the ledger records the same id, score and reason."""
@@ -152,6 +162,10 @@ class Pick:
     paper: Paper
     score: float
     reason: str
+    section: Section = Section.PICKS
+    #: Chosen from the day's trending list because nothing suited the reader's profile
+    #: (or they gave none), rather than for their interests.
+    by_trend: bool = False
 
     def to_dict(self) -> PickRecord:
         return {
@@ -160,6 +174,11 @@ class Pick:
             "score": round(self.score, 4),
             "reason": self.reason,
         }
+
+
+def in_section(picks: Iterable[Pick], section: Section) -> list[Pick]:
+    """The picks of one section of an email, in their order."""
+    return [pick for pick in picks if pick.section == section]
 
 
 class DeliveryStatus(StrEnum):

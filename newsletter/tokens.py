@@ -1,4 +1,5 @@
-"""Signed per-subscriber links (itsdangerous): unsubscribe, preferences, confirm, feedback.
+"""Signed per-subscriber links (itsdangerous): unsubscribe, preferences, confirm, feedback,
+and the archive ("View in your browser", for one edition).
 
 A token names the subscriber by id and by a digest of their address, so that a link stays
 valid for as long as the subscription does (unsubscribe links must keep working for
@@ -22,7 +23,7 @@ from itsdangerous.encoding import base64_decode, base64_encode
 from .models import Subscriber
 from .settings import Settings, SettingsError
 
-PURPOSES = frozenset({"unsubscribe", "preferences", "confirm", "feedback"})
+PURPOSES = frozenset({"unsubscribe", "preferences", "confirm", "feedback", "archive"})
 LOCAL_KEY_META = "local_secret_key"
 
 

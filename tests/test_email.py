@@ -230,7 +230,9 @@ def test_each_email_signs_each_of_its_tokens_once_whatever_its_size(settings, mo
         renderer.message(sample_subscriber(id=n), picks_of(papers[:size]), EDITION, "<m@x>")
 
     assert sorted(signed) == sorted(
-        (purpose, n) for n in (1, 2) for purpose in ("feedback", "preferences", "unsubscribe")
+        (purpose, n)
+        for n in (1, 2)
+        for purpose in ("archive", "feedback", "preferences", "unsubscribe")
     )
 
 

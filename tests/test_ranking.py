@@ -392,7 +392,7 @@ def test_muting_thousands_of_terms_compiles_no_pattern_per_term(monkeypatch):
     monkeypatch.setattr(ranking, "re", SimpleNamespace(**{**vars(re), "compile": counting_compile}))
     papers = [make_paper(n) for n in range(1, 201)]
     terms = [f"term{i}" for i in range(16_000)] + ["case 7", "spectral"]
-    mentions = ranking._mentions([terms, ["case 7"], []], papers)
+    mentions = ranking.mentions([terms, ["case 7"], []], papers)
     assert mentions[0].count_nonzero() == len(papers)  # "spectral" is in every paper
     assert [papers[c].id for c in mentions[1].indices] == [make_paper(7).id]
     assert mentions[2].count_nonzero() == 0

@@ -276,3 +276,80 @@ def test_a_reader_without_interests_whose_liked_papers_match_nothing_gets_trendi
     signals = Signals(liked={1: [liked]})
     picks = rank([reader], papers, np.ones((1, 2), bool), PARAMS, signals=signals, now=NOW)[1]
     assert [p.paper.id for p in picks] == ["hot"]
+
+
+# -- "Trending today" in a personal email -------------------------------------------------------
+
+
+def personal_reader_json(run_cli, *args: str) -> dict:
+    result = run_cli("preview", "r@example.org", "--format", "json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_a_personal_email_ends_with_trending_today_never_repeated(run_cli, store, tmp_path):
+    assert run_cli("ingest", "--sample").exit_code == 0
+    assert run_cli("ingest", str(HF_DAILY)).exit_code == 0
+    interests = "diffusion models for image generation"
+    assert run_cli("subscribers", "add", "r@example.org", "--interests", interests).exit_code == 0
+
+    first = personal_reader_json(run_cli)
+    picks, section = first["papers"], first["trending"]
+
+    assert len(picks) == 5 and len(section) == 3  # trending_papers' default
+    assert {p["id"] for p in picks}.isdisjoint(p["id"] for p in section)
+    assert set(section[0]) == set(picks[0])  # the same fields
+    listed = [t for t in trending_papers(store, date.today(), 20) if t.trending]
+    expected = [t for t in listed if t.paper.id not in {p["id"] for p in picks}][:3]
+    assert [p["id"] for p in section] == [t.paper.id for t in expected]
+    assert [p["reason"] for p in section] == [t.reason for t in expected]
+    text = run_cli("preview", "r@example.org", "--format", "text").stdout
+    html_part = run_cli("preview", "r@example.org", "--format", "html").stdout
+    assert "== Trending today ==" in text and "Trending today</h2>" in html_part
+    for paper in section:
+        title = store.get_paper(paper["id"]).title
+        assert " ".join(title.split())[:40] in " ".join(text.split())
+        assert f"paper={paper['id']}" in html_part  # its feedback links
+
+    # Sent, both lists are recorded: the next edition repeats neither.
+    assert run_cli("send").exit_code == 0
+    (delivery,) = store.deliveries.for_edition(date.today().isoformat())
+    assert delivery.paper_ids == [p["id"] for p in picks + section]
+    tomorrow = (date.today() + timedelta(days=1)).isoformat()
+    fresh = [
+        {"id": f"2612.{n:05d}", "title": f"Diffusion image generation {n}", "abstract": "New."}
+        for n in range(1, 3)
+    ]
+    assert run_cli("ingest", str(write_jsonl(tmp_path / "fresh.jsonl", fresh))).exit_code == 0
+    second = personal_reader_json(run_cli, "--date", tomorrow)
+    again = [p["id"] for p in second["papers"] + second["trending"]]
+    assert second["trending"] and set(again).isdisjoint(delivery.paper_ids)
+    # A preview of the sent edition shows it as it was sent, both sections.
+    assert personal_reader_json(run_cli) == first
+
+
+def test_trending_today_follows_the_readers_setting_and_mutes(run_cli, store):
+    assert run_cli("ingest", "--sample").exit_code == 0
+    assert run_cli("ingest", str(HF_DAILY)).exit_code == 0
+    interests = "diffusion models for image generation"
+    assert run_cli("subscribers", "add", "r@example.org", "--interests", interests).exit_code == 0
+    top = personal_reader_json(run_cli)["trending"][0]
+
+    run_cli("subscribers", "update", "r@example.org", "--trending-papers", "1")
+    assert [p["id"] for p in personal_reader_json(run_cli)["trending"]] == [top["id"]]
+    muted_word = "tangent" if "Tangent" in top["title"] else top["title"].split()[0]
+    run_cli("subscribers", "update", "r@example.org", "--muted", muted_word)
+    assert top["id"] not in [p["id"] for p in personal_reader_json(run_cli)["trending"]]
+    run_cli("subscribers", "update", "r@example.org", "--trending-papers", "0")
+    off = personal_reader_json(run_cli)
+    assert off["papers"] and off["trending"] == []
+    assert "Trending today" not in run_cli("preview", "r@example.org").stdout
+    refused = run_cli("subscribers", "update", "r@example.org", "--trending-papers", "11")
+    assert refused.exit_code != 0 and "0<=x<=10" in refused.output
+
+
+def test_an_address_alone_gets_no_second_trending_section(run_cli):
+    assert run_cli("ingest", str(HF_DAILY)).exit_code == 0
+    assert run_cli("subscribers", "add", "t@example.org").exit_code == 0
+    edition = preview_json(run_cli)
+    assert len(edition["papers"]) == 5 and edition["trending"] == []

@@ -38,7 +38,7 @@ from urllib.parse import urlencode
 import jinja2
 import premailer
 
-from ..models import Paper, Pick, Subscriber, paper_link
+from ..models import Paper, Pick, Section, Subscriber, in_section, paper_link
 from ..settings import Settings
 from ..tokens import LinkSigner
 from ..transports import OutgoingEmail
@@ -58,6 +58,7 @@ MAX_AUTHORS = 4
 MAX_CATEGORIES = 4
 REASON_CHARS = 160
 INTERESTS_CHARS = 200
+TRENDING_NOTE = "The top of today's trending list, beyond your own picks."
 SUBJECT_CHARS = 110
 PREHEADER_CHARS = 140
 #: Line width of the plain-text part.
@@ -241,8 +242,8 @@ class Renderer:
             card = self._cards[paper.id] = Card.of(paper)
         return card
 
-    def link(self, purpose: str, subscriber: Subscriber) -> str:
-        return self.signer.url(self.settings.base_url, purpose, subscriber)
+    def link(self, purpose: str, subscriber: Subscriber, **data: str) -> str:
+        return self.signer.url(self.settings.base_url, purpose, subscriber, **data)
 
     def subject(self, edition: date, picks: list[Pick]) -> str:
         label = f"{edition:%b} {edition.day}"
@@ -253,20 +254,27 @@ class Renderer:
         return trim_words(f"{label}: {top}", SUBJECT_CHARS - len(more)) + more
 
     def context(self, subscriber: Subscriber, picks: list[Pick], edition: date) -> dict:
-        """What the templates show to ``subscriber``; each link token is signed once."""
+        """What the templates show to ``subscriber``; each link token is signed once.
+        ``picks`` are the email's papers: its own picks, then its "Trending today"."""
         feedback = self.link("feedback", subscriber)
-        items = [
-            Item(
-                card=self.card(pick.paper),
-                reason=trim_words(one_line(pick.reason), REASON_CHARS),
-                more_url=feedback_url(feedback, pick.paper.id, "more"),
-                less_url=feedback_url(feedback, pick.paper.id, "less"),
-            )
-            for pick in picks
-        ]
+
+        def items_of(section: Section) -> list[Item]:
+            return [
+                Item(
+                    card=self.card(pick.paper),
+                    reason=trim_words(one_line(pick.reason), REASON_CHARS),
+                    more_url=feedback_url(feedback, pick.paper.id, "more"),
+                    less_url=feedback_url(feedback, pick.paper.id, "less"),
+                )
+                for pick in picks
+                if pick.section == section
+            ]
+
+        own = in_section(picks, Section.PICKS)
+        items = items_of(Section.PICKS)
         count = f"{len(items)} new paper{'s' if len(items) != 1 else ''} for you today"
         return {
-            "subject": self.subject(edition, picks),
+            "subject": self.subject(edition, own),
             "brand": self.settings.brand,
             "edition_label": f"{edition:%A}, {edition:%B} {edition.day}, {edition.year}",
             "preheader": trim_words(
@@ -276,7 +284,17 @@ class Renderer:
             "interests": trim_words(display_text(subscriber.interests), INTERESTS_CHARS),
             "categories": ", ".join(subscriber.categories),
             "items": items,
+            # The picks came from the trending list: nothing suited the reader's profile.
+            "by_trend": any(pick.by_trend for pick in own),
+            "trending_items": (trending := items_of(Section.TRENDING)),
+            # (heading, note, items) of each part of the email: its picks, untitled, then
+            # "Trending today".
+            "sections": [
+                (None, None, items),
+                *([("Trending today", TRENDING_NOTE, trending)] if trending else []),
+            ],
             "email": subscriber.email,
+            "archive_url": self.link("archive", subscriber, edition=edition.isoformat()),
             "preferences_url": self.link("preferences", subscriber),
             "unsubscribe_url": self.link("unsubscribe", subscriber),
             "sender_lines": [

@@ -276,7 +276,7 @@ class _Ranker:
             [[fold(a) for a in s.followed_authors] for s in subscribers],
             [[fold(a) for a in p.authors] for p in papers],
         )
-        self.muted = _mentions([s.muted_terms for s in subscribers], papers)
+        self.muted = mentions([s.muted_terms for s in subscribers], papers)
         self.limits = np.array([max(0, s.max_papers) for s in subscribers])
         self.categories_alone = np.array(
             [not s.interests.strip() and bool(s.categories) for s in subscribers]
@@ -510,7 +510,8 @@ class _Ranker:
         values = iter(np.where(np.isfinite(pick_scores), pick_scores, 0.0).tolist())
         return {
             self.subscribers[rows[i]].id: [
-                Pick(self.papers[c], next(values), next(reasons)) for c in cols
+                Pick(self.papers[c], next(values), next(reasons), by_trend=bool(by_trend[i]))
+                for c in cols
             ]
             for i, cols in enumerate(chosen)
         }
@@ -820,7 +821,7 @@ def _shared_labels(left: Sequence[list[str]], right: Sequence[list[str]]) -> sp.
     return (indicator(left) @ indicator(right).T).tocsr()
 
 
-def _mentions(term_lists: Sequence[list[str]], papers: Sequence[Paper]) -> sp.csr_matrix:
+def mentions(term_lists: Sequence[list[str]], papers: Sequence[Paper]) -> sp.csr_matrix:
     """(len(term_lists) x papers) nonzero where a paper mentions one of the row's terms, as
     whole words: muting "ML" does not drop a paper about HTML."""
     terms = sorted({fold(t) for ts in term_lists for t in ts if t.strip()})

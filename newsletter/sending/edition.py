@@ -14,9 +14,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..mail.render import Renderer
-from ..models import Paper, Pick, Subscriber
+from ..models import DeliveryStatus, Paper, Pick, Section, Subscriber, in_section
 from ..ranking import embeddings, semantic
 from ..ranking.engine import RankingParams, SemanticInputs, Signals, rank
+from ..ranking.trending import SECTION_POOL, trending_papers, trending_sections
 from ..settings import Settings
 from ..store import Store
 from ..tokens import link_signer
@@ -49,7 +50,8 @@ def plan_edition(
     subscribers: Sequence[Subscriber],
     rerank: bool = False,
 ) -> dict[int, list[Pick]]:
-    """The papers each subscriber gets in ``edition``, best first.
+    """The papers each subscriber gets in ``edition``: their picks, best first, then their
+    "Trending today" section (``Section.TRENDING``), which the ledger records with them.
 
     A subscriber whose message for this edition is already in the ledger gets the papers
     recorded there, so a retry or a preview after the send shows what was sent. The others
@@ -64,21 +66,48 @@ def plan_edition(
     start, end = candidate_window(edition, settings)
     papers = store.papers_seen_between(start, end)
     if to_rank and papers:
-        eligible = Eligibility(to_rank, papers, ledger.history(edition, start))
+        history = ledger.history(edition, start)
         signals = _signals(store, to_rank)
-        plan.update(
-            rank(
-                to_rank,
-                papers,
-                eligible,
-                RankingParams.from_settings(settings),
-                corpus=_corpus(store, papers),
-                signals=signals,
-                semantic=_semantic_inputs(store, settings, to_rank, papers, signals),
-            )
+        picks = rank(
+            to_rank,
+            papers,
+            Eligibility(to_rank, papers, history),
+            RankingParams.from_settings(settings),
+            corpus=_corpus(store, papers),
+            signals=signals,
+            semantic=_semantic_inputs(store, settings, to_rank, papers, signals),
         )
+        sections = _trending_sections(store, settings, edition, to_rank, picks, history, signals)
+        plan.update({sid: [*own, *sections.get(sid, [])] for sid, own in picks.items()})
     plan.update({s.id: [] for s in to_rank if s.id not in plan})
     return plan
+
+
+def _trending_sections(
+    store: Store,
+    settings: Settings,
+    edition: date,
+    subscribers: Sequence[Subscriber],
+    picks: dict[int, list[Pick]],
+    history: dict[int, History],
+    signals: Signals,
+) -> dict[int, list[Pick]]:
+    """Each reader's "Trending today" section, from the edition day's trending list."""
+    sizes = [
+        settings.trending_papers if s.trending_papers is None else s.trending_papers
+        for s in subscribers
+    ]
+    if max(sizes, default=0) <= 0:
+        return {}
+    day_list = trending_papers(store, edition, SECTION_POOL, days=settings.candidate_days)
+    return trending_sections(
+        day_list,
+        subscribers,
+        picks,
+        sent={sid: h.paper_ids for sid, h in history.items()},
+        disliked={sid: {p.id for p in ps} for sid, ps in signals.disliked.items()},
+        sizes=sizes,
+    )
 
 
 def _signals(store: Store, subscribers: Sequence[Subscriber]) -> Signals:
@@ -165,8 +194,24 @@ def _epoch(stamp: str | None) -> float:
 def _recorded_picks(store: Store, delivery: Delivery) -> list[Pick]:
     papers = {p.id: p for p in store.papers_by_ids(delivery.paper_ids)}
     return [
-        Pick(papers[r["id"]], r["score"], r["reason"]) for r in delivery.picks if r["id"] in papers
+        Pick(papers[r["id"]], r["score"], r["reason"], Section(r.get("section", Section.PICKS)))
+        for r in delivery.picks
+        if r["id"] in papers
     ]
+
+
+#: Ledger states of a message that reached (or may have reached) its reader.
+DELIVERED = frozenset({DeliveryStatus.SENT, DeliveryStatus.UNKNOWN})
+
+
+def sent_picks(store: Store, subscriber: Subscriber, edition: date) -> list[Pick] | None:
+    """The papers of the email ``subscriber`` got in ``edition``, as the ledger recorded
+    them (order, reasons and sections), for "View in your browser"; None if no message of
+    that edition went to them."""
+    delivery = Ledger(store).get(edition, subscriber.id)
+    if delivery is None or delivery.status not in DELIVERED:
+        return None
+    return _recorded_picks(store, delivery)
 
 
 def preview(
@@ -184,8 +229,10 @@ def preview_picks(
 ) -> list[Pick]:
     """The papers ``edition`` would pick for the subscriber's profile as it is now, even
     once the edition was sent: a subscriber who changes their interests after reading
-    today's email wants to see what the change does."""
-    return plan_edition(store, settings, edition, [subscriber], rerank=True)[subscriber.id]
+    today's email wants to see what the change does. Only their own picks: the day's
+    trending list is the same for everyone."""
+    plan = plan_edition(store, settings, edition, [subscriber], rerank=True)
+    return in_section(plan[subscriber.id], Section.PICKS)
 
 
 def recently_sent(

@@ -32,7 +32,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
-from ..models import WHOLE_LIST, Delivery, DeliveryStatus, Pick, Shard, Subscriber, to_utc_iso
+from ..models import (
+    WHOLE_LIST,
+    Delivery,
+    DeliveryStatus,
+    Pick,
+    Section,
+    Shard,
+    Subscriber,
+    to_utc_iso,
+)
 from ..store import Store
 from ..store.interface import Answer, Lease, NewClaim, Reclaim
 from ..transports import SendResult
@@ -325,4 +334,9 @@ def _send_count(existing: Delivery) -> int:
 
 
 def _pick_record(pick: Pick) -> dict:
-    return {"id": pick.paper.id, "score": round(pick.score, 4), "reason": pick.reason}
+    """A pick as the ledger keeps it; ``section`` only where it is not the default, so the
+    records of editions sent before "Trending today" read the same."""
+    record = {"id": pick.paper.id, "score": round(pick.score, 4), "reason": pick.reason}
+    if pick.section != Section.PICKS:
+        record["section"] = str(pick.section)
+    return record

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any, TypeVar
 from zoneinfo import available_timezones
 
@@ -34,12 +35,18 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..mail.render import feedback_url, paper_url, template_environment, templates_dir
+from ..mail.render import (
+    Renderer,
+    feedback_url,
+    paper_url,
+    template_environment,
+    templates_dir,
+)
 from ..mail.text import one_line
 from ..mail.transport import check_real_send, transport_from_url
 from ..models import Pick, Status, Subscriber
 from ..ranking.trending import PAGE_SIZE, trending_papers
-from ..sending.edition import preview_picks, recently_sent
+from ..sending.edition import preview_picks, recently_sent, sent_picks
 from ..settings import Settings
 from ..store import Store, open_store
 from ..subscribers.bounces import (
@@ -103,6 +110,17 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
     "x-frame-options": "DENY",
     "cache-control": "no-store",
+}
+
+
+#: An archived email is the email's own HTML: its styles are inline (as every mail client
+#: needs them), so it gets a policy that allows inline styles and nothing else.
+ARCHIVE_HEADERS = {
+    "content-security-policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'none'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "x-robots-tag": "noindex, nofollow",
 }
 
 
@@ -200,6 +218,7 @@ class WebApp:
             Route("/preferences/{token}", self.preferences, methods=["GET", "POST"]),
             Route("/unsubscribe/{token}", self.unsubscribe, methods=["GET", "POST"]),
             Route("/feedback/{token}", self.feedback, methods=["GET", "POST"]),
+            Route("/archive/{token}", self.archive, methods=["GET"]),
             Route("/site.css", self.stylesheet, methods=["GET"]),
             Route(
                 "/webhooks/{provider}",
@@ -520,6 +539,11 @@ class WebApp:
             "categories": ", ".join(subscriber.categories),
             "muted_terms": ", ".join(subscriber.muted_terms),
             "max_papers": str(subscriber.max_papers),
+            "trending_papers": str(
+                self.settings.trending_papers
+                if subscriber.trending_papers is None
+                else subscriber.trending_papers
+            ),
             "frequency": subscriber.frequency,
             "weekly_day": str(subscriber.weekly_day),
             "delivery_hour": str(subscriber.delivery_hour),
@@ -676,6 +700,37 @@ class WebApp:
                 links=[("Open my preferences", preferences)],
             )
         return self.render(request, page)
+
+    # -- the archive --------------------------------------------------------------------------
+
+    @cached_property
+    def email_renderer(self) -> Renderer:
+        """Renders archived editions; made once, as its template is inlined once."""
+        return Renderer(self.settings, self.signer)
+
+    async def archive(self, request: Request) -> Response:
+        """``/archive/TOKEN``, the "View in your browser" link of an email: that edition as
+        it was sent, its recorded papers in the email's own HTML. The token names the reader
+        and the edition; any other link is a bad link."""
+
+        def work(store: Store) -> tuple[Subscriber, date, list[Pick] | None]:
+            subscriber, data = self.read(store, "archive", request.path_params["token"])
+            edition = parse_day(str(data.get("edition", "")))
+            if edition is None:
+                raise BadToken("this archive link is not valid")
+            return subscriber, edition, sent_picks(store, subscriber, edition)
+
+        subscriber, edition, picks = await self.db(work)
+        if picks is None:
+            page = notice(
+                "Not sent yet",
+                f"The edition of {edition:%B} {edition.day}, {edition.year} has not been sent "
+                "to you (yet): this page shows an email once it is on its way.",
+                status=404,
+            )
+            return self.render(request, page)
+        html = self.email_renderer.render(subscriber, picks, edition).html
+        return HTMLResponse(html, headers=ARCHIVE_HEADERS)
 
     # -- the rest -----------------------------------------------------------------------------
 
