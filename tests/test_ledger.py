@@ -159,3 +159,33 @@ def test_a_postgresql_schema_newer_than_the_code_is_refused(postgres_server):
         conn.execute("INSERT INTO schema_version (version) VALUES (999)")
     with pytest.raises(StoreUnavailable, match="schema version 999 is newer"):
         open_store(url)
+
+
+def test_senders_claiming_the_same_edition_at_once_claim_each_message_once(settings):
+    """Two senders, each with its own connection, race through the same list: the unique
+    key of (edition, subscriber) leaves each message to exactly one of them."""
+    import threading
+
+    from .conftest import add_readers
+
+    with open_store(settings.db) as store:
+        add_readers(store, 200)
+        readers = store.list_subscribers()
+    claimed: dict[str, list[int]] = {"a": [], "b": []}
+
+    def sender(name: str) -> None:
+        with open_store(settings.db) as own:
+            ledger = Ledger(own, owner=f"host-{name}:1")
+            for reader in readers:
+                result = ledger.claim(EDITION, reader, [], DOMAIN, force=False)
+                if isinstance(result, Delivery):
+                    claimed[name].append(reader.id)
+
+    threads = [threading.Thread(target=sender, args=(name,)) for name in claimed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed["a"] + claimed["b"]) == [r.id for r in readers]
+    with open_store(settings.db) as store:
+        assert store.deliveries.counts(EDITION.isoformat()) == {"sending": 200}
