@@ -24,7 +24,16 @@ from .sending.status import status_report
 from .sending.worker import Worker
 from .settings import Settings, SettingsError, load_settings
 from .sources.registry import REMOTE_SOURCES, build_source, http_client
-from .store import DuplicateSubscriber, Store, SubscriberNotFound, UnsupportedStore, open_store
+from .store import (
+    DuplicateSubscriber,
+    Store,
+    StoreUnavailable,
+    SubscriberNotFound,
+    UnsupportedStore,
+    is_postgresql,
+    open_store,
+)
+from .store.copy import CopyRefused, copy_between
 from .store.ingest import (
     FORMATS,
     IngestError,
@@ -57,6 +66,8 @@ USER_ERRORS = (
     DuplicateSubscriber,
     TransportError,
     UnsupportedStore,
+    StoreUnavailable,
+    CopyRefused,
 )
 
 
@@ -302,6 +313,22 @@ def status(ctx: click.Context, edition: Any, as_json: bool) -> None:
 
 
 # -- subscribers ------------------------------------------------------------------------------
+
+
+@cli.group(cls=Group)
+def db() -> None:
+    """Work on whole databases."""
+
+
+@db.command("copy")
+@click.argument("source")
+@click.argument("target")
+def db_copy(source: str, target: str) -> None:
+    """Copy the database SOURCE into the empty database TARGET (each a SQLite file or a
+    postgresql:// URL): every table, ids included; the counts are checked after."""
+    copied = copy_between(source, target)
+    click.echo(", ".join(f"{table}: {rows}" for table, rows in copied.items()))
+    click.echo("copied; the counts of both databases agree")
 
 
 @cli.group(cls=Group)
@@ -717,7 +744,8 @@ def demo(ctx: click.Context) -> None:
     settings = _settings(ctx)
     ctx.with_resource(SendingLock(settings.db))
     result = demo_module.run_demo(settings)
-    click.echo(f"Database: {settings.db.resolve()}")
+    shown = "PostgreSQL" if is_postgresql(settings.db) else settings.db.resolve()
+    click.echo(f"Database: {shown}")
     click.echo(f"Papers: {result.ingest} (from the bundled sample page)")
     added = ", ".join(result.subscribers_added) or "none (already there)"
     click.echo(f"Sample subscribers added: {added}")

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,10 +74,175 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
+#: Where Debian's postgresql package puts its server binaries.
+POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
+POSTGRES_PASSWORD = "test-pg-password"
+#: The unprivileged user the test server runs as when the tests run as root.
+POSTGRES_USER = "newsletter-pg"
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_stores: the module's tests run on SQLite and on PostgreSQL"
+    )
+    config.addinivalue_line(
+        "markers", "sqlite_only(reason): a test of SQLite's behaviour (lock files, shards)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The tests of a module marked ``both_stores`` run once per backend."""
+    definition = metafunc.definition
+    if (
+        "backend" in metafunc.fixturenames
+        and definition.get_closest_marker("both_stores")
+        and not definition.get_closest_marker("sqlite_only")
+    ):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL server on loopback, started for the test session."""
+
+    port: int
+    template: str = "newsletter_template"
+    databases: itertools.count = field(default_factory=itertools.count)
+
+    def url(self, database: str = "postgres", password: str = POSTGRES_PASSWORD) -> str:
+        return f"postgresql://postgres:{password}@127.0.0.1:{self.port}/{database}"
+
+    def fresh_database(self) -> str:
+        """The URL of a new database, migrated (a copy of the template: fast)."""
+        import psycopg
+
+        name = f"test_{os.getpid()}_{next(self.databases)}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE {self.template}")
+        return self.url(name)
+
+    def empty_database(self) -> str:
+        """The URL of a new database with no tables at all."""
+        import psycopg
+
+        name = f"empty_{os.getpid()}_{next(self.databases)}"
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return self.url(name)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """Debian's PostgreSQL, an ``initdb`` in a temporary directory, on 127.0.0.1 (as an
+    unprivileged user when the tests run as root); skipped without it, failed under CI."""
+    initdb = require_tool(str(POSTGRES_BIN / "initdb"))
+    pg_ctl = str(POSTGRES_BIN / "pg_ctl")
+    # Not under pytest's directory of root's (mode 0700): the server's user must reach it.
+    data = Path(tempfile.mkdtemp(prefix="newsletter-pg-"))
+    as_user: list[str] = []
+    if os.getuid() == 0:
+        if subprocess.run(["id", POSTGRES_USER], capture_output=True).returncode != 0:
+            subprocess.run(
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--home-dir",
+                    "/nonexistent",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    POSTGRES_USER,
+                ],
+                check=True,
+            )
+        shutil.chown(data, POSTGRES_USER)
+        as_user = ["runuser", "-u", POSTGRES_USER, "--"]
+    password_file = data / "password"
+    password_file.write_text(POSTGRES_PASSWORD)
+    if as_user:
+        shutil.chown(password_file, POSTGRES_USER)
+    cluster = data / "cluster"
+    subprocess.run(
+        [
+            *as_user,
+            initdb,
+            "-D",
+            str(cluster),
+            "-U",
+            "postgres",
+            "--auth=scram-sha-256",
+            f"--pwfile={password_file}",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = _free_port()
+    options = f"-h 127.0.0.1 -p {port} -k {data} -F -c max_connections=300"
+    log = data / "server.log"
+    subprocess.run(
+        [*as_user, pg_ctl, "-D", str(cluster), "-l", str(log), "-o", options, "-w", "start"],
+        check=True,
+        capture_output=True,
+    )
+    server = PostgresServer(port)
+    try:
+        import psycopg
+
+        from newsletter.store import open_store
+        from newsletter.store.postgres import close_pools
+
+        with psycopg.connect(server.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {server.template}")
+        open_store(server.url(server.template)).close()
+        close_pools()  # a template must have no connections to be copied
+        yield server
+    finally:
+        subprocess.run(
+            [*as_user, pg_ctl, "-D", str(cluster), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(data, ignore_errors=True)
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store's backend: SQLite, unless the module runs on both (``both_stores``)."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def database(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """Where the test's database is: a file (the console's default, in the test's directory),
+    or a fresh PostgreSQL database (the console's too, by NEWSLETTER_DB)."""
+    if backend == "sqlite":
+        yield str(tmp_path / "newsletter.db")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    url = server.fresh_database()
+    monkeypatch.setenv("NEWSLETTER_DB", url)
+    yield url
+    from newsletter.store.postgres import close_pools
+
+    close_pools()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database: str) -> Settings:
     return Settings(
-        db=tmp_path / "newsletter.db",
+        db=Path(database),
         transport=f"outbox:{tmp_path / 'outbox'}",
         from_address=SENDER,
         base_url="https://papers.example.org",

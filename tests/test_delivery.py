@@ -29,6 +29,8 @@ from .conftest import (
     write_jsonl,
 )
 
+pytestmark = pytest.mark.both_stores
+
 TODAY = date.today()
 PAPER = {
     "id": "2501.00001",
@@ -189,6 +191,7 @@ def test_console_send_refuses_while_another_process_sends(run_cli, tmp_path):
     assert "another newsletter process" in result.output
 
 
+@pytest.mark.sqlite_only("the restart finds the crash by the lock file, not by the lease")
 def test_kill_9_at_random_moments_then_restart_sends_each_edition_exactly_once(
     store, settings, tmp_path, smtp_server
 ):

@@ -21,6 +21,8 @@ from newsletter.store.ingest import (
 
 from .conftest import make_paper, write_jsonl
 
+pytestmark = pytest.mark.both_stores
+
 FIRST_SAMPLE_TITLE = (
     "Multi-index Based Solution Theory to the Φ^4 Equation in the Full Subcritical Regime"
 )

@@ -16,6 +16,8 @@ from newsletter.subscribers.profiles import add_subscriber, neutralize_cell, res
 
 from .conftest import distinct_terms
 
+pytestmark = pytest.mark.both_stores
+
 
 def _add(run_cli, email: str, *options: str):
     return run_cli("subscribers", "add", email, *options)

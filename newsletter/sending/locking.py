@@ -11,7 +11,11 @@ side, but shards of different counts overlap (subscriber 3 is in shard 1/2 and i
 ``newsletter.db.lock.of-N`` for its count N (1 for the whole list), taken before it checks
 that no file of another count is held, which makes two senders of different counts always
 see each other. Senders make these checks one at a time, under ``newsletter.db.lock.guard``
-(held for an instant)."""
+(held for an instant).
+
+A PostgreSQL store needs no lock: senders on any hosts claim rows there under leases (see
+:mod:`newsletter.store.postgres`), so the lock of a ``postgresql://`` database is taken at
+once and holds nothing; ``--shard`` then only narrows the list a sender looks at."""
 
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from pathlib import Path
 from types import TracebackType
 
 from ..models import WHOLE_LIST, Shard
+from ..store import is_postgresql
 
 
 class LockBusy(RuntimeError):
@@ -34,6 +39,8 @@ class LockBusy(RuntimeError):
 
 class SendingLock:
     def __init__(self, db_path: Path, shard: Shard = WHOLE_LIST):
+        #: A database shared by hosts, whose senders hold leases instead (PostgreSQL).
+        self.unneeded = is_postgresql(db_path)
         self.db_path = Path(db_path)
         self.shard = shard
         #: The file that names the holder of this shard.
@@ -49,6 +56,8 @@ class SendingLock:
         return Path(f"{self.db_path}.lock.of-{count}")
 
     def acquire(self) -> None:
+        if self.unneeded:
+            return
         try:
             # Senders check one another one at a time: a check tries each lock for an
             # instant, and two checks at once would each take the other's for a sender.

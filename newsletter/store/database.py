@@ -30,7 +30,18 @@ log = logging.getLogger(__name__)
 
 
 class SQLiteStore:
-    """:class:`newsletter.store.interface.Store` in one SQLite file, in WAL mode."""
+    """:class:`newsletter.store.interface.Store` in one SQLite file, in WAL mode. Its SQL is
+    shared with :class:`newsletter.store.postgres.PostgresStore`, which overrides the few
+    places where the dialects differ (the class attributes below, the transactions)."""
+
+    #: What a duplicate address raises.
+    _INTEGRITY_ERRORS: ClassVar[tuple[type[Exception], ...]] = (sqlite3.IntegrityError,)
+    #: How a subscriber is found by address (case-insensitive: the column is NOCASE).
+    _EMAIL_MATCH = "s.email = ?"
+    #: An event's detail field ``new``, for a comparison.
+    _DETAIL_NEW = "json_extract(detail, '$.new')"
+    #: BEGIN of a write transaction, taken at once so that concurrent writers queue.
+    _BEGIN = "BEGIN IMMEDIATE"
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -68,7 +79,7 @@ class SQLiteStore:
         if self.conn.in_transaction:
             yield
             return
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.conn.execute(self._BEGIN)
         try:
             yield
         except BaseException:
@@ -204,28 +215,28 @@ class SQLiteStore:
         now = utcnow()
         with self.transaction():
             try:
-                cursor = self.conn.execute(
-                    "INSERT INTO subscribers (email, status, timezone, delivery_hour, max_papers,"
-                    " created_at, updated_at, consent_at, consent_source, consent_ip,"
-                    " confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        email,
-                        str(status),
-                        timezone,
-                        delivery_hour,
-                        max_papers,
-                        now,
-                        now,
-                        now,
-                        consent_source,
-                        consent_ip,
-                        now if status == Status.ACTIVE else None,
-                    ],
-                )
-            except sqlite3.IntegrityError as exc:
+                with self.savepoint():
+                    cursor = self.conn.execute(
+                        "INSERT INTO subscribers (email, status, timezone, delivery_hour, max_papers,"
+                        " created_at, updated_at, consent_at, consent_source, consent_ip,"
+                        " confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                        [
+                            email,
+                            str(status),
+                            timezone,
+                            delivery_hour,
+                            max_papers,
+                            now,
+                            now,
+                            now,
+                            consent_source,
+                            consent_ip,
+                            now if status == Status.ACTIVE else None,
+                        ],
+                    )
+                    (subscriber_id,) = cursor.fetchone()
+            except self._INTEGRITY_ERRORS as exc:
                 raise DuplicateSubscriber(f"{email} is already a subscriber") from exc
-            subscriber_id = cursor.lastrowid
-            assert subscriber_id is not None  # the INSERT just made gives it
             self.conn.execute(
                 "INSERT INTO profiles (subscriber_id, interests, categories, muted_terms,"
                 " updated_at) VALUES (?, ?, ?, ?, ?)",
@@ -248,8 +259,8 @@ class SQLiteStore:
 
     def get_subscriber(self, key: int | str) -> Subscriber:
         """A subscriber by id or by email address (case-insensitive)."""
-        column = "s.id" if isinstance(key, int) else "s.email"
-        rows = list(self.db.query(f"{self._SUBSCRIBER_QUERY} WHERE {column} = ?", [key]))
+        match = "s.id = ?" if isinstance(key, int) else self._EMAIL_MATCH
+        rows = list(self.db.query(f"{self._SUBSCRIBER_QUERY} WHERE {match}", [key]))
         if not rows:
             raise SubscriberNotFound(f"no subscriber {key}")
         return _subscriber_from_row(rows[0])
@@ -442,7 +453,7 @@ class SQLiteStore:
         return self.conn.execute(
             "SELECT count(*) FROM events WHERE subscriber_id = ? AND kind = ? AND at >= ?"
             " AND at > coalesce((SELECT max(at) FROM events WHERE subscriber_id = ?"
-            " AND kind = 'subscriber.status' AND json_extract(detail, '$.new') = ?), '')",
+            f" AND kind = 'subscriber.status' AND {self._DETAIL_NEW} = ?), '')",
             [subscriber_id, kind, since, subscriber_id, str(Status.ACTIVE)],
         ).fetchone()[0]
 

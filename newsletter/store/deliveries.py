@@ -18,9 +18,11 @@ KEYS_PER_QUERY = 900
 
 class SQLiteDeliveries:
     """:class:`newsletter.store.interface.DeliveryStore` on the connection of a
-    :class:`newsletter.store.database.SQLiteStore`, inside its transactions."""
+    :class:`newsletter.store.database.SQLiteStore`, inside its transactions. Its SQL is also
+    PostgreSQL's (:class:`newsletter.store.postgres.PostgresDeliveries` overrides the claims'
+    locks and what a crash leaves)."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection | Any):
         self.conn = conn
 
     def _rows(self, sql: str, params: Sequence[Any]) -> list[Delivery]:
@@ -81,12 +83,12 @@ class SQLiteDeliveries:
     def insert_claims(self, claims: Sequence[NewClaim], lease: Lease, now: str) -> list[Delivery]:
         inserted = []
         for claim in claims:
-            cursor = self.conn.execute(
+            inserted += self._rows(
                 "INSERT INTO deliveries (edition, subscriber_id, email, status, message_id,"
                 " paper_ids, picks, attempts, send_count, created_at, claimed_at, updated_at,"
                 " lease_owner, lease_expires_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (edition, subscriber_id) DO NOTHING",
+                " ON CONFLICT (edition, subscriber_id) DO NOTHING RETURNING *",
                 [
                     claim.edition,
                     claim.subscriber_id,
@@ -102,27 +104,6 @@ class SQLiteDeliveries:
                     lease.expires_at,
                 ],
             )
-            if cursor.rowcount == 1:
-                assert cursor.lastrowid is not None  # the INSERT just made gives it
-                inserted.append(
-                    Delivery(
-                        id=cursor.lastrowid,
-                        edition=claim.edition,
-                        subscriber_id=claim.subscriber_id,
-                        email=claim.email,
-                        status=DeliveryStatus.SENDING,
-                        message_id=claim.message_id,
-                        paper_ids=claim.paper_ids,
-                        picks=claim.picks,
-                        attempts=1,
-                        send_count=1,
-                        sent_at=None,
-                        last_error=None,
-                        claimed_at=now,
-                        lease_owner=lease.owner,
-                        lease_expires_at=lease.expires_at,
-                    )
-                )
         return inserted
 
     def locked(self, edition: str, subscriber_ids: Collection[int]) -> dict[int, Delivery]:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+import psycopg
 
 from ..fetch import FetchError, ResponseTooLarge, download
 from ..models import Paper
@@ -54,6 +55,8 @@ STORE_REFUSALS = (
     sqlite3.IntegrityError,
     sqlite3.InterfaceError,
     sqlite3.ProgrammingError,
+    psycopg.DataError,
+    psycopg.IntegrityError,
 )
 
 
