@@ -266,12 +266,11 @@ class Renderer:
                     more_url=feedback_url(feedback, pick.paper.id, "more"),
                     less_url=feedback_url(feedback, pick.paper.id, "less"),
                 )
-                for pick in picks
-                if pick.section == section
+                for pick in in_section(picks, section)
             ]
 
         own = in_section(picks, Section.PICKS)
-        items = items_of(Section.PICKS)
+        items, trending = items_of(Section.PICKS), items_of(Section.TRENDING)
         count = f"{len(items)} new paper{'s' if len(items) != 1 else ''} for you today"
         return {
             "subject": self.subject(edition, own),
@@ -286,7 +285,6 @@ class Renderer:
             "items": items,
             # The picks came from the trending list: nothing suited the reader's profile.
             "by_trend": any(pick.by_trend for pick in own),
-            "trending_items": (trending := items_of(Section.TRENDING)),
             # (heading, note, items) of each part of the email: its picks, untitled, then
             # "Trending today".
             "sections": [

@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..mail.render import Renderer
-from ..models import DeliveryStatus, Paper, Pick, Section, Subscriber, in_section
+from ..models import DeliveryStatus, Paper, Pick, Section, Subscriber
 from ..ranking import embeddings, semantic
 from ..ranking.engine import RankingParams, SemanticInputs, Signals, rank
 from ..ranking.trending import SECTION_POOL, trending_papers, trending_sections
@@ -49,6 +49,7 @@ def plan_edition(
     edition: date,
     subscribers: Sequence[Subscriber],
     rerank: bool = False,
+    trending_today: bool = True,
 ) -> dict[int, list[Pick]]:
     """The papers each subscriber gets in ``edition``: their picks, best first, then their
     "Trending today" section (``Section.TRENDING``), which the ledger records with them.
@@ -58,6 +59,7 @@ def plan_edition(
     are ranked together over the papers that are new to them, with their feedback and, when
     the semantic extra is installed, sentence embeddings. ``rerank`` ranks everyone anew,
     recorded or not: what the edition would pick with the profiles as they are now.
+    ``trending_today=False`` plans the picks alone, without the sections.
     """
     ledger = Ledger(store)
     recorded = {} if rerank else ledger.for_edition(edition)
@@ -77,7 +79,11 @@ def plan_edition(
             signals=signals,
             semantic=_semantic_inputs(store, settings, to_rank, papers, signals),
         )
-        sections = _trending_sections(store, settings, edition, to_rank, picks, history, signals)
+        sections = (
+            _trending_sections(store, settings, edition, to_rank, picks, history, signals)
+            if trending_today
+            else {}
+        )
         plan.update({sid: [*own, *sections.get(sid, [])] for sid, own in picks.items()})
     plan.update({s.id: [] for s in to_rank if s.id not in plan})
     return plan
@@ -231,8 +237,8 @@ def preview_picks(
     once the edition was sent: a subscriber who changes their interests after reading
     today's email wants to see what the change does. Only their own picks: the day's
     trending list is the same for everyone."""
-    plan = plan_edition(store, settings, edition, [subscriber], rerank=True)
-    return in_section(plan[subscriber.id], Section.PICKS)
+    plan = plan_edition(store, settings, edition, [subscriber], rerank=True, trending_today=False)
+    return plan[subscriber.id]
 
 
 def recently_sent(
