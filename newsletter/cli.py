@@ -223,7 +223,7 @@ def ingest(
         ]
         with http_client(settings) as client:
             summary = ingest_sources(_store(ctx), chosen, client)
-    summary.embedded = embeddings.embed_new_papers(_store(ctx), settings)
+    summary.embedded, summary.embedded_profiles = embeddings.embed_pending(_store(ctx), settings)
     if as_json:
         _json(summary.to_dict())
     else:
@@ -235,8 +235,11 @@ def ingest(
             for failure in report.failures:
                 click.echo(f"failed: {failure}", err=True)
             click.echo(f"Ingested {name}: {report}")
-        if summary.embedded:
-            click.echo(f"Embedded {summary.embedded} paper(s) for the semantic model")
+        if summary.embedded or summary.embedded_profiles:
+            click.echo(
+                f"Embedded {summary.embedded} paper(s) and {summary.embedded_profiles} "
+                "reader profile(s) for the semantic model"
+            )
     if summary.failed:
         ctx.exit(1)
 
