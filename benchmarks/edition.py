@@ -567,6 +567,8 @@ def premailer_ms_per_email(settings: Settings, edition: date, count: int) -> flo
         context = renderer.context(subscriber, picks, edition)
         inline_css(html.render(context), renderer.css)
         text.render(context)
+    if not emails:
+        raise RuntimeError(f"none of the first {count} readers has papers in the edition")
     return (time.perf_counter() - start) * 1000 / len(emails)
 
 
@@ -720,6 +722,10 @@ def measure(args: argparse.Namespace, say: Callable[[str], None]) -> dict:
             fresh_copy(pristine, db)
             [run] = send_edition_in_processes(context, settings, 1, moment)
             received = sink.count()
+            say(
+                f"edition: {run.finished - run.started:.1f} s, {run.counts}, peak RSS "
+                f"{run.peak_rss_mb:.0f} MB, the sink received {received[0]:,} messages"
+            )
             raw.append(raw_smtp_rate(sink.port, message, args.raw_messages, args.connections))
             sink.count()
             say(f"raw smtplib to the sink, after: {raw[1]:.0f} messages/s")
