@@ -4,14 +4,21 @@ an mbox and a real IMAP server (dovecot, started by the ``dovecot`` fixture)."""
 
 from __future__ import annotations
 
+import mailbox
+import os
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
 
+import email_validator
 import pytest
 
+from newsletter.models import Status
 from newsletter.sending.delivery import send_edition
-from newsletter.settings import Settings, SettingsError
+from newsletter.settings import Settings, SettingsError, load_settings
 from newsletter.store.ingest import ingest_path
+from newsletter.subscribers.bounce_mail import read_bounce
+from newsletter.subscribers.mailbox import MailboxError, open_source, scan_bounces
 from newsletter.subscribers.profiles import add_subscriber
 from newsletter.tokens import BadToken, LinkSigner, token_in_verp
 
@@ -86,3 +93,221 @@ def test_without_a_bounce_address_the_envelope_sender_is_the_from_address(
     add_subscriber(store, settings, "reader@example.org", interests="graph neural")
     send_edition(store, replace(settings, transport=smtp_server.url), EDITION)
     assert [e.mail_from for e in smtp_server.envelopes] == ["papers@example.org"]
+
+
+# -- reading real-world bounce formats -------------------------------------------------------
+
+SAMPLES = Path(__file__).resolve().parent / "data" / "bounces"
+BOUNCES = "bounces@news.example.org"
+
+
+@pytest.mark.parametrize(
+    ("sample", "kind", "recipient"),
+    [
+        ("postfix-user-unknown.eml", "hard_bounce", "gone@example.net"),
+        ("exchange-online-ndr.eml", "hard_bounce", "former.staff@contoso.example"),
+        ("exim-no-dsn.eml", "hard_bounce", "left.the.lab@example.ac.uk"),
+        ("qmail-no-dsn.eml", "hard_bounce", "nobody.here@example.info"),
+        ("gmail-mailbox-full.eml", "soft_bounce", "full@example.com"),
+        ("yahoo-arf-complaint.eml", "complaint", "annoyed@yahoo.example"),
+        ("postfix-delayed.eml", "not_bounce", "slow@example.com"),
+        ("out-of-office.eml", "not_bounce", None),
+        ("human-reply.eml", "not_bounce", None),
+        ("malformed.eml", "malformed", None),
+    ],
+)
+def test_each_real_world_format_is_read_as_what_it_is(sample, kind, recipient):
+    mail = read_bounce((SAMPLES / sample).read_bytes(), BOUNCES)
+    assert mail.kind == kind, mail.detail
+    assert mail.recipients[:1] == ((recipient,) if recipient else ())
+    assert mail.message_id.startswith("<") and mail.detail
+
+
+def test_what_a_dsn_reports_is_kept_as_its_detail_and_the_original_s_message_id():
+    mail = read_bounce((SAMPLES / "postfix-user-unknown.eml").read_bytes(), BOUNCES)
+    assert "550 5.1.1" in mail.detail and "User unknown" in mail.detail
+    assert mail.original_message_id == "<2026-12-03.17.1@news.example.org>"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"\x00\xff\xfe binary", b"no headers at all\n\njust text", b"\n\n\n", b"Subject: x"],
+)
+def test_garbage_is_malformed_and_named_by_its_digest(raw):
+    mail = read_bounce(raw, BOUNCES)
+    assert mail.kind in ("malformed", "not_bounce")
+    assert mail.message_id.startswith(("sha256:", "<"))
+
+
+# -- scanning a mailbox ----------------------------------------------------------------------
+
+
+def _verp_bounce(signer: LinkSigner, subscriber, reported: str) -> bytes:
+    """Postfix's DSN for ``subscriber``'s copy of EDITION, delivered to its VERP address;
+    the DSN names ``reported`` (a forwarding address, say), not the subscriber."""
+    token = signer.return_token(subscriber.id, subscriber.email, EDITION)
+    raw = (SAMPLES / "postfix-user-unknown.eml").read_bytes()
+    raw = raw.replace(b"gone@example.net", reported.encode())
+    return raw.replace(
+        b"Delivered-To: bounces@", f"Delivered-To: bounces+{token}@".encode()
+    ).replace(b"Message-Id: <20261203070004", b"Message-Id: <verp-20261203070004")
+
+
+def _maildir(path: Path, messages: list[bytes]) -> mailbox.Maildir:
+    box = mailbox.Maildir(path, create=True)
+    for raw in messages:
+        box.add(raw)
+    return box
+
+
+@pytest.fixture
+def bounce_settings(settings, tmp_path):
+    return replace(
+        settings, bounce_address=BOUNCES, bounce_mailbox=f"maildir:{tmp_path / 'Maildir'}"
+    )
+
+
+def _subscribe(store, settings, *emails):
+    return [add_subscriber(store, settings, e, interests="graph neural networks") for e in emails]
+
+
+def test_a_maildir_scan_applies_the_webhooks_rules_and_a_rescan_changes_nothing(
+    store, bounce_settings, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(email_validator, "TEST_ENVIRONMENT", True)
+    gone, _full, _annoyed, _reader, verp = _subscribe(
+        store,
+        bounce_settings,
+        "gone@example.net",
+        "full@example.com",
+        "annoyed@yahoo.example",
+        "reader@example.org",
+        "verp.reader@example.org",
+    )
+    signer = LinkSigner(SECRET)
+    samples = [(SAMPLES / name).read_bytes() for name in sorted(os.listdir(SAMPLES))]
+    box = _maildir(tmp_path / "Maildir", [*samples, _verp_bounce(signer, verp, "fwd@else.example")])
+
+    report = scan_bounces(store, bounce_settings)
+
+    status = {s.email: s.status for s in store.list_subscribers()}
+    assert status == {
+        "gone@example.net": Status.BOUNCED,
+        "full@example.com": Status.ACTIVE,  # one soft bounce of three
+        "annoyed@yahoo.example": Status.UNSUBSCRIBED,
+        "reader@example.org": Status.ACTIVE,  # its out-of-office reply counts for nothing
+        "verp.reader@example.org": Status.BOUNCED,  # the token names it, not the DSN
+    }
+    assert report.counts == {
+        "hard_bounce": 2,
+        "soft_bounce": 1,
+        "complaint": 1,
+        "unknown": 3,  # Exchange, Exim, qmail: nobody on the list
+        "not_bounce": 3,
+        "malformed": 1,
+    }
+    (verp_item,) = [i for i in report.items if i.email == "verp.reader@example.org"]
+    assert verp_item.outcome == "bounced"
+    events = store.events("bounce.hard")
+    assert {e["subscriber_id"]: e["edition"] for e in events} == {
+        gone.id: None,
+        verp.id: "2026-12-03",
+    }
+    assert {e["detail"]["provider"] for e in events} == {"mail"}
+    # What was applied is marked seen; what is kept for the operator is not.
+    seen = [key for key, message in box.iteritems() if "S" in message.get_flags()]
+    assert len(seen) == 4
+
+    again = scan_bounces(store, bounce_settings)
+    assert again.counts == {"already read": 7} and again.items == []
+    assert {s.email: s.status for s in store.list_subscribers()} == status
+    assert len(store.events("bounce.soft")) == 1
+
+
+def test_the_same_bounce_twice_counts_once(store, bounce_settings, tmp_path):
+    _subscribe(store, bounce_settings, "full@example.com")
+    raw = (SAMPLES / "gmail-mailbox-full.eml").read_bytes()
+    _maildir(tmp_path / "Maildir", [raw, raw])
+    report = scan_bounces(store, bounce_settings)
+    assert report.counts == {"soft_bounce": 1, "already read": 1}
+    assert len(store.events("bounce.soft")) == 1
+
+
+def test_soft_bounces_suppress_after_the_limit(store, bounce_settings, tmp_path):
+    (full,) = _subscribe(store, bounce_settings, "full@example.com")
+    raw = (SAMPLES / "gmail-mailbox-full.eml").read_bytes()
+    copies = [raw.replace(b"<6745e1b2", f"<{n}-6745e1b2".encode()) for n in range(3)]
+    _maildir(tmp_path / "Maildir", copies)
+    report = scan_bounces(store, bounce_settings)
+    assert [i.outcome for i in report.items] == [
+        "soft bounce 1 of 3",
+        "soft bounce 2 of 3",
+        "bounced after 3 soft bounces",
+    ]
+    assert store.get_subscriber(full.id).status == Status.BOUNCED
+
+
+def test_an_enormous_message_is_reported_and_skipped_and_the_scan_goes_on(
+    store, bounce_settings, tmp_path
+):
+    (gone,) = _subscribe(store, bounce_settings, "gone@example.net")
+    enormous = (
+        (SAMPLES / "postfix-user-unknown.eml")
+        .read_bytes()
+        .replace(b"Message-Id: <2026", b"Message-Id: <huge-2026")
+        + b"x" * 80
+        + (b"\n" + b"y" * 76) * 30_000
+    )
+    settings = replace(bounce_settings, max_bounce_bytes=1_000_000)
+    _maildir(tmp_path / "Maildir", [enormous, (SAMPLES / "postfix-user-unknown.eml").read_bytes()])
+    report = scan_bounces(store, settings)
+    assert report.counts == {"enormous": 1, "hard_bounce": 1}
+    (huge,) = [i for i in report.items if i.kind == "enormous"]
+    assert huge.message_id == "<huge-20261203070004.4QxZ1k2Lmnz9sT@mail.news.example.org>"
+    assert "max_bounce_bytes" in huge.detail
+    assert store.get_subscriber(gone.id).status == Status.BOUNCED
+    # The bounce applied is marked seen and not read again; the enormous one, kept, is
+    # reported once.
+    assert scan_bounces(store, settings).counts == {"already read": 1}
+
+
+def test_an_mbox_is_read_and_left_as_it_was(store, bounce_settings, tmp_path):
+    (gone,) = _subscribe(store, bounce_settings, "gone@example.net")
+    path = tmp_path / "bounces.mbox"
+    box = mailbox.mbox(path)
+    box.add((SAMPLES / "postfix-user-unknown.eml").read_bytes())
+    box.add((SAMPLES / "out-of-office.eml").read_bytes())
+    box.close()
+    before = path.read_bytes()
+    settings = replace(bounce_settings, bounce_mailbox=f"mbox:{path}")
+
+    assert scan_bounces(store, settings).counts == {"hard_bounce": 1, "not_bounce": 1}
+    assert scan_bounces(store, settings).counts == {"already read": 2}  # all of it, again
+    assert path.read_bytes() == before
+    assert store.get_subscriber(gone.id).status == Status.BOUNCED
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["", "pop3://mail.example.org", "maildir:", "imaps://mail.example.org", "imap://:pw@x"],
+)
+def test_a_bounce_mailbox_that_names_no_source_is_a_settings_error(settings, url):
+    with pytest.raises(SettingsError, match=r"bounce mailbox|bounce_mailbox"):
+        open_source(replace(settings, bounce_mailbox=url))
+
+
+def test_a_missing_maildir_or_mbox_is_a_mailbox_error(settings, tmp_path):
+    for url in [f"maildir:{tmp_path / 'none'}", f"mbox:{tmp_path / 'none.mbox'}"]:
+        with pytest.raises(MailboxError):
+            open_source(replace(settings, bounce_mailbox=url))
+
+
+def test_a_bounce_mailbox_password_in_the_config_file_is_refused(tmp_path):
+    config = tmp_path / "newsletter.toml"
+    config.write_text('bounce_mailbox = "imaps://bounces:hunter2@mail.example.org"\n')
+    with pytest.raises(SettingsError, match="NEWSLETTER_BOUNCE_PASSWORD") as caught:
+        load_settings({}, config)
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(SettingsError, match="secrets belong in the environment"):
+        config.write_text('bounce_password = "hunter2"\n')
+        load_settings({}, config)

@@ -141,12 +141,14 @@ def _handle(store: Store, settings: Settings, signer: LinkSigner, letter: Letter
     else:
         mail = read_bounce(letter.raw, settings.bounce_address)
         kind = mail.kind
-    if kind in ("malformed", "enormous"):
-        log.warning("bounce mailbox: %s message %s skipped: %s", kind, mail.message_id, mail.detail)
     subscriber_email, edition = _recipient(store, signer, mail)
     with store.transaction():
         if not store.record_mail(mail.message_id, kind, subscriber_email):
             return ScanItem(mail.message_id, kind, subscriber_email, "already read", mail.detail)
+        if kind in ("malformed", "enormous"):
+            log.warning(
+                "bounce mailbox: %s message %s skipped: %s", kind, mail.message_id, mail.detail
+            )
         if kind not in APPLIED:
             return ScanItem(mail.message_id, kind, None, "kept", mail.detail)
         if subscriber_email is None:
