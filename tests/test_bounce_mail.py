@@ -4,6 +4,7 @@ an mbox and a real IMAP server (dovecot, started by the ``dovecot`` fixture)."""
 
 from __future__ import annotations
 
+import json
 import mailbox
 import os
 from dataclasses import replace
@@ -13,8 +14,10 @@ from pathlib import Path
 import email_validator
 import pytest
 
-from newsletter.models import Status
+from newsletter.models import Shard, Status
 from newsletter.sending.delivery import send_edition
+from newsletter.sending.status import edition_rates
+from newsletter.sending.worker import Worker
 from newsletter.settings import Settings, SettingsError, load_settings
 from newsletter.store.ingest import ingest_path
 from newsletter.subscribers.bounce_mail import read_bounce
@@ -22,7 +25,7 @@ from newsletter.subscribers.mailbox import MailboxError, open_source, scan_bounc
 from newsletter.subscribers.profiles import add_subscriber
 from newsletter.tokens import BadToken, LinkSigner, token_in_verp
 
-from .conftest import SECRET, write_jsonl
+from .conftest import SECRET, free_port, write_jsonl
 
 EDITION = date(2026, 12, 3)
 PAPERS = [
@@ -311,3 +314,84 @@ def test_a_bounce_mailbox_password_in_the_config_file_is_refused(tmp_path):
     with pytest.raises(SettingsError, match="secrets belong in the environment"):
         config.write_text('bounce_password = "hunter2"\n')
         load_settings({}, config)
+
+
+# -- the console and the status ----------------------------------------------------------------
+
+
+def test_bounces_scan_on_the_console_and_as_json(store, bounce_settings, tmp_path, run_cli):
+    _subscribe(store, bounce_settings, "gone@example.net")
+    _maildir(
+        tmp_path / "Maildir",
+        [(SAMPLES / n).read_bytes() for n in ["postfix-user-unknown.eml", "out-of-office.eml"]],
+    )
+    env = {
+        "NEWSLETTER_SECRET_KEY": SECRET,
+        "NEWSLETTER_BOUNCE_ADDRESS": BOUNCES,
+        "NEWSLETTER_BOUNCE_MAILBOX": bounce_settings.bounce_mailbox,
+    }
+    result = run_cli("bounces", "scan", env=env)
+    assert result.exit_code == 0, result.output
+    assert "1 hard bounce, 1 not bounce" in result.output
+    assert "hard bounce gone@example.net: bounced (smtp; 550 5.1.1" in result.output
+
+    again = run_cli("bounces", "scan", "--json", env=env)
+    data = json.loads(again.output)
+    assert data["counts"] == {"already read": 1} and data["items"] == []
+    assert data["source"] == bounce_settings.bounce_mailbox
+
+
+def test_bounces_scan_without_a_mailbox_says_how_to_set_one(run_cli):
+    result = run_cli("bounces", "scan")
+    assert result.exit_code == 1
+    assert "NEWSLETTER_BOUNCE_MAILBOX" in result.output
+
+
+def test_an_imap_password_never_shows_in_an_error(run_cli):
+    env = {"NEWSLETTER_BOUNCE_MAILBOX": f"imap://bounces:hunter2@127.0.0.1:{free_port()}"}
+    result = run_cli("bounces", "scan", env=env)
+    assert result.exit_code == 1 and "cannot read" in result.output
+    assert "hunter2" not in result.output
+    env = {
+        "NEWSLETTER_BOUNCE_MAILBOX": f"imap://bounces@127.0.0.1:{free_port()}",
+        "NEWSLETTER_BOUNCE_PASSWORD": "hunter2",
+    }
+    result = run_cli("bounces", "scan", env=env)
+    assert result.exit_code == 1 and "hunter2" not in result.output
+
+
+def test_the_status_shows_the_rates_of_the_last_editions_beside_the_thresholds(
+    store, bounce_settings, tmp_path, run_cli
+):
+    ingest_path(store, write_jsonl(tmp_path / "papers.jsonl", PAPERS))
+    readers = _subscribe(store, bounce_settings, *(f"r{n}@example.org" for n in range(4)))
+    send_edition(store, bounce_settings, EDITION)
+    signer = LinkSigner(SECRET)
+    _maildir(tmp_path / "Maildir", [_verp_bounce(signer, readers[0], "r0@example.org")])
+    scan_bounces(store, bounce_settings)
+
+    (rates,) = edition_rates(store)
+    assert (rates.edition, rates.delivered, rates.hard_bounces) == ("2026-12-03", 4, 1)
+    assert rates.bounce_rate == 0.25 and rates.over == ["bounce_rate"]
+
+    result = run_cli("status", "--date", "2026-12-03", env={"NEWSLETTER_SECRET_KEY": SECRET})
+    assert "Gmail: under 0.3%, aim for 0.1%" in result.output
+    assert "2026-12-03: 4 delivered, 1 bounced (25.00%), 0 soft, 0 complaints (0.00%)" in (
+        result.output
+    )
+    assert "OVER: bounce_rate" in result.output
+    data = json.loads(run_cli("status", "--json").output)
+    assert data["rates"]["thresholds"]["complaint_rate"] == {"limit": 0.003, "aim": 0.001}
+    assert data["rates"]["editions"][0]["hard_bounces"] == 1
+
+
+def test_the_worker_scans_the_bounce_mailbox_only_when_one_is_set(bounce_settings, store, tmp_path):
+    assert Worker(bounce_settings).scans_bounces
+    assert not Worker(replace(bounce_settings, bounce_mailbox="")).scans_bounces
+    assert not Worker(replace(bounce_settings, bounce_scan_minutes=0)).scans_bounces
+    assert not Worker(bounce_settings, shard=Shard(1, 2)).scans_bounces
+    (gone,) = _subscribe(store, bounce_settings, "gone@example.net")
+    _maildir(tmp_path / "Maildir", [(SAMPLES / "postfix-user-unknown.eml").read_bytes()])
+    Worker(bounce_settings).scan_bounces()
+    assert store.get_subscriber(gone.id).status == Status.BOUNCED
+    assert store.get_meta("worker.last_bounce_scan")
