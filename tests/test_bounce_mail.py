@@ -4,15 +4,26 @@ an mbox and a real IMAP server (dovecot, started by the ``dovecot`` fixture)."""
 
 from __future__ import annotations
 
+import grp
 import json
 import mailbox
 import os
-from dataclasses import replace
+import pwd
+import shutil
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
 import email_validator
+import imapclient
 import pytest
+import trustme
 
 from newsletter.models import Shard, Status
 from newsletter.sending.delivery import send_edition
@@ -25,7 +36,7 @@ from newsletter.subscribers.mailbox import MailboxError, open_source, scan_bounc
 from newsletter.subscribers.profiles import add_subscriber
 from newsletter.tokens import BadToken, LinkSigner, token_in_verp
 
-from .conftest import SECRET, free_port, write_jsonl
+from .conftest import SECRET, free_port, require_tool, write_jsonl
 
 EDITION = date(2026, 12, 3)
 PAPERS = [
@@ -395,3 +406,190 @@ def test_the_worker_scans_the_bounce_mailbox_only_when_one_is_set(bounce_setting
     Worker(bounce_settings).scan_bounces()
     assert store.get_subscriber(gone.id).status == Status.BOUNCED
     assert store.get_meta("worker.last_bounce_scan")
+
+
+# -- a real IMAP server: dovecot on loopback ---------------------------------------------------
+
+DOVECOT = "/usr/sbin/dovecot"
+DOVECOT_USER = "newsletter-imap"  # who runs it when the tests run as root
+IMAP_USER, IMAP_PASSWORD = "bounces", "imap-test-password"
+DOVECOT_CONF = """
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+default_internal_user = {user}
+default_internal_group = {group}
+default_login_user = {user}
+first_valid_uid = {uid}
+last_valid_uid = {uid}
+ssl = required
+ssl_cert = <{root}/cert.pem
+ssl_key = <{root}/key.pem
+auth_mechanisms = plain
+mail_location = maildir:{root}/mail/%u
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {root}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={root}/mail/%u
+}}
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {imaps_port}
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+"""
+
+
+@dataclass
+class Dovecot:
+    imap_port: int
+    imaps_port: int
+    cafile: Path
+
+    def url(self, scheme: str = "imaps") -> str:
+        port = self.imaps_port if scheme == "imaps" else self.imap_port
+        return f"{scheme}://{IMAP_USER}@127.0.0.1:{port}?cafile={self.cafile}"
+
+    def client(self) -> imapclient.IMAPClient:
+        context = ssl.create_default_context(cafile=str(self.cafile))
+        client = imapclient.IMAPClient("127.0.0.1", self.imaps_port, ssl_context=context)
+        client.login(IMAP_USER, IMAP_PASSWORD)
+        return client
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[Dovecot]:
+    """Debian's dovecot-imapd with a config of its own in a temporary directory: a
+    passwd-file user, Maildirs there, TLS with a certificate of a test CA (trustme), on two
+    free ports of 127.0.0.1; run as an unprivileged user when the tests run as root."""
+    binary = require_tool(DOVECOT)
+    root = Path(tempfile.mkdtemp(prefix="newsletter-imap-"))
+    as_user: list[str] = []
+    if os.getuid() == 0:
+        if subprocess.run(["id", DOVECOT_USER], capture_output=True).returncode != 0:
+            home = ["--no-create-home", "--home-dir", "/nonexistent"]
+            shell = ["--shell", "/usr/sbin/nologin"]
+            subprocess.run(["useradd", "--system", *home, *shell, DOVECOT_USER], check=True)
+        as_user = ["runuser", "-u", DOVECOT_USER, "--"]
+        shutil.chown(root, DOVECOT_USER)
+        os.chmod(root, 0o755)
+        user = pwd.getpwnam(DOVECOT_USER)
+    else:
+        user = pwd.getpwuid(os.getuid())
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_pem.write_to_path(str(root / "key.pem"))
+    cert.cert_chain_pems[0].write_to_path(str(root / "cert.pem"))
+    ca.cert_pem.write_to_path(str(root / "ca.pem"))
+    (root / "passwd").write_text(f"{IMAP_USER}:{{PLAIN}}{IMAP_PASSWORD}\n")
+    ports = free_port(), free_port()
+    config = root / "dovecot.conf"
+    config.write_text(
+        DOVECOT_CONF.format(
+            root=root,
+            user=user.pw_name,
+            group=grp.getgrgid(user.pw_gid).gr_name,
+            uid=user.pw_uid,
+            gid=user.pw_gid,
+            imap_port=ports[0],
+            imaps_port=ports[1],
+        )
+    )
+    for path in root.iterdir():
+        shutil.chown(path, user.pw_uid, user.pw_gid)
+    server = subprocess.Popen([*as_user, binary, "-F", "-c", str(config)])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", ports[1]), timeout=1).close()
+                break
+            except OSError:
+                log = root / "dovecot.log"
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"dovecot did not start: {log.read_text() if log.exists() else ''}")
+                time.sleep(0.1)
+        yield Dovecot(ports[0], ports[1], root / "ca.pem")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("scheme", ["imaps", "imap"])  # TLS at once, or STARTTLS
+def test_a_scan_over_imap_moves_what_it_applied_to_the_processed_folder(
+    store, settings, dovecot, scheme
+):
+    folder = f"Test-{scheme}"
+    with dovecot.client() as client:
+        client.create_folder(folder)
+    settings = replace(
+        settings,
+        bounce_address=BOUNCES,
+        bounce_mailbox=dovecot.url(scheme).replace("?", f"/{folder}?"),
+        bounce_folder=f"Processed-{scheme}",
+    )
+    settings = replace(settings, bounce_password=IMAP_PASSWORD)
+    gone, verp = _subscribe(store, settings, "gone@example.net", "verp.reader@example.org")
+    bounce = _verp_bounce(LinkSigner(SECRET), verp, "fwd@else.example")
+    with dovecot.client() as client:
+        for raw in [
+            (SAMPLES / "postfix-user-unknown.eml").read_bytes(),
+            (SAMPLES / "out-of-office.eml").read_bytes(),
+            (SAMPLES / "malformed.eml").read_bytes(),
+            bounce,
+        ]:
+            client.append(folder, raw.replace(b"\n", b"\r\n"))
+
+    report = scan_bounces(store, settings)
+
+    assert report.counts == {"hard_bounce": 2, "not_bounce": 1, "malformed": 1}
+    assert store.get_subscriber(gone.id).status == Status.BOUNCED
+    assert store.get_subscriber(verp.id).status == Status.BOUNCED
+    with dovecot.client() as client:
+        client.select_folder(settings.bounce_folder, readonly=True)
+        moved = client.fetch(client.search(), ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+        client.select_folder(folder, readonly=True)
+        kept = client.fetch(client.search(), ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+    ids = [
+        [v[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"].split(b"<")[1].split(b"@")[0] for v in m.values()]
+        for m in (moved, kept)
+    ]
+    assert sorted(ids[0]) == [
+        b"20261203070004.4QxZ1k2Lmnz9sT",
+        b"verp-20261203070004.4QxZ1k2Lmnz9sT",
+    ]
+    assert sorted(ids[1]) == [b"broken-0001", b"ooo-5f2e8a"]  # kept for the operator
+
+    again = scan_bounces(store, settings)
+    assert again.counts == {"already read": 2} and again.items == []
+    assert len(store.events("bounce.hard")) == 2
+
+
+def test_a_wrong_imap_password_is_an_error_that_does_not_show_it(settings, dovecot):
+    settings = replace(settings, bounce_mailbox=dovecot.url(), bounce_password="wrong-hunter2")
+    with pytest.raises(MailboxError) as caught:
+        open_source(settings).__enter__()
+    assert "cannot read imaps://bounces@127.0.0.1" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_an_imap_server_without_tls_is_refused_before_the_password_goes(settings, smtp_server):
+    """A server that offers no STARTTLS (here: not even IMAP) never gets the password."""
+    url = f"imap://bounces@127.0.0.1:{free_port()}"
+    with pytest.raises(MailboxError, match="cannot read"):
+        open_source(replace(settings, bounce_mailbox=url, bounce_password="pw")).__enter__()

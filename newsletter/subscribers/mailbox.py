@@ -2,7 +2,7 @@
 webhooks' rules (:func:`newsletter.subscribers.bounces.apply_events`, one code path).
 
 The mailbox is ``bounce_mailbox``: ``imaps://user@host[:993][/FOLDER]`` (TLS from the
-first byte) or ``imap://user@host[:143][/FOLDER]`` (STARTTLS, required but on loopback),
+first byte) or ``imap://user@host[:143][/FOLDER]`` (STARTTLS, required),
 the password from ``NEWSLETTER_BOUNCE_PASSWORD`` unless the URL carries one, certificates
 verified (``?cafile=PATH`` for a private CA); or ``maildir:/path`` or ``mbox:/path`` on
 the same host as the mail server.
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 PROVIDER = "mail"
 #: What is applied to a subscriber (the rest is kept for the operator).
 APPLIED = frozenset({"hard_bounce", "soft_bounce", "complaint"})
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 IMAP_TIMEOUT = 60.0
 
 
@@ -342,14 +341,13 @@ class ImapSource:
                 timeout=IMAP_TIMEOUT,
             )
             if not self.implicit_tls:
-                if client.has_capability("STARTTLS"):
-                    client.starttls(context)
-                elif self.host not in _LOOPBACK:
+                if not client.has_capability("STARTTLS"):
                     client.shutdown()
                     raise MailboxError(
                         f"{self.describe()} does not offer STARTTLS: refusing to send the"
                         " password in clear (use imaps://)"
                     )
+                client.starttls(context)
             client.login(self.username, self.password)
             client.select_folder(self.folder)
             if not client.folder_exists(self.done_folder):
