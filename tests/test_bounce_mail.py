@@ -185,6 +185,7 @@ def _subscribe(store, settings, *emails):
     return [add_subscriber(store, settings, e, interests="graph neural networks") for e in emails]
 
 
+@pytest.mark.both_stores
 def test_a_maildir_scan_applies_the_webhooks_rules_and_a_rescan_changes_nothing(
     store, bounce_settings, tmp_path, monkeypatch
 ):
@@ -238,6 +239,7 @@ def test_a_maildir_scan_applies_the_webhooks_rules_and_a_rescan_changes_nothing(
     assert len(store.events("bounce.soft")) == 1
 
 
+@pytest.mark.both_stores
 def test_the_same_bounce_twice_counts_once(store, bounce_settings, tmp_path):
     _subscribe(store, bounce_settings, "full@example.com")
     raw = (SAMPLES / "gmail-mailbox-full.eml").read_bytes()
@@ -247,6 +249,7 @@ def test_the_same_bounce_twice_counts_once(store, bounce_settings, tmp_path):
     assert len(store.events("bounce.soft")) == 1
 
 
+@pytest.mark.both_stores
 def test_soft_bounces_suppress_after_the_limit(store, bounce_settings, tmp_path):
     (full,) = _subscribe(store, bounce_settings, "full@example.com")
     raw = (SAMPLES / "gmail-mailbox-full.eml").read_bytes()
@@ -371,6 +374,7 @@ def test_an_imap_password_never_shows_in_an_error(run_cli):
     assert result.exit_code == 1 and "hunter2" not in result.output
 
 
+@pytest.mark.both_stores
 def test_the_status_shows_the_rates_of_the_last_editions_beside_the_thresholds(
     store, bounce_settings, tmp_path, run_cli
 ):

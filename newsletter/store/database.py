@@ -500,20 +500,6 @@ class SQLiteStore:
         )
         return cursor.rowcount == 1
 
-    def mail_recorded(self, message_ids: Collection[str]) -> set[str]:
-        """Those of ``message_ids`` already read from the bounce mailbox."""
-        found: set[str] = set()
-        ids = list(message_ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = self.conn.execute(
-                "SELECT message_id FROM processed_mail"
-                f" WHERE message_id IN ({', '.join('?' * len(chunk))})",
-                chunk,
-            )
-            found.update(row[0] for row in rows.fetchall())
-        return found
-
     # -- rate limits: every request let through is a row of rate_limit_hits -------------------
 
     def take_rate_limit_slot(self, key: str, limit: int, window_start: float, now: float) -> bool:

@@ -313,10 +313,6 @@ class Store(Protocol):
         """Note a message of the bounce mailbox as read; False if it was already."""
         ...
 
-    def mail_recorded(self, message_ids: Collection[str]) -> set[str]:
-        """Those of ``message_ids`` already read from the bounce mailbox."""
-        ...
-
     # -- trending -------------------------------------------------------------------------------
 
     def trending_signals(self, start: str, end: str) -> list[TrendingRow]:

@@ -154,6 +154,8 @@ def _status_blocks(message: Message) -> Iterator[dict[str, str]]:
         payload = part.get_payload()
         blocks = payload if isinstance(payload, list) else []
         for block in blocks[1:] if len(blocks) > 1 else blocks:  # the first is per-message
+            if not isinstance(block, Message):
+                continue
             fields = _fields(block)
             if "final-recipient" in fields or "action" in fields:
                 yield fields
@@ -168,7 +170,8 @@ def _fields(part: Message) -> dict[str, str]:
         part = email.message_from_string(text)
     elif part.is_multipart() and part.get_content_type() == "message/feedback-report":
         inner = part.get_payload()
-        part = inner[0] if isinstance(inner, list) and inner else part
+        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+            part = inner[0]
     return {name.lower(): str(value) for name, value in part.items()}
 
 
@@ -183,7 +186,7 @@ def _original(message: Message) -> Message | None:
         kind = part.get_content_type()
         if kind == "message/rfc822":
             payload = part.get_payload()
-            if isinstance(payload, list) and payload:
+            if isinstance(payload, list) and payload and isinstance(payload[0], Message):
                 return payload[0]
         elif kind == "text/rfc822-headers":
             text = part.get_payload(decode=True)
