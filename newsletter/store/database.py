@@ -493,12 +493,13 @@ class SQLiteStore:
     def record_mail(self, message_id: str, kind: str, email: str | None) -> bool:
         """Note that the message ``message_id`` of the bounce mailbox was read; False (and
         nothing written) if it was already."""
-        cursor = self.conn.execute(
-            "INSERT INTO processed_mail (message_id, at, kind, email) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (message_id) DO NOTHING",
-            [message_id, utcnow(), kind, email],
-        )
-        return cursor.rowcount == 1
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO processed_mail (message_id, at, kind, email) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (message_id) DO NOTHING",
+                [message_id, utcnow(), kind, email],
+            )
+            return cursor.rowcount == 1
 
     # -- rate limits: every request let through is a row of rate_limit_hits -------------------
 
