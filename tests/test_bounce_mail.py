@@ -240,6 +240,34 @@ def test_a_maildir_scan_applies_the_webhooks_rules_and_a_rescan_changes_nothing(
 
 
 @pytest.mark.both_stores
+def test_a_kept_bounce_stays_kept_and_an_applied_one_left_behind_is_moved_on_rescan(
+    store, bounce_settings, tmp_path
+):
+    box = _maildir(
+        tmp_path / "Maildir",
+        [
+            (SAMPLES / n).read_bytes()
+            for n in ["postfix-user-unknown.eml", "gmail-mailbox-full.eml"]
+        ],
+    )
+    _subscribe(store, bounce_settings, "full@example.com")
+    assert scan_bounces(store, bounce_settings).counts == {"unknown": 1, "soft_bounce": 1}
+    # A scan that stopped after the store but before the mark: the next one marks it.
+    for key, message in box.iteritems():
+        message.remove_flag("S")
+        box[key] = message
+    # The address of the kept bounce is subscribed since: the bounce stays kept, unapplied.
+    (gone,) = _subscribe(store, bounce_settings, "gone@example.net")
+    assert scan_bounces(store, bounce_settings).counts == {"already read": 2}
+    flags = {m["Message-ID"].split("@")[0]: m.get_flags() for m in box}
+    assert flags == {
+        "<20261203070004.4QxZ1k2Lmnz9sT": "",
+        "<6745e1b2.050a0220.3c1f2.8f3bSMTPIN_ADDED_MISSING": "S",
+    }
+    assert store.get_subscriber(gone.id).status == Status.ACTIVE
+
+
+@pytest.mark.both_stores
 def test_the_same_bounce_twice_counts_once(store, bounce_settings, tmp_path):
     _subscribe(store, bounce_settings, "full@example.com")
     raw = (SAMPLES / "gmail-mailbox-full.eml").read_bytes()

@@ -38,13 +38,14 @@ from ..store import Store, SubscriberNotFound
 from ..tokens import BadToken, LinkSigner, link_signer
 from ..urls import MalformedURL, redact_url, split_url
 from .bounce_mail import BounceMail, read_bounce
-from .bounces import BounceEvent, apply_events
+from .bounces import EVENT_KINDS, BounceEvent, apply_events
 
 log = logging.getLogger(__name__)
 
 PROVIDER = "mail"
 #: What is applied to a subscriber (the rest is kept for the operator).
 APPLIED = frozenset({"hard_bounce", "soft_bounce", "complaint"})
+ALREADY_READ = frozenset({"already read", "already applied"})
 IMAP_TIMEOUT = 60.0
 
 
@@ -112,12 +113,13 @@ def scan_bounces(
     with source:
         for letter in source.letters(settings.max_bounce_bytes):
             item = _handle(store, settings, signer, letter)
-            if item.kind in APPLIED and item.email:
-                # Also when read before: a scan that stopped before the move moves it now.
-                source.done(letter)
-            if item.outcome == "already read":
+            if item.outcome in ALREADY_READ:
+                if item.outcome == "already applied":  # a scan stopped before the move
+                    source.done(letter)
                 report.counts["already read"] += 1
                 continue
+            if item.kind in APPLIED and item.email:
+                source.done(letter)
             report.counts[item.kind] += 1
             report.items.append(item)
     log.info("bounce scan of %s: %s", report.source, dict(report.counts))
@@ -143,7 +145,10 @@ def _handle(store: Store, settings: Settings, signer: LinkSigner, letter: Letter
     subscriber_email, edition = _recipient(store, signer, mail)
     with store.transaction():
         if not store.record_mail(mail.message_id, kind, subscriber_email):
-            return ScanItem(mail.message_id, kind, subscriber_email, "already read", mail.detail)
+            outcome = (
+                "already applied" if _applied(store, mail, subscriber_email) else "already read"
+            )
+            return ScanItem(mail.message_id, kind, subscriber_email, outcome, mail.detail)
         if kind in ("malformed", "enormous"):
             log.warning(
                 "bounce mailbox: %s message %s skipped: %s", kind, mail.message_id, mail.detail
@@ -176,6 +181,17 @@ def _handle(store: Store, settings: Settings, signer: LinkSigner, letter: Letter
             soft_bounce_window=timedelta(days=settings.soft_bounce_window_days),
         )
     return ScanItem(mail.message_id, kind, subscriber_email, outcome, mail.detail)
+
+
+def _applied(store: Store, mail: BounceMail, subscriber_email: str | None) -> bool:
+    """Whether an earlier scan applied this message to its subscriber (and so it is to be
+    moved, not kept: kept ones stay even if their address has been subscribed since)."""
+    if subscriber_email is None:
+        return False
+    subscriber = store.get_subscriber(subscriber_email)
+    return store.has_subscriber_event(
+        subscriber.id, EVENT_KINDS.values(), provider=PROVIDER, event_id=mail.message_id
+    )
 
 
 def _recipient(store: Store, signer: LinkSigner, mail: BounceMail) -> tuple[str | None, str | None]:
