@@ -20,7 +20,12 @@ from .sending.edition import preview
 from .sending.ledger import ClaimRefusal, Refusal
 from .sending.locking import LockBusy, SendingLock
 from .sending.report import Outcome, SendReport
-from .sending.status import status_report
+from .sending.status import (
+    BOUNCE_RATE_LIMIT,
+    COMPLAINT_RATE_AIM,
+    COMPLAINT_RATE_LIMIT,
+    status_report,
+)
 from .sending.worker import Worker
 from .settings import Settings, SettingsError, load_settings
 from .sources.registry import REMOTE_SOURCES, build_source, http_client
@@ -44,6 +49,7 @@ from .store.ingest import (
     sample_papers_path,
     store_records,
 )
+from .subscribers.mailbox import MailboxError, scan_bounces
 from .subscribers.profiles import (
     InvalidSubscriber,
     add_subscriber,
@@ -68,6 +74,7 @@ USER_ERRORS = (
     UnsupportedStore,
     StoreUnavailable,
     CopyRefused,
+    MailboxError,
 )
 
 
@@ -297,8 +304,9 @@ def status(ctx: click.Context, edition: Any, as_json: bool) -> None:
     click.echo(
         f"Worker: {'running (' + work['running'] + ')' if work['running'] else 'not running'}"
     )
-    for key in ("last_delivery", "last_ingest", "next_run"):
-        click.echo(f"  {key.replace('_', ' ')}: {work[key] or 'never'}")
+    for key in ("last_delivery", "last_ingest", "last_bounce_scan", "next_run"):
+        if key != "last_bounce_scan" or work[key]:
+            click.echo(f"  {key.replace('_', ' ')}: {work[key] or 'never'}")
     current = report["edition"]
     counts = ", ".join(f"{n} {k}" for k, n in sorted(current["counts"].items())) or "nothing yet"
     click.echo(f"Edition {current['date']}: {counts}")
@@ -311,8 +319,49 @@ def status(ctx: click.Context, edition: Any, as_json: bool) -> None:
         click.echo(
             f"  failed {row['email']} ({row['attempts']} tries): {row['last_error']}; next: {nxt}"
         )
+    _echo_rates(report["rates"]["editions"])
     subs = ", ".join(f"{n} {k}" for k, n in report["subscribers"].items() if n)
     click.echo(f"Subscribers: {subs or 'none'}; papers: {report['papers']}")
+
+
+def _echo_rates(editions: list[dict]) -> None:
+    if not editions:
+        return
+    click.echo(
+        f"Bounces and complaints (bounce rate: keep under {BOUNCE_RATE_LIMIT:.0%}; spam"
+        f" complaints, Gmail: under {COMPLAINT_RATE_LIMIT:.1%}, aim for {COMPLAINT_RATE_AIM:.1%}):"
+    )
+    for row in editions:
+        over = f"  OVER: {', '.join(row['over'])}" if row["over"] else ""
+        click.echo(
+            f"  {row['edition']}: {row['delivered']} delivered, {row['hard_bounces']} bounced"
+            f" ({row['bounce_rate']:.2%}), {row['soft_bounces']} soft,"
+            f" {row['complaints']} complaints ({row['complaint_rate']:.2%}){over}"
+        )
+
+
+# -- bounces ---------------------------------------------------------------------------------
+
+
+@cli.group(cls=Group)
+def bounces() -> None:
+    """Bounces and complaints that come back by mail (the bounce mailbox)."""
+
+
+@bounces.command("scan")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def bounces_scan(ctx: click.Context, as_json: bool) -> None:
+    """Read the bounce mailbox once [NEWSLETTER_BOUNCE_MAILBOX] and apply what it says."""
+    report = scan_bounces(_store(ctx), _settings(ctx))
+    if as_json:
+        _json(report.to_dict())
+        return
+    counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(report.counts.items()))
+    click.echo(f"{report.source}: {counts or 'no messages'}")
+    for item in report.items:
+        who = item.email or "nobody named"
+        click.echo(f"  {item.kind.replace('_', ' ')} {who}: {item.outcome} ({item.detail})")
 
 
 # -- subscribers ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -469,6 +469,37 @@ class SQLiteStore:
             f"SELECT * FROM events {clause} ORDER BY id DESC LIMIT ?", [*params, limit]
         )
         return [{**r, "detail": json.loads(r["detail"])} for r in rows]
+
+    def event_counts_by_edition(
+        self, kinds: Collection[str], editions: Collection[str]
+    ) -> dict[str, dict[str, int]]:
+        """{edition: {kind: subscribers}}: how many subscribers have an event of each of
+        ``kinds`` recorded for each of ``editions``."""
+        if not kinds or not editions:
+            return {}
+        rows = self.conn.execute(
+            "SELECT edition, kind, count(DISTINCT subscriber_id) FROM events"
+            f" WHERE kind IN ({', '.join('?' * len(kinds))})"
+            f" AND edition IN ({', '.join('?' * len(editions))}) GROUP BY edition, kind",
+            [*kinds, *editions],
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for edition, kind, number in rows.fetchall():
+            counts.setdefault(edition, {})[kind] = number
+        return counts
+
+    # -- mail read from the bounce mailbox ----------------------------------------------------
+
+    def record_mail(self, message_id: str, kind: str, email: str | None) -> bool:
+        """Note that the message ``message_id`` of the bounce mailbox was read; False (and
+        nothing written) if it was already."""
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO processed_mail (message_id, at, kind, email) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (message_id) DO NOTHING",
+                [message_id, utcnow(), kind, email],
+            )
+            return cursor.rowcount == 1
 
     # -- rate limits: every request let through is a row of rate_limit_hits -------------------
 

@@ -116,6 +116,10 @@ class DeliveryStore(Protocol):
         """The subscriber's last ``limit`` rows in ``status``, newest edition first."""
         ...
 
+    def recent_editions(self, limit: int) -> list[str]:
+        """The last ``limit`` editions that have rows, newest first."""
+        ...
+
     def counts(self, edition: str) -> dict[str, int]:
         """{status: rows} of an edition."""
         ...
@@ -295,6 +299,18 @@ class Store(Protocol):
         self, kind: str | None = None, limit: int = 100, edition: str | None = None
     ) -> list[dict]:
         """The newest ``limit`` events (of ``kind``, of ``edition``), newest first."""
+        ...
+
+    def event_counts_by_edition(
+        self, kinds: Collection[str], editions: Collection[str]
+    ) -> dict[str, dict[str, int]]:
+        """{edition: {kind: subscribers}} with an event of each of ``kinds``, per edition."""
+        ...
+
+    # -- mail read from the bounce mailbox ------------------------------------------------------
+
+    def record_mail(self, message_id: str, kind: str, email: str | None) -> bool:
+        """Note a message of the bounce mailbox as read; False if it was already."""
         ...
 
     # -- trending -------------------------------------------------------------------------------
