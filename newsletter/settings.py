@@ -38,7 +38,14 @@ DEFAULT_FROM = "Daily Papers <papers@localhost>"
 #: Longer than any IANA timezone name ("America/Argentina/ComodRivadavia" has 32).
 MAX_TIMEZONE_CHARS = 64
 SECRET_FIELDS = frozenset(
-    {"secret_key", "old_secret_keys", "smtp_password", "relay_token", "webhook_secret"}
+    {
+        "secret_key",
+        "old_secret_keys",
+        "smtp_password",
+        "relay_token",
+        "webhook_secret",
+        "admin_password",
+    }
 )
 
 
@@ -70,6 +77,9 @@ class Settings:
     relay_token: str = field(default="", repr=False)
     #: Password the relay's bounce webhook sends (basic auth). Environment only.
     webhook_secret: str = field(default="", repr=False)
+    #: Password of the operator's dashboard (``/admin``, ``/metrics``); unset, those pages
+    #: answer 404. Environment only.
+    admin_password: str = field(default="", repr=False)
     #: SMTP password, if it is not in the transport URL. Environment only.
     smtp_password: str = field(default="", repr=False)
     #: Papers per email for new subscribers.

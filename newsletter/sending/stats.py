@@ -115,7 +115,7 @@ def _days(today: date, count: int) -> list[str]:
 
 def _subscriber_days(store: Store, today: date) -> list[dict[str, Any]]:
     days = _days(today, SUBSCRIBER_DAYS)
-    rows = {
+    rows: dict[str, dict[str, Any]] = {
         d: {"day": d, "joined": 0, "confirmed": 0, "unsubscribed": 0, "bounced": 0} for d in days
     }
     kinds = [JOINED, CONFIRMED, STATUS_CHANGE]
@@ -133,7 +133,7 @@ def _subscriber_days(store: Store, today: date) -> list[dict[str, Any]]:
 
 def _feedback_days(store: Store, today: date) -> list[dict[str, Any]]:
     days = _days(today, EDITION_DAYS)
-    rows = {d: {"day": d, "more": 0, "less": 0} for d in days}
+    rows: dict[str, dict[str, Any]] = {d: {"day": d, "more": 0, "less": 0} for d in days}
     for day, _, signal, n in store.events_per_day(["feedback"], days[0], detail_key="signal"):
         if day in rows and signal in ("1", "-1"):
             rows[day]["more" if signal == "1" else "less"] += n
