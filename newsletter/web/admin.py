@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..mail.text import one_line
+from ..mail.text import display_text, one_line
 from ..models import DeliveryStatus, Status, Subscriber
 from ..sending.edition import preview, sent_picks
 from ..sending.stats import OUTCOMES, Overview, edition_outcomes, overview
@@ -243,7 +243,7 @@ class Admin:
                 "readers": found[:ROWS_SHOWN],
                 "matches": len(found),
                 "top_papers": [
-                    (one_line(papers[i].title) if i in papers else i, i, n) for i, n in top
+                    (one_line(display_text(papers[i].title)) if i in papers else i, i, n) for i, n in top
                 ],
                 "failures": [
                     d for d in rows if d.status in (DeliveryStatus.FAILED, DeliveryStatus.REJECTED)
@@ -333,7 +333,7 @@ class Admin:
             "subscriber": subscriber,
             "history": history,
             "feedback": [
-                (one_line(papers[i].title) if i in papers else i, i, signal)
+                (one_line(display_text(papers[i].title)) if i in papers else i, i, signal)
                 for i, signal in signals.items()
             ],
             "events": store.subscriber_events(subscriber.id, 30),

@@ -51,7 +51,6 @@ def _options(theme: str) -> dict[str, Any]:
         "height": 320,
         "legend_at_bottom": True,
         "legend_at_bottom_columns": 5,
-        "show_minor_x_labels": False,
         "truncate_label": -1,
         "x_label_rotation": 0,
         "print_values": False,
@@ -67,8 +66,10 @@ def _svg(chart: Any) -> str:
     return _SCRIPT.sub("", chart.render(is_unicode=True))
 
 
-def _short_day(day: str) -> str:
-    return day[5:]  # MM-DD
+def _day_labels(days: list[str], every: int) -> list[str]:
+    """MM-DD under every ``every``-th day, counted back from the last; blank elsewhere."""
+    last = len(days) - 1
+    return [day[5:] if (last - i) % every == 0 else "" for i, day in enumerate(days)]
 
 
 def subscribers_chart(figures: Overview, theme: str) -> str:
@@ -76,10 +77,9 @@ def subscribers_chart(figures: Overview, theme: str) -> str:
     chart = pygal.Line(
         **_options(theme),
         show_dots=False,
-        x_labels_major_every=15,
         title="Subscribers per day",
     )
-    chart.x_labels = [_short_day(d["day"]) for d in days]
+    chart.x_labels = _day_labels([d["day"] for d in days], 15)
     for series in ("joined", "confirmed", "unsubscribed", "bounced"):
         chart.add(series, [d[series] for d in days])
     return _svg(chart)
@@ -90,9 +90,9 @@ def editions_chart(figures: Overview, theme: str) -> str:
     chart = pygal.StackedBar(
         **{**_options(theme), "style": style},
         title="Messages per edition",
-        x_labels_major_every=max(1, len(figures.editions) // 8),
     )
-    chart.x_labels = [_short_day(e["edition"]) for e in figures.editions]
+    editions = [e["edition"] for e in figures.editions]
+    chart.x_labels = _day_labels(editions, max(1, len(editions) // 8))
     for outcome in OUTCOMES:
         chart.add(outcome, [e[outcome] for e in figures.editions])
     return _svg(chart)
@@ -100,10 +100,8 @@ def editions_chart(figures: Overview, theme: str) -> str:
 
 def feedback_chart(figures: Overview, theme: str) -> str:
     days = figures.feedback_days
-    chart = pygal.Bar(
-        **_options(theme), title="More / less like this, per day", x_labels_major_every=5
-    )
-    chart.x_labels = [_short_day(d["day"]) for d in days]
+    chart = pygal.Bar(**_options(theme), title="More / less like this, per day")
+    chart.x_labels = _day_labels([d["day"] for d in days], 5)
     chart.add("more like this", [d["more"] for d in days])
     chart.add("less like this", [-d["less"] for d in days])
     return _svg(chart)
