@@ -37,6 +37,8 @@ DEFAULT_CONFIG_FILE = "newsletter.toml"
 DEFAULT_FROM = "Daily Papers <papers@localhost>"
 #: Longer than any IANA timezone name ("America/Argentina/ComodRivadavia" has 32).
 MAX_TIMEZONE_CHARS = 64
+#: The dashboard's password guards every address on the list: no short one.
+MIN_ADMIN_PASSWORD = 16
 SECRET_FIELDS = frozenset(
     {
         "secret_key",
@@ -203,6 +205,10 @@ class Settings:
                 "subscribe_limit_per_address must be at least 1",
             ),
             (self.subscribe_limit_window >= 1, "subscribe_limit_window must be at least 1"),
+            (
+                not self.admin_password or len(self.admin_password) >= MIN_ADMIN_PASSWORD,
+                f"NEWSLETTER_ADMIN_PASSWORD must be at least {MIN_ADMIN_PASSWORD} characters",
+            ),
         ]
         for ok, message in checks:
             if not ok:

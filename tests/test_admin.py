@@ -17,6 +17,7 @@ from newsletter.models import Status
 from newsletter.sending.delivery import SendOptions, send_edition
 from newsletter.sending.ledger import Ledger
 from newsletter.sending.stats import OUTCOMES
+from newsletter.settings import SettingsError
 from newsletter.store.ingest import ingest_path
 from newsletter.subscribers.profiles import add_subscriber, update_subscriber
 from newsletter.tokens import LinkSigner
@@ -195,3 +196,41 @@ def test_changing_a_status_and_exporting(admin_settings, store):
         export = client.get("/admin/subscribers.csv")
         assert export.headers["content-type"].startswith("text/csv")
         assert "ada@example.org" in export.text and "paused" in export.text
+
+
+def test_a_short_admin_password_is_refused(settings):
+    with pytest.raises(SettingsError, match="at least 16 characters"):
+        replace(settings, admin_password="hunter2")
+
+
+def test_wrong_basic_auth_on_metrics_counts_as_a_failed_sign_in(admin_settings, store):
+    with running(admin_settings) as url:
+        answers = [
+            httpx.get(f"{url}/metrics", auth=("p", f"guess {i}")).status_code for i in range(11)
+        ]
+        assert answers == [401] * 10 + [429]
+        assert httpx.get(f"{url}/metrics", auth=("p", PASSWORD)).status_code == 429
+        assert httpx.get(f"{url}/metrics").status_code == 401  # no password: nothing to count
+    assert [e["detail"]["via"] for e in store.events("admin.sign_in")] == ["metrics"] * 10
+
+
+def test_a_status_that_does_not_exist_is_refused(admin_settings, store):
+    reader = add_subscriber(store, admin_settings, "ada@example.org", interests="graphs")
+    with running(admin_settings) as url, httpx.Client(base_url=url) as client:
+        sign_in(client)
+        token = CSRF_INPUT.search(client.get(f"/admin/subscribers/{reader.id}").text).group(1)
+        answer = client.post(
+            f"/admin/subscribers/{reader.id}/status", data={"status": "vip", "csrf_token": token}
+        )
+        assert answer.status_code == 400
+    assert store.get_subscriber(reader.id).status == Status.ACTIVE
+
+
+def test_stats_prints_the_overview_for_people(settings, store, run_cli):
+    add_subscriber(store, settings, "ada@example.org", interests="graphs")
+    result = run_cli("stats", env={"NEWSLETTER_DB": str(settings.db)})
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[0] == "Subscribers: 1 active"
+    assert lines[1] == "Last 90 days: 1 joined, 0 confirmed, 0 unsubscribed, 0 bounced"
+    assert "Bounce rate 0.00% (limit 2%), complaint rate 0.000% (limit 0.3%)" in result.output

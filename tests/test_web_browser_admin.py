@@ -80,6 +80,7 @@ def test_sign_in_read_the_overview_find_a_reader_preview_and_change_a_status(
     ]
     changes = cells(page, "Subscriber changes, last 90 days", TODAY.isoformat())
     assert changes == ["4", "0", "0", "0"]  # joined, confirmed, unsubscribed, bounced
+    page.wait_for_load_state("load")  # the charts are pictures of their own
     for chart in page.locator("figure.chart img").all():
         assert chart.evaluate("img => img.complete && img.naturalWidth") > 0
     shots = os.environ.get("DOCS_SCREENSHOT_DIR")

@@ -334,6 +334,10 @@ class Store(Protocol):
         """Ids of the first ``limit`` subscribers whose address contains ``text``."""
         ...
 
+    def count_rate_limit_hits(self, key: str, window_start: float) -> int:
+        """Requests counted for ``key`` after ``window_start``, without counting one."""
+        ...
+
     def subscriber_events(self, subscriber_id: int, limit: int) -> list[dict[str, Any]]:
         """The subscriber's newest events: {at, kind, edition, detail (JSON text)}."""
         ...

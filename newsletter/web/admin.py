@@ -33,7 +33,7 @@ from ..sending.edition import preview, sent_picks
 from ..sending.stats import OUTCOMES, Overview, edition_outcomes, overview
 from ..store import Store, SubscriberNotFound
 from ..subscribers.profiles import InvalidSubscriber, export_csv, update_subscriber
-from .auth import basic_auth_ok, client_ip
+from .auth import basic_auth_password, client_ip
 from .charts import CHARTS, THEMES
 from .metrics import metrics_text
 from .pages import ARCHIVE_HEADERS, Page, notice
@@ -50,6 +50,9 @@ SESSION_HOURS = 4
 SIGN_IN_LIMIT_PER_IP = 10
 SIGN_IN_LIMIT_TOTAL = 100
 SIGN_IN_WINDOW = 15 * 60
+#: How long the charts of an overview page draw the figures it computed (seconds), rather
+#: than counting everything again for each chart.
+CHART_FIGURES_AGE = 60
 #: Rows shown at most in a searchable table (the search narrows them down).
 ROWS_SHOWN = 200
 SVG_HEADERS = {
@@ -74,6 +77,8 @@ class Admin:
         self.password = self.settings.admin_password
         self.sessions = URLSafeTimedSerializer(keys, salt="newsletter.admin-session")
         # Sessions name the password they were opened with (a digest of it, keyed).
+        #: The overview's figures as the last overview page computed them, for its charts.
+        self._figures: tuple[float, Overview] | None = None
         self.password_tag = hmac.new(
             keys[-1].encode(), self.password.encode(), hashlib.sha256
         ).hexdigest()[:32]
@@ -111,6 +116,28 @@ class Admin:
             str(data.get("password", "")), self.password_tag
         )
 
+    def check_password(self, store: Store, given: str, ip: str | None, via: str) -> bool | None:
+        """Whether ``given`` is the admin password; None, without looking, once the client
+        (or everyone together) failed too often in the window. Only failures count, so
+        that a scraper with the right password never runs out; every sign-in, and every
+        failure, is logged."""
+        limiter = RateLimiter(store, SIGN_IN_WINDOW)
+        limits = [
+            (f"admin-sign-in:{ip}", SIGN_IN_LIMIT_PER_IP),
+            ("admin-sign-in", SIGN_IN_LIMIT_TOTAL),
+        ]
+        if any(limiter.exhausted(key, limit) for key, limit in limits):
+            log.warning("admin %s refused from %s: too many failed attempts", via, ip)
+            return None
+        ok = hmac.compare_digest(given.encode(), self.password.encode())
+        if not ok:
+            for key, limit in limits:
+                limiter.allow(key, limit)
+            log.warning("admin %s failed from %s", via, ip)
+        if not ok or via == "sign-in":
+            store.log_event("admin.sign_in", ok=ok, ip=ip, via=via)
+        return ok
+
     def _secure(self, request: Request) -> bool:
         return request.url.scheme == "https" or self.settings.base_url.startswith("https:")
 
@@ -129,25 +156,14 @@ class Admin:
             return self.web.render(request, self._sign_in_page())
         form = await self.web.form(request)
         ip = client_ip(request)
-        settings = self.settings
-
-        def allowed(store: Store) -> bool:
-            limiter = RateLimiter(store, SIGN_IN_WINDOW)
-            return limiter.allow(f"admin-sign-in:{ip}", SIGN_IN_LIMIT_PER_IP) and limiter.allow(
-                "admin-sign-in", SIGN_IN_LIMIT_TOTAL
-            )
-
-        if not await self.web.db(allowed):
-            log.warning("admin sign-in refused from %s: too many attempts", ip)
+        given = str(form.get("password") or "")
+        ok = await self.web.db(self.check_password, given, ip, "sign-in")
+        if ok is None:
             page = self._sign_in_page(
                 f"Too many attempts. Try again in {SIGN_IN_WINDOW // 60} minutes.", 429
             )
             return self.web.render(request, page, headers={"retry-after": str(SIGN_IN_WINDOW)})
-        given = str(form.get("password") or "")
-        ok = hmac.compare_digest(given.encode(), settings.admin_password.encode())
-        await self.web.db(lambda store: store.log_event("admin.sign_in", ok=ok, ip=ip))
         if not ok:
-            log.warning("admin sign-in failed from %s", ip)
             return self.web.render(request, self._sign_in_page("Wrong password.", 403))
         log.info("admin signed in from %s", ip)
         response = RedirectResponse("/admin", 303)
@@ -185,6 +201,7 @@ class Admin:
         if (refused := self._guard(request)) is not None:
             return refused
         figures: Overview = await self.web.db(overview, self.settings)
+        self._figures = (time.monotonic(), figures)
         totals = {
             k: sum(d[k] for d in figures.subscriber_days)
             for k in ("joined", "confirmed", "unsubscribed", "bounced")
@@ -209,7 +226,10 @@ class Admin:
         name, theme = request.path_params["name"], request.path_params["theme"]
         if name not in CHARTS or theme not in THEMES:
             raise HTTPException(404)
-        figures = await self.web.db(overview, self.settings)
+        if self._figures and time.monotonic() - self._figures[0] < CHART_FIGURES_AGE:
+            figures = self._figures[1]
+        else:
+            figures = await self.web.db(overview, self.settings)
         return Response(
             CHARTS[name](figures, theme), media_type="image/svg+xml", headers=SVG_HEADERS
         )
@@ -243,7 +263,8 @@ class Admin:
                 "readers": found[:ROWS_SHOWN],
                 "matches": len(found),
                 "top_papers": [
-                    (one_line(display_text(papers[i].title)) if i in papers else i, i, n) for i, n in top
+                    (one_line(display_text(papers[i].title)) if i in papers else i, i, n)
+                    for i, n in top
                 ],
                 "failures": [
                     d for d in rows if d.status in (DeliveryStatus.FAILED, DeliveryStatus.REJECTED)
@@ -376,15 +397,22 @@ class Admin:
 
     async def metrics(self, request: Request) -> Response:
         self._enabled()
-        if not (
-            self.signed_in(request)
-            or basic_auth_ok(request.headers.get("authorization", ""), self.password)
-        ):
-            return Response(
-                "unauthorized",
-                status_code=401,
-                media_type="text/plain",
-                headers={"WWW-Authenticate": 'Basic realm="metrics"'},
+        if not self.signed_in(request):
+            header = request.headers.get("authorization", "")
+            given = basic_auth_password(header)
+            ok = (
+                None
+                if given is None
+                else await self.web.db(self.check_password, given, client_ip(request), "metrics")
             )
+            if ok is None and given is not None:
+                return Response("too many attempts", status_code=429, media_type="text/plain")
+            if not ok:
+                return Response(
+                    "unauthorized",
+                    status_code=401,
+                    media_type="text/plain",
+                    headers={"WWW-Authenticate": 'Basic realm="metrics"'},
+                )
         body, content_type = await self.web.db(metrics_text, self.settings, time.time())
         return Response(body, media_type=content_type)

@@ -9,16 +9,22 @@ import hmac
 from starlette.requests import Request
 
 
-def basic_auth_ok(header: str, secret: str) -> bool:
-    """Whether an ``Authorization: Basic`` header carries ``secret`` as its password."""
+def basic_auth_password(header: str) -> str | None:
+    """The password of an ``Authorization: Basic`` header; None for no such header."""
     kind, _, encoded = header.partition(" ")
     if kind.lower() != "basic":
-        return False
+        return None
     try:
         _, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        return False
-    return hmac.compare_digest(password.encode(), secret.encode())
+        return None
+    return password
+
+
+def basic_auth_ok(header: str, secret: str) -> bool:
+    """Whether an ``Authorization: Basic`` header carries ``secret`` as its password."""
+    password = basic_auth_password(header)
+    return password is not None and hmac.compare_digest(password.encode(), secret.encode())
 
 
 def client_ip(request: Request) -> str | None:
