@@ -76,9 +76,9 @@ class Admin:
         self.settings = web.settings
         self.password = self.settings.admin_password
         self.sessions = URLSafeTimedSerializer(keys, salt="newsletter.admin-session")
-        # Sessions name the password they were opened with (a digest of it, keyed).
         #: The overview's figures as the last overview page computed them, for its charts.
         self._figures: tuple[float, Overview] | None = None
+        # Sessions name the password they were opened with (a digest of it, keyed).
         self.password_tag = hmac.new(
             keys[-1].encode(), self.password.encode(), hashlib.sha256
         ).hexdigest()[:32]
