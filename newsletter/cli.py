@@ -20,6 +20,7 @@ from .sending.edition import preview
 from .sending.ledger import ClaimRefusal, Refusal
 from .sending.locking import LockBusy, SendingLock
 from .sending.report import Outcome, SendReport
+from .sending.stats import OUTCOMES, overview
 from .sending.status import (
     BOUNCE_RATE_LIMIT,
     COMPLAINT_RATE_AIM,
@@ -362,6 +363,51 @@ def bounces_scan(ctx: click.Context, as_json: bool) -> None:
     for item in report.items:
         who = item.email or "nobody named"
         click.echo(f"  {item.kind.replace('_', ' ')} {who}: {item.outcome} ({item.detail})")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON.")
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """The dashboard's figures: subscribers, the last editions, bounce and complaint
+    rates, feedback, sources and the worker."""
+    figures = overview(_store(ctx), _settings(ctx))
+    if as_json:
+        _json(figures.to_dict())
+        return
+    subs = ", ".join(f"{n} {k}" for k, n in figures.subscribers.items() if n)
+    click.echo(f"Subscribers: {subs or 'none'}")
+    days = figures.subscriber_days
+    totals = {
+        k: sum(d[k] for d in days) for k in ("joined", "confirmed", "unsubscribed", "bounced")
+    }
+    click.echo(f"Last {len(days)} days: " + ", ".join(f"{n} {k}" for k, n in totals.items()))
+    for row in figures.editions:
+        counts = ", ".join(f"{row[k]} {k}" for k in OUTCOMES if row[k])
+        click.echo(f"Edition {row['edition']}: {row['total']} messages ({counts or 'in progress'})")
+    rates = figures.rates
+    click.echo(
+        f"Bounce rate {rates.bounce_rate:.2%} (limit {rates.bounce_limit:.0%}), complaint rate "
+        f"{rates.complaint_rate:.3%} (limit {rates.complaint_limit:.1%}) over {rates.messages} "
+        "messages"
+    )
+    liked = sum(d["more"] for d in figures.feedback_days)
+    disliked = sum(d["less"] for d in figures.feedback_days)
+    click.echo(f"Feedback, last {len(figures.feedback_days)} days: {liked} more, {disliked} less")
+    for source in figures.sources:
+        failing = (
+            f", {source.failed_runs} of {source.runs} runs with failures"
+            if source.failed_runs
+            else ""
+        )
+        click.echo(
+            f"Source {source.source}: last ingest {source.last_at}, {source.last['new']} new{failing}"
+        )
+    worker = figures.worker
+    click.echo(
+        f"Worker: {'running (' + worker['running'] + ')' if worker['running'] else 'not running'};"
+        f" next run {worker['next_run'] or 'unknown'}"
+    )
 
 
 # -- subscribers ------------------------------------------------------------------------------

@@ -44,6 +44,8 @@ DEFAULT_CONFIG_FILE = "newsletter.toml"
 DEFAULT_FROM = "Daily Papers <papers@localhost>"
 #: Longer than any IANA timezone name ("America/Argentina/ComodRivadavia" has 32).
 MAX_TIMEZONE_CHARS = 64
+#: The dashboard's password guards every address on the list: no short one.
+MIN_ADMIN_PASSWORD = 16
 SECRET_FIELDS = frozenset(
     {
         "secret_key",
@@ -52,6 +54,7 @@ SECRET_FIELDS = frozenset(
         "relay_token",
         "webhook_secret",
         "bounce_password",
+        "admin_password",
     }
 )
 #: The longest local part of ``bounce_address``: ``LOCAL+TOKEN`` must stay within the 64
@@ -88,6 +91,9 @@ class Settings:
     relay_token: str = field(default="", repr=False)
     #: Password the relay's bounce webhook sends (basic auth). Environment only.
     webhook_secret: str = field(default="", repr=False)
+    #: Password of the operator's dashboard (``/admin``, ``/metrics``); unset, those pages
+    #: answer 404. Environment only.
+    admin_password: str = field(default="", repr=False)
     #: SMTP password, if it is not in the transport URL. Environment only.
     smtp_password: str = field(default="", repr=False)
     #: Papers per email for new subscribers.
@@ -229,6 +235,10 @@ class Settings:
                 "subscribe_limit_per_address must be at least 1",
             ),
             (self.subscribe_limit_window >= 1, "subscribe_limit_window must be at least 1"),
+            (
+                not self.admin_password or len(self.admin_password) >= MIN_ADMIN_PASSWORD,
+                f"NEWSLETTER_ADMIN_PASSWORD must be at least {MIN_ADMIN_PASSWORD} characters",
+            ),
         ]
         for ok, message in checks:
             if not ok:

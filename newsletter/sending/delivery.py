@@ -477,6 +477,7 @@ class _Run:
             counts=self.report.counts,
             stopped=self.report.stopped,
             unknown=len(self.report.unknown),
+            stats=self.stats.to_dict(),
         )
 
 

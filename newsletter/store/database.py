@@ -16,6 +16,7 @@ import sqlite_utils
 from sqlite_utils.db import NotFoundError
 
 from ..models import Paper, Status, Subscriber, profile_problem, title_key, utcnow
+from .dashboard import DashboardQueries
 from .deliveries import KEYS_PER_QUERY, SQLiteDeliveries
 from .interface import (
     DeliveryStore,
@@ -29,7 +30,7 @@ from .migrations import migrate
 log = logging.getLogger(__name__)
 
 
-class SQLiteStore:
+class SQLiteStore(DashboardQueries):
     """:class:`newsletter.store.interface.Store` in one SQLite file, in WAL mode. Its SQL is
     shared with :class:`newsletter.store.postgres.PostgresStore`, which overrides the few
     places where the dialects differ (the class attributes below, the transactions)."""

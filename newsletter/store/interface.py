@@ -326,3 +326,34 @@ class Store(Protocol):
         ``limit`` requests after ``window_start``; whether it was counted. Requests from
         before the window are forgotten."""
         ...
+
+    # -- dashboard counts (newsletter.store.dashboard) ------------------------------------------
+
+    def events_per_day(
+        self, kinds: Collection[str], since: str, detail_key: str | None = None
+    ) -> list[tuple[str, str, str | None, int]]:
+        """(UTC day, kind, detail field ``detail_key`` as text or None, events) for the
+        events of ``kinds`` from ``since`` on, oldest day first."""
+        ...
+
+    def count_events_since(self, kinds: Collection[str], since: str) -> dict[str, int]: ...
+
+    def deliveries_per_edition(self, since_edition: str) -> dict[str, dict[str, int]]:
+        """{edition: {status: rows}} of the editions from ``since_edition`` on."""
+        ...
+
+    def deliveries_by_status(self) -> dict[str, int]: ...
+
+    def subscribers_by_status(self) -> dict[str, int]: ...
+
+    def search_subscribers(self, text: str, limit: int) -> list[int]:
+        """Ids of the first ``limit`` subscribers whose address contains ``text``."""
+        ...
+
+    def count_rate_limit_hits(self, key: str, window_start: float) -> int:
+        """Requests counted for ``key`` after ``window_start``, without counting one."""
+        ...
+
+    def subscriber_events(self, subscriber_id: int, limit: int) -> list[dict[str, Any]]:
+        """The subscriber's newest events: {at, kind, edition, detail (JSON text)}."""
+        ...
