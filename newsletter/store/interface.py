@@ -108,6 +108,11 @@ class DeliveryStore(Protocol):
     :class:`newsletter.sending.ledger.Ledger` calls the writing methods, inside
     :meth:`Store.transaction`."""
 
+    #: How many messages a sender claims in one transaction: one in SQLite, whose
+    #: transaction holds the whole database (so a claim waits for no more than one message
+    #: to be made), a batch in PostgreSQL, whose claims lock only their rows.
+    claim_batch: int
+
     def get(self, edition: str, subscriber_id: int) -> Delivery | None: ...
 
     def for_edition(self, edition: str) -> list[Delivery]: ...
@@ -135,6 +140,20 @@ class DeliveryStore(Protocol):
         """Rows of ``shard`` sent from ``moment`` on."""
         ...
 
+    def lock_next(
+        self,
+        edition: str,
+        subscriber_ids: Sequence[int],
+        limit: int,
+        held: Collection[DeliveryStatus],
+        now: str,
+    ) -> list[int]:
+        """The first ``limit`` of ``subscriber_ids`` (in their order) whose row of the
+        edition, if any, is not in a ``held`` status (``sending`` counts only while its lease
+        runs: a holder whose lease ran out is dead) and that no other sender is claiming at
+        this moment: they are this transaction's until it ends."""
+        ...
+
     def insert_claims(self, claims: Sequence[NewClaim], lease: Lease, now: str) -> list[Delivery]:
         """Insert a ``sending`` row for each claim whose (edition, subscriber) has none yet;
         the rows inserted. A claim that meets a row changes nothing."""
@@ -146,6 +165,11 @@ class DeliveryStore(Protocol):
 
     def reclaim(self, claims: Sequence[Reclaim], lease: Lease, now: str) -> list[Delivery]:
         """Take these existing rows for sending again; the rows as they now are."""
+        ...
+
+    def release(self, delivery_ids: Sequence[int], now: str) -> None:
+        """Give back these ``sending`` rows, never handed over: a first claim's row goes, a
+        claim again returns to ``failed``, due at ``now``, its attempt not counted."""
         ...
 
     def mark_in_flight_unknown(self, shard: Shard, now: str) -> list[Delivery]:

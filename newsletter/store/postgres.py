@@ -181,6 +181,39 @@ class PostgresDeliveries(SQLiteDeliveries):
     """The ledger's rows in PostgreSQL: SQLite's statements, with row locks for the claims.
     Several senders on several hosts share the table: nothing holds the whole of it."""
 
+    claim_batch = 50
+
+    def lock_next(
+        self,
+        edition: str,
+        subscriber_ids: Sequence[int],
+        limit: int,
+        held: Collection[DeliveryStatus],
+        now: str,
+    ) -> list[int]:
+        """The subscribers' rows are the locks (``FOR NO KEY UPDATE``: it lets the ledger's
+        inserts check their foreign key): a row another sender is claiming is skipped, not
+        waited for. Two senders may still both pick a subscriber whose claim the other one
+        committed meanwhile: the unique key of (edition, subscriber) then lets only one
+        insert it."""
+        rows = self.conn.execute(
+            "SELECT s.id FROM unnest(?::bigint[]) WITH ORDINALITY AS wanted (id, n)"
+            " JOIN subscribers s ON s.id = wanted.id"
+            " WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.edition = ?"
+            " AND d.subscriber_id = s.id AND d.status = ANY(?::text[])"
+            " AND (d.status != ? OR coalesce(d.lease_expires_at, '9999') > ?))"
+            " ORDER BY wanted.n LIMIT ? FOR NO KEY UPDATE OF s SKIP LOCKED",
+            [
+                list(subscriber_ids),
+                edition,
+                [str(status) for status in held],
+                DeliveryStatus.SENDING,
+                now,
+                limit,
+            ],
+        )
+        return [subscriber_id for (subscriber_id,) in rows]
+
     def locked(self, edition: str, subscriber_ids: Collection[int]) -> dict[int, Delivery]:
         rows = self._rows(
             "SELECT * FROM deliveries WHERE edition = ? AND subscriber_id = ANY(?) FOR UPDATE",
