@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from ..models import Delivery, DeliveryStatus, Shard
-from .interface import Answer, ClaimedPapers, Lease, NewClaim, Reclaim
+from .interface import Answer, ClaimedPapers, Holder, Lease, NewClaim, Reclaim
 
 #: Keys per ``IN (...)`` query: under SQLite's smallest limit on bound parameters (999).
 KEYS_PER_QUERY = 900
@@ -55,6 +55,14 @@ class SQLiteDeliveries:
             [edition],
         )
         return dict(rows.fetchall())
+
+    def holders(self, edition: str) -> list[Holder]:
+        rows = self.conn.execute(
+            "SELECT lease_owner, count(*), max(lease_expires_at) FROM deliveries"
+            " WHERE edition = ? AND status = ? GROUP BY lease_owner ORDER BY lease_owner",
+            [edition, DeliveryStatus.SENDING],
+        )
+        return [Holder(*row) for row in rows.fetchall()]
 
     def with_status(self, edition: str, status: DeliveryStatus) -> list[Delivery]:
         return self._rows(

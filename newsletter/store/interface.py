@@ -93,6 +93,15 @@ class ClaimedPapers(NamedTuple):
     planned_at: str
 
 
+class Holder(NamedTuple):
+    """A sender holding messages of an edition (``sending``): its name in their leases, how
+    many, and when the last of its leases runs out (ISO-8601 UTC)."""
+
+    owner: str | None
+    messages: int
+    until: str | None
+
+
 class TrendingRow(NamedTuple):
     """A paper's trending signals: its upvotes, its place on a trending page, its times."""
 
@@ -123,6 +132,10 @@ class DeliveryStore(Protocol):
 
     def counts(self, edition: str) -> dict[str, int]:
         """{status: rows} of an edition."""
+        ...
+
+    def holders(self, edition: str) -> list[Holder]:
+        """The senders holding the edition's rows still ``sending``, by name."""
         ...
 
     def with_status(self, edition: str, status: DeliveryStatus) -> list[Delivery]:
