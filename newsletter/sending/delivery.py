@@ -19,10 +19,11 @@ store says how many messages one claim should take (``claim_batch``): as many as
 request carries on SQLite, whose claim holds the whole database, so each batch is composed
 first and claimed right before it goes; a window of many batches on PostgreSQL, shared by
 senders on several hosts, where one claim per message would make the claims the limit, so
-the window is claimed first (the next messages no other sender holds) and composed batch by
-batch. A crash leaves at most one batch per connection handed over without its answer
-recorded (on PostgreSQL, the rest of the window too, claimed but never sent): unknown, and
-the ledger's rule for those applies: sent again with the same Message-ID, as the same batch
+the window is claimed first (the next messages no other sender holds), composed and handed
+over batch by batch, and its answers are recorded with the next claim: one transaction per
+window. A crash leaves at most one batch per connection handed over without its answer
+recorded (on PostgreSQL, the whole window: some went out, some not): unknown, and the
+ledger's rule for those applies: sent again with the same Message-ID, as the same batch
 (so that, on Resend, the request carries the same idempotency key). The run respects the
 per-second and per-hour caps, pauses itself when nearly everything fails, and stops cleanly
 between two claims when asked to.
@@ -207,6 +208,8 @@ class _Run:
         self.attempted = 0
         #: Messages this run holds and has not handed over yet, in their order.
         self.unsent: list[_Unsent] = []
+        #: Answers taken in and not yet recorded, with their messages.
+        self.collected: list[tuple[_Claimed, SendResult]] = []
         #: How many of the group's candidates the last claim was done with.
         self.consumed = 0
 
@@ -221,9 +224,9 @@ class _Run:
                 if not self.send_group(self.candidates(group, plan)):
                     break
             with self.stats.timing("wait"):
-                answered = self.wire.answered(room_for_one=False)
+                fatal = self.collect(self.wire.answered(room_for_one=False))
             with self.stats.timing("ledger"), self.store.transaction():
-                fatal = self.record(answered)
+                self.record()
             if fatal:
                 raise fatal
         finally:
@@ -327,13 +330,11 @@ class _Run:
             if self.unsent:
                 batch = self.next_batch()  # composed while the connections are busy
                 with self.stats.timing("wait"):
-                    answered = self.wire.answered(room_for_one=True)
-                if answered:
-                    with self.stats.timing("ledger"), self.store.transaction():
-                        fatal = self.record(answered)
-                    if fatal:
-                        self.release([c.delivery for c in batch])
-                        raise fatal
+                    # Recorded with the next claim: one transaction per window.
+                    fatal = self.collect(self.wire.answered(room_for_one=True))
+                if fatal:
+                    self.release([c.delivery for c in batch])
+                    raise fatal
                 if reason := self.stop_reason():
                     self.report.stopped = reason
                     self.release([c.delivery for c in batch])
@@ -365,9 +366,9 @@ class _Run:
         came in and claim the next ``window`` messages; the ones the ledger refuses are noted
         as skipped. False when the run must stop."""
         with self.stats.timing("wait"):
-            answered = self.wire.answered(room_for_one=True)
+            fatal = self.collect(self.wire.answered(room_for_one=True))
         with self.stats.timing("ledger"), self.store.transaction():
-            fatal = self.record(answered)
+            self.record()
             self.report.stopped = None if fatal else self.stop_reason()
             if fatal or self.report.stopped:
                 claims = None
@@ -489,21 +490,39 @@ class _Run:
 
     # -- 6. record -----------------------------------------------------------------------
 
-    def record(self, answered: Answered) -> TransportError | None:
-        """Record the answers; a transport that cannot work at all is recorded as a failure
-        of its messages and returned, for the caller to raise once they are committed."""
+    def collect(self, answered: Answered) -> TransportError | None:
+        """Take in the answers: each counts for the error-storm guard at once, and waits
+        in ``collected`` for the next transaction of the ledger (:meth:`record`). A transport
+        that cannot work at all is a failure of its messages, returned for the caller to
+        raise once they are recorded."""
         fatal = None
         for future, batch in answered:
             try:
                 results = future.result()
             except TransportError as exc:
                 results, fatal = [SendResult("failed", error=str(exc))] * len(batch), exc
-            for message, result in zip(batch, results, strict=True):
-                self.finish(message, result)
+            self.keep(batch, results)
         return fatal
 
+    def keep(self, batch: list[_Claimed], results: list[SendResult]) -> None:
+        for message, result in zip(batch, results, strict=True):
+            self.storm.add(result.status != "sent")
+            self.collected.append((message, result))
+
+    def record(self) -> None:
+        """Record the answers collected, in one transaction (the caller's, if it has one);
+        a permanent refusal suppresses the address."""
+        collected, self.collected = self.collected, []
+        if not collected:
+            return
+        with self.store.transaction():
+            self.ledger.record_many([(message.delivery, result) for message, result in collected])
+            for message, result in collected:
+                self.finish(message, result)
+
     def record_what_is_left(self) -> None:
-        """Record every batch still in flight once its send returns."""
+        """Record every batch still in flight once its send returns, and every answer
+        collected."""
         for future, batch in self.wire.drain():
             try:
                 results = future.result()
@@ -512,14 +531,13 @@ class _Run:
             except Exception as exc:  # it may have gone out before the error
                 error = f"{type(exc).__name__}: {exc}"
                 results = [SendResult("failed", error=error, maybe_sent=True)] * len(batch)
-            for message, result in zip(batch, results, strict=True):
-                self.finish(message, result)
+            self.keep(batch, results)
+        self.record()
 
     def finish(self, message: _Claimed, result: SendResult) -> None:
-        """Record one message's answer; a permanent refusal suppresses the address."""
+        """The rest of one message's recorded answer: a permanent refusal suppresses the
+        address; the outcome is noted."""
         subscriber, picks = message.subscriber, message.picks
-        self.ledger.record(message.delivery, result)
-        self.storm.add(result.status != "sent")
         detail = _titles(picks) if result.status == "sent" else (result.error or "")
         if result.status == "rejected":
             self.store.update_subscriber(subscriber.id, status=Status.BOUNCED)

@@ -373,39 +373,48 @@ class Ledger:
             self.rows.release([d.id for d in deliveries], to_utc_iso(self.now()))
 
     def record(self, delivery: Delivery, result: SendResult) -> None:
-        """Write down what the transport answered for a claimed delivery. A temporary
-        failure is given its next try (exponential back-off with jitter) until
-        :data:`MAX_ATTEMPTS`."""
+        """Write down what the transport answered for a claimed delivery."""
+        self.record_many([(delivery, result)])
+
+    def record_many(self, answers: Sequence[tuple[Delivery, SendResult]]) -> None:
+        """Write down, in one transaction, what the transport answered for claimed
+        deliveries. A temporary failure is given its next try (exponential back-off with
+        jitter) until :data:`MAX_ATTEMPTS`."""
         now = self.now()
-        status = DeliveryStatus(result.status)
-        if status == DeliveryStatus.FAILED and result.maybe_sent:
-            # The request may have reached the server (a lost answer): the same rule as a
-            # crash between handing over and recording applies.
-            status = DeliveryStatus.UNKNOWN
-        next_attempt = None
-        if status == DeliveryStatus.FAILED and delivery.attempts < MAX_ATTEMPTS:
-            wait = RETRY_BASE * 2 ** (delivery.attempts - 1) * random.uniform(0.8, 1.2)
-            wait = max(wait, timedelta(seconds=result.retry_after or 0))
-            next_attempt = to_utc_iso(now + wait)
-        answer = Answer(
-            delivery_id=delivery.id,
-            status=status,
-            sent_at=to_utc_iso(now) if status == DeliveryStatus.SENT else None,
-            transport_id=result.transport_id,
-            error=result.error,
-            next_attempt_at=next_attempt,
-        )
-        with self.store.transaction():
-            self.rows.record([answer], to_utc_iso(now))
-            if status != DeliveryStatus.SENT:
-                self.store.log_event(
-                    f"delivery.{status}",
-                    delivery.subscriber_id,
-                    delivery.edition,
+        rows = []
+        for delivery, result in answers:
+            status = DeliveryStatus(result.status)
+            if status == DeliveryStatus.FAILED and result.maybe_sent:
+                # The request may have reached the server (a lost answer): the same rule as
+                # a crash between handing over and recording applies.
+                status = DeliveryStatus.UNKNOWN
+            next_attempt = None
+            if status == DeliveryStatus.FAILED and delivery.attempts < MAX_ATTEMPTS:
+                wait = RETRY_BASE * 2 ** (delivery.attempts - 1) * random.uniform(0.8, 1.2)
+                wait = max(wait, timedelta(seconds=result.retry_after or 0))
+                next_attempt = to_utc_iso(now + wait)
+            rows.append(
+                Answer(
+                    delivery_id=delivery.id,
+                    status=status,
+                    sent_at=to_utc_iso(now) if status == DeliveryStatus.SENT else None,
+                    transport_id=result.transport_id,
                     error=result.error,
-                    message_id=delivery.message_id,
                     next_attempt_at=next_attempt,
                 )
+            )
+        with self.store.transaction():
+            self.rows.record(rows, to_utc_iso(now))
+            for (delivery, result), answer in zip(answers, rows, strict=True):
+                if answer.status != DeliveryStatus.SENT:
+                    self.store.log_event(
+                        f"delivery.{answer.status}",
+                        delivery.subscriber_id,
+                        delivery.edition,
+                        error=result.error,
+                        message_id=delivery.message_id,
+                        next_attempt_at=answer.next_attempt_at,
+                    )
 
 
 def _refusal(existing: Delivery, now: str) -> Refusal | None:
