@@ -3,7 +3,7 @@ through a relay API on loopback, with and without batches.
 
     python benchmarks/edition.py [--subscribers 2000] [--papers 300] [--shards 2]
         [--connections 1] [--relay postmark|resend|off] [--db postgresql://...]
-        [--senders 2] [--json]
+        [--senders 2] [--senders-sink outbox|relay] [--json]
 
 The workload, in a temporary database: ``--papers`` new papers (the bundled sample page
 and the recorded feeds of ``tests/fixtures``, then variants of them with their own ids
@@ -40,7 +40,8 @@ worker processes side by side (``--shard i/N``), and compares the wall time with
 fresh database of that server (``db copy``) each time, by one sender process and by
 ``--senders K`` sender processes side by side on the whole list (they share it by their
 claims), and, beside them, by one sender on SQLite, all to the file outbox in a tmpfs
-directory (a sink that is not the limit: each sender writes its own files). Reported: the
+directory (a sink that is not the limit: each sender writes its own files) or, with
+``--senders-sink relay``, through Postmark's batch API to the relay sink. Reported: the
 wall time of each, the speed-up of K senders over one, the time each message spent in the
 ledger (claims and records), and, when the server runs on this machine, the CPU time the
 server spent per message (its processes' and their reaped children's): what bounds the
@@ -703,14 +704,21 @@ def measure_senders(
     moment: datetime,
     url: str,
     senders: int,
+    sink: str,
     say: Callable[[str], None],
 ) -> dict:
     """The edition by one sender on SQLite, then by one and by ``senders`` senders on
-    PostgreSQL, each from a fresh copy, to a file outbox on tmpfs."""
+    PostgreSQL, each from a fresh copy, to a file outbox on tmpfs or (``sink`` "relay")
+    through Postmark's batches to the relay sink."""
     shm = Path("/dev/shm")
     outbox = Path(tempfile.mkdtemp(prefix="edition-outbox-", dir=shm if shm.is_dir() else None))
-    to_outbox = replace(settings, transport=f"outbox:{outbox}")
-    result: dict[str, Any] = {"sink": f"file outbox in {outbox.parent}"}
+    relay = RelaySink(context) if sink == "relay" else None
+    if relay:
+        to_outbox = replace(settings, transport=relay.url("postmark"))
+        result: dict[str, Any] = {"sink": "relay sink (Postmark's batches of 500)"}
+    else:
+        to_outbox = replace(settings, transport=f"outbox:{outbox}")
+        result = {"sink": f"file outbox in {outbox.parent}"}
     try:
         fresh_copy(pristine, settings.db)
         result["sqlite"] = scale_figures(
@@ -723,6 +731,8 @@ def measure_senders(
         for count in sorted({1, senders}):
             shutil.rmtree(outbox)
             outbox.mkdir()
+            if relay:
+                relay.take()  # and forget
             target = postgres_database(
                 url, f"edition_benchmark_{count}", "edition_benchmark_template"
             )
@@ -744,6 +754,8 @@ def measure_senders(
             )
     finally:
         shutil.rmtree(outbox, ignore_errors=True)
+        if relay:
+            relay.stop()
     one, many = result["postgres_1"], result[f"postgres_{senders}"]
     result["many"] = senders
     result["speedup"] = round(one["seconds"] / many["seconds"], 2)
@@ -801,7 +813,7 @@ def measure(args: argparse.Namespace, say: Callable[[str], None]) -> dict:
             sink.stop()
         if args.db:
             result["senders"] = measure_senders(
-                context, settings, pristine, moment, args.db, args.senders, say
+                context, settings, pristine, moment, args.db, args.senders, args.senders_sink, say
             )
         if args.relay != "off":
             result["relay"] = measure_relay(
@@ -989,6 +1001,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--senders", type=int, default=2, help="sender processes on PostgreSQL (with --db)"
+    )
+    parser.add_argument(
+        "--senders-sink",
+        choices=["outbox", "relay"],
+        default="outbox",
+        help="where the senders of --db send: a file outbox on tmpfs, or the relay sink",
     )
     parser.add_argument("--raw-messages", type=int, default=2000)
     parser.add_argument("--premailer-emails", type=int, default=100)
