@@ -2,8 +2,9 @@
 through a relay API on loopback, with and without batches.
 
     python benchmarks/edition.py [--subscribers 2000] [--papers 300] [--shards 2]
-        [--connections 1] [--relay postmark|resend|off] [--db postgresql://...]
-        [--senders 2] [--senders-sink outbox|relay] [--json]
+        [--connections 1] [--semantic on|off] [--embed-sample 1000]
+        [--relay postmark|resend|off] [--db postgresql://...] [--senders 2]
+        [--senders-sink outbox|relay] [--json]
 
 The workload, in a temporary database: ``--papers`` new papers (the bundled sample page
 and the recorded feeds of ``tests/fixtures``, then variants of them with their own ids
@@ -12,9 +13,17 @@ and titles, whose abstracts run from one sentence to two abstracts' worth), and
 titles, with varied timezones, delivery hours and papers per email; some with arXiv
 categories (a few as a filter), muted terms, a followed author or a "more like this".
 
+With ``--semantic on`` (the default install's ranking), the ingest's embedding step runs
+first, in a process of its own, with the real model: every paper, and the interests of the
+first ``--embed-sample`` readers (its seconds and peak are reported, and the whole list's
+time extrapolated from them). Every other reader's interests then get the sample's vectors
+in turn, stored under the digest of their own text, as if the step had embedded them all:
+the arithmetic of the ranking does not depend on the values, and their distribution is the
+model's; embedding 100,000 profiles for real would take some ten minutes.
+
 The edition is sent exactly as the worker sends it: ``Worker.deliver_due`` at a moment
 when every reader's local delivery hour has come on the same date (the whole list due at
-once), holding the sending lock, with the lexical model (``semantic="off"``), through SMTP
+once), holding the sending lock, with the ranking of ``--semantic``, through SMTP
 to an aiosmtpd server on loopback that accepts and discards every message. That server
 runs in a process of its own, and so does the sender, so that the peak resident memory
 (``getrusage`` of the sending process, imports included; its SMTP courier, forked from it,
@@ -98,6 +107,7 @@ from aiosmtpd.smtp import Envelope, Session
 
 from newsletter.mail.render import HTML_TEMPLATE, TEXT_TEMPLATE, Renderer, inline_css
 from newsletter.models import Paper, Shard, Status, title_key, to_utc_iso
+from newsletter.ranking import embeddings, semantic
 from newsletter.ranking.engine import STOP_WORDS
 from newsletter.sending.edition import plan_edition
 from newsletter.sending.locking import SendingLock
@@ -255,6 +265,64 @@ def build_database(path: Path, subscribers: int, papers: int, seed: int) -> None
                 store.save_paper(paper)
         add_subscribers(store, subscribers, new, rng)
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+# -- the embedding step (--semantic on) -------------------------------------------------------
+
+
+@dataclass
+class EmbedRun:
+    papers: int
+    papers_seconds: float
+    profiles: int
+    profiles_seconds: float
+    peak_rss_mb: float
+
+
+def _embed_step(settings: Settings, sample: int, results: Queue) -> None:
+    """A process of its own: the ingest's embedding step with the real model, for every
+    paper and the first ``sample`` readers."""
+    with open_store(settings.db) as store:
+        started = time.perf_counter()
+        papers = embeddings.embed_new_papers(store, settings)
+        embedded = time.perf_counter()
+        readers = store.list_subscribers(Status.ACTIVE)[:sample]
+        profiles = embeddings.embed_profiles(store, settings, readers)
+        finished = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results.put(EmbedRun(papers, embedded - started, profiles, finished - embedded, peak))
+
+
+def embed_workload(context: SpawnContext, settings: Settings, sample: int) -> EmbedRun:
+    """Run the embedding step on ``settings.db``, then give every reader beyond the sample
+    the sample's vectors in turn, under the digest of their own interests."""
+    results = context.Queue()
+    process = context.Process(target=_embed_step, args=(settings, sample, results))
+    process.start()
+    run = results.get(timeout=3600)
+    process.join()
+    with SQLiteStore(settings.db) as store:
+        readers = store.list_subscribers(Status.ACTIVE)
+        stored = store.embeddings(
+            "profile_embeddings",
+            "subscriber_id",
+            semantic.MODEL_NAME,
+            [r.id for r in readers[:sample]],
+        )
+        vectors = [stored[r.id][1] for r in readers[:sample]]
+        rest = readers[sample:]
+        for start in range(0, len(rest), embeddings.PROFILE_CHUNK):
+            store.save_embeddings(
+                "profile_embeddings",
+                "subscriber_id",
+                semantic.MODEL_NAME,
+                [
+                    (r.id, embeddings.text_digest(r.interests or ""), vectors[n % len(vectors)])
+                    for n, r in enumerate(rest[start : start + embeddings.PROFILE_CHUNK], start)
+                ],
+            )
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return run
 
 
 # -- the SMTP sink ----------------------------------------------------------------------------
@@ -423,6 +491,8 @@ class ShardRun:
     peak_rss_mb: float
     stats: dict[str, float | int]
     counts: dict[str, int]
+    #: Whether the semantic model's runtime was loaded in the process at any point.
+    model_loaded: bool = False
 
 
 def _send_shard(
@@ -443,7 +513,8 @@ def _send_shard(
         for status, n in report.counts.items():
             counts[status] = counts.get(status, 0) + n
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    results.put(ShardRun(str(shard), started, finished, peak, stats.to_dict(), counts))
+    loaded = "onnxruntime" in sys.modules  # imported only when the runtime is loaded
+    results.put(ShardRun(str(shard), started, finished, peak, stats.to_dict(), counts, loaded))
 
 
 def send_edition_in_processes(
@@ -524,6 +595,8 @@ def premailer_ms_per_email(settings: Settings, edition: date, count: int) -> flo
         context = renderer.context(subscriber, picks, edition)
         inline_css(html.render(context), renderer.css)
         text.render(context)
+    if not emails:
+        raise RuntimeError(f"none of the first {count} readers has papers in the edition")
     return (time.perf_counter() - start) * 1000 / len(emails)
 
 
@@ -781,6 +854,16 @@ def measure(args: argparse.Namespace, say: Callable[[str], None]) -> dict:
         start = time.perf_counter()
         build_database(pristine, args.subscribers, args.papers, args.seed)
         say(f"workload: {time.perf_counter() - start:.1f} s to build")
+        embedded = None
+        if args.semantic == "on":
+            embedded = embed_workload(
+                context, Settings(db=pristine, semantic="on"), args.embed_sample
+            )
+            say(
+                f"embedding step: {embedded.papers} papers in {embedded.papers_seconds:.1f} s, "
+                f"{embedded.profiles} profiles in {embedded.profiles_seconds:.1f} s, "
+                f"peak {embedded.peak_rss_mb:.0f} MB"
+            )
         sink = Sink(context)
         try:
             settings = Settings(
@@ -789,7 +872,7 @@ def measure(args: argparse.Namespace, say: Callable[[str], None]) -> dict:
                 from_address=SENDER,
                 base_url="https://papers.example.org",
                 secret_key="benchmark-secret-key-0123456789",
-                semantic="off",
+                semantic=args.semantic,
                 send_connections=args.connections,
             )
             fresh_copy(pristine, db)
@@ -800,11 +883,17 @@ def measure(args: argparse.Namespace, say: Callable[[str], None]) -> dict:
             fresh_copy(pristine, db)
             [run] = send_edition_in_processes(context, settings, 1, moment)
             received = sink.count()
+            say(
+                f"edition: {run.finished - run.started:.1f} s, {run.counts}, peak RSS "
+                f"{run.peak_rss_mb:.0f} MB, the sink received {received[0]:,} messages"
+            )
             raw.append(raw_smtp_rate(sink.port, message, args.raw_messages, args.connections))
             sink.count()
             say(f"raw smtplib to the sink, after: {raw[1]:.0f} messages/s")
             premailer = premailer_ms_per_email(settings, today, args.premailer_emails)
             result = report(args, run, received, max(raw), premailer)
+            if embedded:
+                result["embedding"] = embedding_report(embedded, args.subscribers)
             if args.shards > 1:
                 fresh_copy(pristine, db)
                 runs = send_edition_in_processes(context, settings, args.shards, moment)
@@ -836,7 +925,8 @@ def report(
     return {
         "subscribers": args.subscribers,
         "papers": args.papers,
-        "semantic": "off",
+        "semantic": args.semantic,
+        "model_loaded_while_sending": run.model_loaded,
         "connections": args.connections,
         "stages": {
             "rank": {
@@ -899,11 +989,23 @@ def compare_shards(one: ShardRun, runs: list[ShardRun], received: tuple[int, int
     }
 
 
+def embedding_report(run: EmbedRun, subscribers: int) -> dict:
+    per_profile = run.profiles_seconds * 1000 / max(run.profiles, 1)
+    return {
+        "papers": run.papers,
+        "ms_per_paper": round(run.papers_seconds * 1000 / max(run.papers, 1), 1),
+        "profiles": run.profiles,
+        "ms_per_profile": round(per_profile, 2),
+        "whole_list_minutes": round(per_profile * subscribers / 60_000, 1),
+        "peak_rss_mb": round(run.peak_rss_mb, 1),
+    }
+
+
 def table(result: dict) -> str:
     stages, base, ratios = result["stages"], result["baselines"], result["ratios"]
     rows = [
         f"edition: {result['subscribers']:,} subscribers x {result['papers']:,} papers "
-        f"(lexical ranking, semantic off; {result['connections']} SMTP connection(s))",
+        f"(semantic {result['semantic']}; {result['connections']} SMTP connection(s))",
         f"{'stage':<10}{'seconds':>9}  rate",
         f"{'rank':<10}{stages['rank']['seconds']:>9.1f}  {stages['rank']['per_second']:,} subscribers/s",
         f"{'render':<10}{stages['render']['seconds']:>9.1f}  {stages['render']['per_second']:,} emails/s "
@@ -916,10 +1018,18 @@ def table(result: dict) -> str:
         f"(raw smtplib to the same sink: {base['raw_smtp_per_second']:,.0f}/s, "
         f"{ratios['handoff_vs_raw']:.0%})",
         f"{'total':<10}{result['total_seconds']:>9.1f}  the worker's tick, start to end",
-        f"peak RSS of the sending process: {result['peak_rss_mb']:.0f} MB",
+        f"peak RSS of the sending process: {result['peak_rss_mb']:.0f} MB"
+        + ("; the model was loaded in it" if result["model_loaded_while_sending"] else ""),
         f"sent: {result['counts']}; the sink received {result['sink']['messages']:,} messages "
         f"for {result['sink']['recipients']:,} addresses",
     ]
+    if embedding := result.get("embedding"):
+        rows.append(
+            f"embedding step (its own process, the real model): {embedding['papers']:,} papers, "
+            f"{embedding['ms_per_paper']} ms each; {embedding['profiles']:,} profiles, "
+            f"{embedding['ms_per_profile']} ms each (the whole list: about "
+            f"{embedding['whole_list_minutes']} min); peak RSS {embedding['peak_rss_mb']:.0f} MB"
+        )
     if shards := result.get("shards"):
         rows.append(
             f"{shards['count']} shards side by side: {shards['total_seconds']:.1f} s against "
@@ -1007,6 +1117,18 @@ def main() -> None:
         choices=["outbox", "relay"],
         default="outbox",
         help="where the senders of --db send: a file outbox on tmpfs, or the relay sink",
+    )
+    parser.add_argument(
+        "--semantic",
+        choices=["on", "off"],
+        default="on",
+        help="rank with the semantic model (the default install's ranking) or lexically",
+    )
+    parser.add_argument(
+        "--embed-sample",
+        type=int,
+        default=1000,
+        help="readers whose interests the real model embeds (the others reuse their vectors)",
     )
     parser.add_argument("--raw-messages", type=int, default=2000)
     parser.add_argument("--premailer-emails", type=int, default=100)

@@ -20,7 +20,13 @@ from .sending.edition import preview
 from .sending.ledger import ClaimRefusal, Refusal
 from .sending.locking import LockBusy, SendingLock
 from .sending.report import Outcome, SendReport
-from .sending.status import status_report
+from .sending.stats import OUTCOMES, overview
+from .sending.status import (
+    BOUNCE_RATE_LIMIT,
+    COMPLAINT_RATE_AIM,
+    COMPLAINT_RATE_LIMIT,
+    status_report,
+)
 from .sending.worker import Worker
 from .settings import Settings, SettingsError, load_settings
 from .sources.registry import REMOTE_SOURCES, build_source, http_client
@@ -44,6 +50,7 @@ from .store.ingest import (
     sample_papers_path,
     store_records,
 )
+from .subscribers.mailbox import MailboxError, scan_bounces
 from .subscribers.profiles import (
     InvalidSubscriber,
     add_subscriber,
@@ -68,6 +75,7 @@ USER_ERRORS = (
     UnsupportedStore,
     StoreUnavailable,
     CopyRefused,
+    MailboxError,
 )
 
 
@@ -223,7 +231,7 @@ def ingest(
         ]
         with http_client(settings) as client:
             summary = ingest_sources(_store(ctx), chosen, client)
-    summary.embedded = embeddings.embed_new_papers(_store(ctx), settings)
+    summary.embedded, summary.embedded_profiles = embeddings.embed_pending(_store(ctx), settings)
     if as_json:
         _json(summary.to_dict())
     else:
@@ -235,8 +243,11 @@ def ingest(
             for failure in report.failures:
                 click.echo(f"failed: {failure}", err=True)
             click.echo(f"Ingested {name}: {report}")
-        if summary.embedded:
-            click.echo(f"Embedded {summary.embedded} paper(s) for the semantic model")
+        if summary.embedded or summary.embedded_profiles:
+            click.echo(
+                f"Embedded {summary.embedded} paper(s) and {summary.embedded_profiles} "
+                "reader profile(s) for the semantic model"
+            )
     if summary.failed:
         ctx.exit(1)
 
@@ -294,8 +305,9 @@ def status(ctx: click.Context, edition: Any, as_json: bool) -> None:
     click.echo(
         f"Worker: {'running (' + work['running'] + ')' if work['running'] else 'not running'}"
     )
-    for key in ("last_delivery", "last_ingest", "next_run"):
-        click.echo(f"  {key.replace('_', ' ')}: {work[key] or 'never'}")
+    for key in ("last_delivery", "last_ingest", "last_bounce_scan", "next_run"):
+        if key != "last_bounce_scan" or work[key]:
+            click.echo(f"  {key.replace('_', ' ')}: {work[key] or 'never'}")
     current = report["edition"]
     counts = ", ".join(f"{n} {k}" for k, n in sorted(current["counts"].items())) or "nothing yet"
     click.echo(f"Edition {current['date']}: {counts}")
@@ -317,8 +329,94 @@ def status(ctx: click.Context, edition: Any, as_json: bool) -> None:
         click.echo(
             f"  failed {row['email']} ({row['attempts']} tries): {row['last_error']}; next: {nxt}"
         )
+    _echo_rates(report["rates"]["editions"])
     subs = ", ".join(f"{n} {k}" for k, n in report["subscribers"].items() if n)
     click.echo(f"Subscribers: {subs or 'none'}; papers: {report['papers']}")
+
+
+def _echo_rates(editions: list[dict]) -> None:
+    if not editions:
+        return
+    click.echo(
+        f"Bounces and complaints (bounce rate: keep under {BOUNCE_RATE_LIMIT:.0%}; spam"
+        f" complaints, Gmail: under {COMPLAINT_RATE_LIMIT:.1%}, aim for {COMPLAINT_RATE_AIM:.1%}):"
+    )
+    for row in editions:
+        over = f"  OVER: {', '.join(row['over'])}" if row["over"] else ""
+        click.echo(
+            f"  {row['edition']}: {row['delivered']} delivered, {row['hard_bounces']} bounced"
+            f" ({row['bounce_rate']:.2%}), {row['soft_bounces']} soft,"
+            f" {row['complaints']} complaints ({row['complaint_rate']:.2%}){over}"
+        )
+
+
+# -- bounces ---------------------------------------------------------------------------------
+
+
+@cli.group(cls=Group)
+def bounces() -> None:
+    """Bounces and complaints that come back by mail (the bounce mailbox)."""
+
+
+@bounces.command("scan")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+def bounces_scan(ctx: click.Context, as_json: bool) -> None:
+    """Read the bounce mailbox once [NEWSLETTER_BOUNCE_MAILBOX] and apply what it says."""
+    report = scan_bounces(_store(ctx), _settings(ctx))
+    if as_json:
+        _json(report.to_dict())
+        return
+    counts = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(report.counts.items()))
+    click.echo(f"{report.source}: {counts or 'no messages'}")
+    for item in report.items:
+        who = item.email or "nobody named"
+        click.echo(f"  {item.kind.replace('_', ' ')} {who}: {item.outcome} ({item.detail})")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print every figure as JSON.")
+@click.pass_context
+def stats(ctx: click.Context, as_json: bool) -> None:
+    """The dashboard's figures: subscribers, the last editions, bounce and complaint
+    rates, feedback, sources and the worker."""
+    figures = overview(_store(ctx), _settings(ctx))
+    if as_json:
+        _json(figures.to_dict())
+        return
+    subs = ", ".join(f"{n} {k}" for k, n in figures.subscribers.items() if n)
+    click.echo(f"Subscribers: {subs or 'none'}")
+    days = figures.subscriber_days
+    totals = {
+        k: sum(d[k] for d in days) for k in ("joined", "confirmed", "unsubscribed", "bounced")
+    }
+    click.echo(f"Last {len(days)} days: " + ", ".join(f"{n} {k}" for k, n in totals.items()))
+    for row in figures.editions:
+        counts = ", ".join(f"{row[k]} {k}" for k in OUTCOMES if row[k])
+        click.echo(f"Edition {row['edition']}: {row['total']} messages ({counts or 'in progress'})")
+    rates = figures.rates
+    click.echo(
+        f"Bounce rate {rates.bounce_rate:.2%} (limit {rates.bounce_limit:.0%}), complaint rate "
+        f"{rates.complaint_rate:.3%} (limit {rates.complaint_limit:.1%}) over {rates.messages} "
+        "messages"
+    )
+    liked = sum(d["more"] for d in figures.feedback_days)
+    disliked = sum(d["less"] for d in figures.feedback_days)
+    click.echo(f"Feedback, last {len(figures.feedback_days)} days: {liked} more, {disliked} less")
+    for source in figures.sources:
+        failing = (
+            f", {source.failed_runs} of {source.runs} runs with failures"
+            if source.failed_runs
+            else ""
+        )
+        click.echo(
+            f"Source {source.source}: last ingest {source.last_at}, {source.last['new']} new{failing}"
+        )
+    worker = figures.worker
+    click.echo(
+        f"Worker: {'running (' + worker['running'] + ')' if worker['running'] else 'not running'};"
+        f" next run {worker['next_run'] or 'unknown'}"
+    )
 
 
 # -- subscribers ------------------------------------------------------------------------------

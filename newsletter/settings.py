@@ -26,7 +26,14 @@ from .urls import carries_secret
 #: Settings that go into a header of every email: From, Reply-To, the links of
 #: List-Unsubscribe (under ``base_url``), DKIM-Signature. Surrounding whitespace (the
 #: ``\r`` a CRLF env file leaves) is taken off; any other control character is refused.
-HEADER_SETTINGS = ("from_address", "reply_to", "base_url", "dkim_selector", "dkim_domain")
+HEADER_SETTINGS = (
+    "from_address",
+    "reply_to",
+    "base_url",
+    "dkim_selector",
+    "dkim_domain",
+    "bounce_address",
+)
 #: C0 and C1 control characters, DEL, and the Unicode line and paragraph separators.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: ... and, in a URL, any whitespace.
@@ -37,9 +44,23 @@ DEFAULT_CONFIG_FILE = "newsletter.toml"
 DEFAULT_FROM = "Daily Papers <papers@localhost>"
 #: Longer than any IANA timezone name ("America/Argentina/ComodRivadavia" has 32).
 MAX_TIMEZONE_CHARS = 64
+#: The dashboard's password guards every address on the list: no short one.
+MIN_ADMIN_PASSWORD = 16
 SECRET_FIELDS = frozenset(
-    {"secret_key", "old_secret_keys", "smtp_password", "relay_token", "webhook_secret"}
+    {
+        "secret_key",
+        "old_secret_keys",
+        "smtp_password",
+        "relay_token",
+        "webhook_secret",
+        "bounce_password",
+        "admin_password",
+    }
 )
+#: The longest local part of ``bounce_address``: ``LOCAL+TOKEN`` must stay within the 64
+#: characters RFC 5321 allows a local part, and a return-path token takes up to 35
+#: (the ``+`` and :data:`newsletter.tokens.RETURN_TOKEN_MAX_CHARS`).
+MAX_BOUNCE_LOCAL_PART = 29
 
 
 class SettingsError(ValueError):
@@ -70,6 +91,9 @@ class Settings:
     relay_token: str = field(default="", repr=False)
     #: Password the relay's bounce webhook sends (basic auth). Environment only.
     webhook_secret: str = field(default="", repr=False)
+    #: Password of the operator's dashboard (``/admin``, ``/metrics``); unset, those pages
+    #: answer 404. Environment only.
+    admin_password: str = field(default="", repr=False)
     #: SMTP password, if it is not in the transport URL. Environment only.
     smtp_password: str = field(default="", repr=False)
     #: Papers per email for new subscribers.
@@ -126,6 +150,22 @@ class Settings:
     #: Soft bounces within ``soft_bounce_window_days`` that suppress an address.
     soft_bounce_limit: int = 3
     soft_bounce_window_days: int = 30
+    #: The address that bounces come back to, e.g. ``bounces@news.example.org``; set, each
+    #: message's envelope sender (Return-Path) is ``bounces+TOKEN@news.example.org`` (VERP),
+    #: the token signed and naming the subscriber and the edition. Empty: the From address.
+    bounce_address: str = ""
+    #: Where ``newsletter bounces scan`` reads the bounces: ``imaps://user@host[:993]``
+    #: (``imap://`` upgrades with STARTTLS), ``maildir:/path`` or ``mbox:/path``. Empty:
+    #: no scan. Kept out of the repr: the URL may carry a password.
+    bounce_mailbox: str = field(default="", repr=False)
+    #: The IMAP password, if it is not in the mailbox URL. Environment only.
+    bounce_password: str = field(default="", repr=False)
+    #: The IMAP folder that processed messages are moved to (created if missing).
+    bounce_folder: str = "Processed"
+    #: Minutes between two scans of the bounce mailbox by the worker (0: the worker does not).
+    bounce_scan_minutes: int = 15
+    #: A message in the bounce mailbox larger than this (bytes) is reported and skipped.
+    max_bounce_bytes: int = 5_000_000
     #: Parallel connections to the mail server (SMTP; a relay uses one): at most one
     #: message per connection is in flight, so at most that many can be left unknown by a
     #: crash (through a relay, one batch).
@@ -183,6 +223,8 @@ class Settings:
             (self.storm_window >= 1, "storm_window must be at least 1"),
             (self.soft_bounce_limit >= 1, "soft_bounce_limit must be at least 1"),
             (self.soft_bounce_window_days >= 1, "soft_bounce_window_days must be at least 1"),
+            (self.bounce_scan_minutes >= 0, "bounce_scan_minutes must not be negative"),
+            (self.max_bounce_bytes >= 1024, "max_bounce_bytes must be at least 1024"),
             (0 < self.storm_failure_share <= 1, "storm_failure_share must be in (0, 1]"),
             (self.worker_tick_minutes >= 1, "worker_tick_minutes must be at least 1"),
             (all(_is_hhmm(t) for t in self.ingest_times), "ingest_times must be HH:MM"),
@@ -197,6 +239,10 @@ class Settings:
                 "subscribe_limit_per_address must be at least 1",
             ),
             (self.subscribe_limit_window >= 1, "subscribe_limit_window must be at least 1"),
+            (
+                not self.admin_password or len(self.admin_password) >= MIN_ADMIN_PASSWORD,
+                f"NEWSLETTER_ADMIN_PASSWORD must be at least {MIN_ADMIN_PASSWORD} characters",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -227,6 +273,29 @@ class Settings:
                     f"setting {name!r} ({env_name(name)}) is not {kind} like"
                     f" 'Daily Papers <papers@example.org>': {value!r}"
                 )
+        self._check_bounce_address()
+
+    def _check_bounce_address(self) -> None:
+        """``bounce_address`` is a bare address (no display name) whose local part leaves
+        room for a token."""
+        if not self.bounce_address:
+            return
+        local_part = self.bounce_address.rpartition("@")[0]
+        if not (
+            _is_address_header(self.bounce_address, "Sender", True)
+            and parseaddr(self.bounce_address)[1] == self.bounce_address
+            and self.bounce_address.isascii()
+        ):
+            raise SettingsError(
+                "setting 'bounce_address' (NEWSLETTER_BOUNCE_ADDRESS) is not one plain address"
+                f" like 'bounces@news.example.org': {self.bounce_address!r}"
+            )
+        if "+" in local_part or len(local_part) > MAX_BOUNCE_LOCAL_PART:
+            raise SettingsError(
+                f"setting 'bounce_address' (NEWSLETTER_BOUNCE_ADDRESS): the part before @ must"
+                f" have at most {MAX_BOUNCE_LOCAL_PART} characters and no '+' (the token"
+                f" follows a '+'): {self.bounce_address!r}"
+            )
 
     @property
     def sender_email(self) -> str:
@@ -358,6 +427,11 @@ def _read_toml(path: Path) -> dict[str, Any]:
     if secrets:
         names = ", ".join(env_name(s) for s in secrets)
         raise SettingsError(f"{path}: secrets belong in the environment, not a file; set {names}")
+    if carries_secret(str(section.get("bounce_mailbox", ""))):
+        raise SettingsError(
+            f"{path}: the bounce mailbox URL carries a password; set NEWSLETTER_BOUNCE_PASSWORD"
+            " (or the whole NEWSLETTER_BOUNCE_MAILBOX) in the environment"
+        )
     if carries_secret(str(section.get("transport", ""))):
         raise SettingsError(
             f"{path}: the transport URL carries a secret; set NEWSLETTER_SMTP_PASSWORD or "

@@ -25,6 +25,7 @@ def _fill(location: str) -> dict[str, int]:
         store.save_embeddings("paper_embeddings", "paper_id", "m", [("2501.00002", "h", b"\0\1")])
         store.save_embeddings("profile_embeddings", "subscriber_id", "m", [(reader.id, "h", b"\2")])
         store.take_rate_limit_slot("subscribe-ip:203.0.113.7", 5, 0.0, 100.5)
+        store.record_mail("<dsn-1@mx.example.org>", "hard_bounce", "reader0001@example.org")
         ledger = Ledger(store)
         delivery = ledger.claim(date(2027, 3, 15), reader, [], "example.org", force=False)
         ledger.record(delivery, SendResult("sent", "250 ok"))  # type: ignore[arg-type]

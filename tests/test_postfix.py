@@ -1,5 +1,6 @@
 """An edition sent through a real Postfix on loopback and read back from a local mailbox,
-and deploy/postfix/main.cf.example read by Postfix itself.
+Postfix's own bounce of it read back by ``newsletter bounces scan``, and
+deploy/postfix/main.cf.example read by Postfix itself.
 
 .ci/run installs Postfix ("Local only"), has it deliver mail for example.test to the local
 user newsletter-test (the mbox /var/mail/newsletter-test), starts it on 127.0.0.1:25 and
@@ -27,10 +28,13 @@ from urllib.parse import urlsplit
 import email_validator
 import pytest
 
+from newsletter.models import Status
 from newsletter.sending.delivery import send_edition
 from newsletter.sending.ledger import DeliveryStatus, Ledger
 from newsletter.store.ingest import ingest_path
+from newsletter.subscribers.mailbox import scan_bounces
 from newsletter.subscribers.profiles import add_subscriber
+from newsletter.tokens import LinkSigner, verp_address
 
 from .conftest import REQUIRE_TOOLS, require_tool, write_jsonl
 
@@ -176,3 +180,54 @@ def test_the_postfix_example_reads_cleanly_and_keeps_loopback_plain(tmp_path):
         "smtp_sasl_auth_enable = yes",
         "smtp_tls_security_level = secure",  # the password goes out over verified TLS only
     ]
+
+
+def test_postfix_s_own_bounce_comes_back_to_the_verp_address_and_the_scan_suppresses_it(
+    postfix, store, settings, tmp_path, monkeypatch
+):
+    """An edition to one existing local user and one address that does not exist: Postfix
+    accepts both (.ci/run empties local_recipient_maps, so that its local delivery, not its
+    SMTP server, finds the user missing), and mails its DSN to the VERP return path, which
+    is delivered to the same local mailbox; ``newsletter bounces scan`` reads it there."""
+    url, mbox = postfix
+    run = uuid.uuid4().hex[:12]
+    present = f"{mbox.name}+{run}@{DOMAIN}"
+    missing = f"nobody-{run}@{DOMAIN}"
+    monkeypatch.setattr(email_validator, "TEST_ENVIRONMENT", True)
+    ingest_path(store, write_jsonl(tmp_path / "papers.jsonl", PAPERS))
+    here, gone = (
+        add_subscriber(store, settings, address, interests="graph neural networks")
+        for address in (present, missing)
+    )
+    settings = replace(
+        settings,
+        transport=url,
+        bounce_address=f"{mbox.name}@{DOMAIN}",
+        bounce_mailbox=f"mbox:{mbox}",
+    )
+
+    report = send_edition(store, settings, TODAY)
+
+    assert report.counts == {"sent": 2}
+    token = LinkSigner(settings.secret_key).return_token(gone.id, gone.email, TODAY)
+    return_path = verp_address(settings.bounce_address, token)
+    deadline = time.monotonic() + DELIVERY_WAIT
+    while (dsn := delivered_to(mbox, return_path)) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert dsn is not None, f"no DSN for {return_path} in {mbox} after {DELIVERY_WAIT} s"
+    assert dsn.get_content_type() == "multipart/report"
+    assert delivered_to(mbox, present) is not None
+
+    scan = scan_bounces(store, settings)
+
+    (item,) = [i for i in scan.items if i.email in (present, missing)]
+    assert (item.kind, item.email, item.outcome) == ("hard_bounce", missing, "bounced")
+    assert store.get_subscriber(gone.id).status == Status.BOUNCED
+    assert store.get_subscriber(here.id).status == Status.ACTIVE
+    (event,) = store.events("bounce.hard")
+    assert event["edition"] == TODAY.isoformat() and "5.1.1" in event["detail"]["reason"]
+
+    again = scan_bounces(store, settings)
+    assert set(again.counts) == {"already read"} and again.items == []
+    assert store.get_subscriber(here.id).status == Status.ACTIVE
+    assert len(store.events("bounce.hard")) == 1

@@ -130,6 +130,69 @@ def test_ingest_embeds_the_new_papers_once(run_cli, tmp_path):
         assert store.count("paper_embeddings") == 3
 
 
+def test_the_ingest_step_embeds_changed_interests_and_gives_the_model_back(store, on, tmp_path):
+    papers = [
+        {"id": f"2501.0002{i}", "title": f"Topic {i}", "abstract": f"An abstract on topic {i}."}
+        for i in range(2)
+    ]
+    ingest_path(store, write_jsonl(tmp_path / "p.jsonl", papers))
+    add_subscriber(store, on, "a@example.org", interests="graph neural networks")
+    add_subscriber(store, on, "b@example.org", interests="protein folding")
+    model = semantic.embedder(on)
+    model.release()
+    assert not model.loaded  # asking for the model does not load its runtime
+
+    assert embeddings.embed_pending(store, on) == (2, 2)
+    assert not model.loaded
+    assert store.count("profile_embeddings") == 2
+    assert embeddings.embed_pending(store, on) == (0, 0)
+    update_subscriber(store, "b@example.org", interests="robot grasping")
+    assert embeddings.embed_pending(store, on) == (0, 1)
+    assert not model.loaded
+
+
+def test_a_send_never_ranks_with_the_model_loaded(store, on, tmp_path, monkeypatch):
+    """A send whose embeddings are all stored never loads the runtime; a reader who joined
+    after the ingest is embedded before the ranking, and the runtime given back first."""
+    from datetime import date
+
+    from newsletter.sending import edition
+    from newsletter.sending.delivery import send_edition
+
+    papers = [
+        {"id": f"2501.0003{i}", "title": f"Graph topic {i}", "abstract": f"Graphs and {i}."}
+        for i in range(3)
+    ]
+    ingest_path(store, write_jsonl(tmp_path / "p.jsonl", papers))
+    for n in range(2):
+        add_subscriber(store, on, f"r{n}@example.org", interests=f"graph topic {n}")
+    embeddings.embed_pending(store, on)
+    model = semantic.embedder(on)
+    loads, loaded_while_ranking = [], []
+    real_runtime, real_rank = semantic.Embedder._runtime.func, edition.rank
+
+    def counted_runtime(self):
+        if "_runtime" not in self.__dict__:
+            loads.append(1)
+            self.__dict__["_runtime"] = real_runtime(self)
+        return self.__dict__["_runtime"]
+
+    def observed_rank(*args, **kwargs):
+        loaded_while_ranking.append(model.loaded)
+        return real_rank(*args, **kwargs)
+
+    monkeypatch.setattr(semantic.Embedder, "_runtime", property(counted_runtime))
+    monkeypatch.setattr(edition, "rank", observed_rank)
+    assert send_edition(store, on, date.today()).counts["sent"] == 2
+    assert (loads, loaded_while_ranking) == ([], [False])
+
+    late = add_subscriber(store, on, "late@example.org", interests="graph topic 2")
+    assert send_edition(store, on, date.today()).counts["sent"] == 1
+    assert (loads, loaded_while_ranking) == ([1], [False, False])
+    stored = store.embeddings("profile_embeddings", "subscriber_id", model.name, [late.id])
+    assert stored[late.id][0] == embeddings.text_digest("graph topic 2")
+
+
 def test_similarities_are_measured_from_the_recent_corpus_not_a_thin_day(store, on, tmp_path):
     count = semantic.MIN_CENTER_PAPERS
     papers = [

@@ -40,7 +40,7 @@ import premailer
 
 from ..models import Paper, Pick, Section, Subscriber, in_section, paper_link
 from ..settings import Settings
-from ..tokens import LinkSigner
+from ..tokens import LinkSigner, verp_address
 from ..transports import OutgoingEmail
 from .dkim import DkimSigner
 from .text import display_text, one_line
@@ -335,7 +335,8 @@ class Renderer:
         no server needs 8BITMIME. The transports read it like any other ``EmailMessage``.
         """
         message = OutgoingEmail()
-        message.sender, message.recipient = self._sender, subscriber.email
+        message.sender = self.envelope_sender(subscriber, edition)
+        message.recipient = subscriber.email
         message["Subject"] = rendered.subject  # RFC 2047 encoded words when not ASCII
         for name, value in self._run_headers:
             message.set_raw(name, value)
@@ -351,6 +352,15 @@ class Renderer:
         message.set_raw("Content-Type", self._alternative)
         message.set_payload([self._part(rendered.text, "plain"), self._part(rendered.html, "html")])
         return message
+
+    def envelope_sender(self, subscriber: Subscriber, edition: date) -> str:
+        """Where the servers on the way send a bounce (the Return-Path): with
+        ``bounce_address`` set, its VERP form for this subscriber and edition, else the
+        From address."""
+        if not self.settings.bounce_address:
+            return self._sender
+        token = self.signer.return_token(subscriber.id, subscriber.email, edition)
+        return verp_address(self.settings.bounce_address, token)
 
     def seal(self, message: OutgoingEmail, msg_id: str) -> OutgoingEmail:
         """Give ``message`` its Message-ID (in place of the one it had) and, with DKIM on,

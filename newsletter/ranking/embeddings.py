@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-from ..models import Paper, Subscriber
+from ..models import Paper, Status, Subscriber
 from ..settings import Settings
 from ..store import Store
 from . import semantic
@@ -39,7 +40,19 @@ def paper_vectors(
         texts,
         pieces=lambda text: text.split("\n"),
     )
-    return semantic._stack(stacked)
+    return semantic._stack(stacked.vectors)
+
+
+def embed_pending(store: Store, settings: Settings) -> tuple[int, int]:
+    """The embedding step of an ingest: the new papers (:func:`embed_new_papers`) and the
+    active readers' changed interests (:func:`embed_profiles`), how many of each. The
+    edition then finds every embedding stored and never loads the model, and the model's
+    runtime is released after the step, so that a worker does not hold it through the send
+    (some 400 MB beside the ranking's own)."""
+    if not semantic.wanted(settings):
+        return 0, 0
+    with semantic.borrowed(semantic.load_embedder()):
+        return embed_new_papers(store, settings), embed_profiles(store, settings)
 
 
 def embed_new_papers(store: Store, settings: Settings) -> int:
@@ -56,6 +69,32 @@ def embed_new_papers(store: Store, settings: Settings) -> int:
     for start in range(0, len(papers), semantic.EMBED_BATCH_PAPERS):
         paper_vectors(store, model, papers[start : start + semantic.EMBED_BATCH_PAPERS])
     return len(papers)
+
+
+def embed_profiles(
+    store: Store, settings: Settings, subscribers: Sequence[Subscriber] | None = None
+) -> int:
+    """Embed the interests of ``subscribers`` (the active ones by default) whose embedding
+    is missing or older than their interests, ``PROFILE_CHUNK`` at a time; how many. The
+    model is loaded only when one has changed, and then released again."""
+    if not semantic.wanted(settings):
+        return 0
+    if subscribers is None:
+        subscribers = store.list_subscribers(Status.ACTIVE)
+    embedded = 0
+    with semantic.borrowed(semantic.load_embedder()) as model:
+        for start in range(0, len(subscribers), PROFILE_CHUNK):
+            chunk = subscribers[start : start + PROFILE_CHUNK]
+            embedded += _cached(
+                store,
+                model,
+                "profile_embeddings",
+                "subscriber_id",
+                [s.id for s in chunk],
+                [s.interests or "" for s in chunk],
+                pieces=lambda text: [text],
+            ).fresh
+    return embedded
 
 
 def corpus_center(store: Store, model: semantic.Embedder) -> np.ndarray:
@@ -95,8 +134,14 @@ def profile_vectors(
             texts[start:end],
             pieces=lambda text: [text],
         )
-        vectors[start : start + len(stacked)] = np.vstack(stacked)
+        vectors[start : start + len(stacked.vectors)] = np.vstack(stacked.vectors)
     return vectors
+
+
+class _Embedded(NamedTuple):
+    vectors: list[np.ndarray]
+    #: How many of them were computed now (the others were stored).
+    fresh: int
 
 
 def _cached(
@@ -107,10 +152,10 @@ def _cached(
     keys: list,
     texts: list[str],
     pieces: Callable[[str], list[str]],
-) -> list[np.ndarray]:
+) -> _Embedded:
     """For each text, the embeddings of its ``pieces`` (rows x dim): stored ones whose text
     is unchanged, the others computed in one batch and stored."""
-    digests = [_digest(t) for t in texts]
+    digests = [text_digest(t) for t in texts]
     stored = store.embeddings(table, key, model.name, keys)
     result = {
         i: np.frombuffer(stored[k][1], dtype=np.float32).reshape(-1, model.dimension)
@@ -128,8 +173,8 @@ def _cached(
             table, key, model.name, [(keys[i], digests[i], result[i].tobytes()) for i in missing]
         )
         log.info("embedded %d text(s) for %s", len(missing), table)
-    return [result[i] for i in range(len(keys))]
+    return _Embedded([result[i] for i in range(len(keys))], len(missing))
 
 
-def _digest(text: str) -> str:
+def text_digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]

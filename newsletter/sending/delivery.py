@@ -41,6 +41,7 @@ from datetime import UTC, date, datetime, timedelta
 from ..mail.render import OutgoingEmail, Renderer
 from ..mail.transport import check_real_send, transport_from_url
 from ..models import SUPPRESSED, Pick, Shard, Status, Subscriber, to_utc_iso
+from ..ranking.embeddings import embed_profiles
 from ..settings import Settings
 from ..store import Store, SubscriberNotFound
 from ..tokens import link_signer
@@ -269,6 +270,9 @@ class _Run:
 
     def plan(self, subscribers: list[Subscriber]) -> dict[int, list[Pick]]:
         self.planned_at = to_utc_iso(self.controls.now())
+        # Interests changed since the last ingest are embedded first and the model given
+        # back: the ranking of a whole list never holds it beside its own arrays.
+        embed_profiles(self.store, self.settings, subscribers)
         plan = plan_edition(self.store, self.settings, self.edition, subscribers)
         self.recorded = self.ledger.for_edition(self.edition)
         return plan
@@ -564,6 +568,7 @@ class _Run:
             counts=self.report.counts,
             stopped=self.report.stopped,
             unknown=len(self.report.unknown),
+            stats=self.stats.to_dict(),
         )
 
 

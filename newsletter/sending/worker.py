@@ -1,6 +1,7 @@
 """The worker: runs the day with the ``schedule`` library.
 
-It ingests from the enabled sources at the configured times, and every few minutes sends
+It ingests from the enabled sources at the configured times, reads the bounce mailbox
+every ``bounce_scan_minutes`` (when one is set), and every few minutes sends
 each subscriber whose local delivery hour has come the edition of their local date (once;
 weekly readers on their day). Only one worker (or console send) runs against a database at
 a time. SIGTERM or SIGINT stops it between two batches (two messages, over SMTP): the batch
@@ -20,6 +21,7 @@ import schedule
 from ..models import WHOLE_LIST, Shard, Status, to_utc_iso, utcnow
 from ..settings import Settings
 from ..store import open_store
+from ..subscribers.mailbox import scan_bounces
 from ..subscribers.subscriptions import expire_pending
 from .daily import ingest_enabled_sources
 from .delivery import RunControls, SendOptions, send_edition
@@ -93,6 +95,22 @@ class Worker:
         for name, report in summary.sources.items():
             log.info("ingested %s: %s", name, report)
 
+    def scan_bounces(self) -> None:
+        """Read the bounce mailbox once (``bounce_mailbox``, every ``bounce_scan_minutes``)."""
+        with open_store(self.settings) as store:
+            report = scan_bounces(store, self.settings)
+            store.set_meta("worker.last_bounce_scan", utcnow())
+        log.info("bounce scan: %s", dict(report.counts))
+
+    @property
+    def scans_bounces(self) -> bool:
+        """Whether this worker reads the bounce mailbox: the first shard's, if one is set."""
+        return bool(
+            self.settings.bounce_mailbox
+            and self.settings.bounce_scan_minutes
+            and self.shard.index == 0
+        )
+
     def stop(self, signum: int | None = None, frame: object = None) -> None:
         log.info("stopping after the batch in flight")
         self.stopping.set()
@@ -107,6 +125,9 @@ class Worker:
             if self.shard.index == 0:
                 for moment in self.settings.ingest_times:
                     jobs.every().day.at(moment).do(self._safely, self.ingest)
+            if self.scans_bounces:
+                minutes = self.settings.bounce_scan_minutes
+                jobs.every(minutes).minutes.do(self._safely, self.scan_bounces)
             log.info(
                 "worker started%s: deliveries every %d min, %s",
                 "" if self.shard.whole else f" for shard {self.shard}",

@@ -26,6 +26,7 @@ TABLES = (
     "rate_limit_hits",
     "paper_embeddings",
     "profile_embeddings",
+    "processed_mail",
 )
 #: The tables whose ``id`` the database gives: PostgreSQL's counters follow the copy.
 _IDENTITY_TABLES = ("subscribers", "deliveries", "events")

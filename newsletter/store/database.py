@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
@@ -16,6 +16,7 @@ import sqlite_utils
 from sqlite_utils.db import NotFoundError
 
 from ..models import Paper, Status, Subscriber, profile_problem, title_key, utcnow
+from .dashboard import DashboardQueries
 from .deliveries import KEYS_PER_QUERY, SQLiteDeliveries
 from .interface import (
     DeliveryStore,
@@ -29,7 +30,7 @@ from .migrations import migrate
 log = logging.getLogger(__name__)
 
 
-class SQLiteStore:
+class SQLiteStore(DashboardQueries):
     """:class:`newsletter.store.interface.Store` in one SQLite file, in WAL mode. Its SQL is
     shared with :class:`newsletter.store.postgres.PostgresStore`, which overrides the few
     places where the dialects differ (the class attributes below, the transactions)."""
@@ -469,6 +470,37 @@ class SQLiteStore:
             f"SELECT * FROM events {clause} ORDER BY id DESC LIMIT ?", [*params, limit]
         )
         return [{**r, "detail": json.loads(r["detail"])} for r in rows]
+
+    def event_counts_by_edition(
+        self, kinds: Collection[str], editions: Collection[str]
+    ) -> dict[str, dict[str, int]]:
+        """{edition: {kind: subscribers}}: how many subscribers have an event of each of
+        ``kinds`` recorded for each of ``editions``."""
+        if not kinds or not editions:
+            return {}
+        rows = self.conn.execute(
+            "SELECT edition, kind, count(DISTINCT subscriber_id) FROM events"
+            f" WHERE kind IN ({', '.join('?' * len(kinds))})"
+            f" AND edition IN ({', '.join('?' * len(editions))}) GROUP BY edition, kind",
+            [*kinds, *editions],
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for edition, kind, number in rows.fetchall():
+            counts.setdefault(edition, {})[kind] = number
+        return counts
+
+    # -- mail read from the bounce mailbox ----------------------------------------------------
+
+    def record_mail(self, message_id: str, kind: str, email: str | None) -> bool:
+        """Note that the message ``message_id`` of the bounce mailbox was read; False (and
+        nothing written) if it was already."""
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO processed_mail (message_id, at, kind, email) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (message_id) DO NOTHING",
+                [message_id, utcnow(), kind, email],
+            )
+            return cursor.rowcount == 1
 
     # -- rate limits: every request let through is a row of rate_limit_hits -------------------
 

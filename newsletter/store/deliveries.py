@@ -49,6 +49,12 @@ class SQLiteDeliveries:
             [subscriber_id, status, limit],
         )
 
+    def recent_editions(self, limit: int) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT DISTINCT edition FROM deliveries ORDER BY edition DESC LIMIT ?", [limit]
+        )
+        return [row[0] for row in rows.fetchall()]
+
     def counts(self, edition: str) -> dict[str, int]:
         rows = self.conn.execute(
             "SELECT status, count(*) FROM deliveries WHERE edition = ? GROUP BY status",

@@ -102,8 +102,10 @@ class IngestSummary:
     """Several sources' reports, with their totals."""
 
     sources: dict[str, IngestReport] = field(default_factory=dict)
-    #: Papers embedded for the semantic model afterwards (``ranking.embeddings.embed_new_papers``).
+    #: Papers and readers' interests embedded for the semantic model afterwards
+    #: (``ranking.embeddings.embed_pending``).
     embedded: int = 0
+    embedded_profiles: int = 0
 
     def to_dict(self) -> dict:
         totals = IngestReport()
@@ -116,6 +118,7 @@ class IngestSummary:
         return {
             **totals.to_dict(),
             "embedded": self.embedded,
+            "embedded_profiles": self.embedded_profiles,
             "sources": {k: v.to_dict() for k, v in self.sources.items()},
         }
 

@@ -130,6 +130,10 @@ class DeliveryStore(Protocol):
         """The subscriber's last ``limit`` rows in ``status``, newest edition first."""
         ...
 
+    def recent_editions(self, limit: int) -> list[str]:
+        """The last ``limit`` editions that have rows, newest first."""
+        ...
+
     def counts(self, edition: str) -> dict[str, int]:
         """{status: rows} of an edition."""
         ...
@@ -334,6 +338,18 @@ class Store(Protocol):
         """The newest ``limit`` events (of ``kind``, of ``edition``), newest first."""
         ...
 
+    def event_counts_by_edition(
+        self, kinds: Collection[str], editions: Collection[str]
+    ) -> dict[str, dict[str, int]]:
+        """{edition: {kind: subscribers}} with an event of each of ``kinds``, per edition."""
+        ...
+
+    # -- mail read from the bounce mailbox ------------------------------------------------------
+
+    def record_mail(self, message_id: str, kind: str, email: str | None) -> bool:
+        """Note a message of the bounce mailbox as read; False if it was already."""
+        ...
+
     # -- trending -------------------------------------------------------------------------------
 
     def trending_signals(self, start: str, end: str) -> list[TrendingRow]:
@@ -346,4 +362,35 @@ class Store(Protocol):
         """Count a request for ``key`` at ``now`` (Unix time) unless ``key`` already has
         ``limit`` requests after ``window_start``; whether it was counted. Requests from
         before the window are forgotten."""
+        ...
+
+    # -- dashboard counts (newsletter.store.dashboard) ------------------------------------------
+
+    def events_per_day(
+        self, kinds: Collection[str], since: str, detail_key: str | None = None
+    ) -> list[tuple[str, str, str | None, int]]:
+        """(UTC day, kind, detail field ``detail_key`` as text or None, events) for the
+        events of ``kinds`` from ``since`` on, oldest day first."""
+        ...
+
+    def count_events_since(self, kinds: Collection[str], since: str) -> dict[str, int]: ...
+
+    def deliveries_per_edition(self, since_edition: str) -> dict[str, dict[str, int]]:
+        """{edition: {status: rows}} of the editions from ``since_edition`` on."""
+        ...
+
+    def deliveries_by_status(self) -> dict[str, int]: ...
+
+    def subscribers_by_status(self) -> dict[str, int]: ...
+
+    def search_subscribers(self, text: str, limit: int) -> list[int]:
+        """Ids of the first ``limit`` subscribers whose address contains ``text``."""
+        ...
+
+    def count_rate_limit_hits(self, key: str, window_start: float) -> int:
+        """Requests counted for ``key`` after ``window_start``, without counting one."""
+        ...
+
+    def subscriber_events(self, subscriber_id: int, limit: int) -> list[dict[str, Any]]:
+        """The subscriber's newest events: {at, kind, edition, detail (JSON text)}."""
         ...

@@ -144,6 +144,16 @@ TRENDING_SECTION = """
 ALTER TABLE subscribers ADD COLUMN trending_papers INTEGER;  -- "Trending today" size, NULL: the default
 """
 
+BOUNCE_MAIL = """
+CREATE TABLE processed_mail (
+    message_id TEXT PRIMARY KEY,  -- of a message read from the bounce mailbox
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,           -- hard_bounce | soft_bounce | complaint | not_bounce | malformed
+    email TEXT                    -- the recipient it names, if any
+);
+CREATE INDEX idx_events_edition ON events (edition, kind);
+"""
+
 MIGRATIONS: list[str] = [
     INITIAL_SCHEMA,
     PAPER_EXTRA,
@@ -154,6 +164,7 @@ MIGRATIONS: list[str] = [
     DELIVERY_LEASES,
     TRENDING_RANK,
     TRENDING_SECTION,
+    BOUNCE_MAIL,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -126,8 +126,20 @@ CREATE TABLE profile_embeddings (
 )
 """
 
-#: The schema of SQLite's nine migrations, in one (PostgreSQL's history starts here).
-MIGRATIONS: list[str] = [INITIAL_SCHEMA]
+#: The messages read from the bounce mailbox (SQLite's BOUNCE_MAIL).
+BOUNCE_MAIL = """
+CREATE TABLE processed_mail (
+    message_id TEXT PRIMARY KEY,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    email TEXT
+);
+CREATE INDEX idx_events_edition ON events (edition, kind)
+"""
+
+#: The schema of SQLite's first nine migrations, in one (PostgreSQL's history starts here),
+#: then one migration for each of SQLite's later ones.
+MIGRATIONS: list[str] = [INITIAL_SCHEMA, BOUNCE_MAIL]
 SCHEMA_VERSION = len(MIGRATIONS)
 #: The advisory lock's key under which migrations run ("newsletter" in ASCII, truncated).
 MIGRATION_LOCK = 0x6E6577736C6574

@@ -303,6 +303,7 @@ class PostgresStore(SQLiteStore):
     _INTEGRITY_ERRORS: ClassVar[tuple[type[Exception], ...]] = (psycopg.IntegrityError,)
     _EMAIL_MATCH = "lower(s.email) = lower(?)"
     _DETAIL_NEW = "(detail::jsonb ->> 'new')"
+    _DETAIL_TEXT = "(detail::jsonb ->> '{key}')"
     _BEGIN = "BEGIN"
     _savepoints = count()
 

@@ -61,6 +61,8 @@ class BounceEvent:
     event_id: str | None = None
     #: Our Message-ID, where the relay hands it back (SendGrid's custom arguments).
     message_id: str | None = None
+    #: The edition the bounced message was of, where it is known (a VERP token names it).
+    edition: str | None = None
 
 
 class WebhookError(ValueError):
@@ -232,6 +234,7 @@ def _apply(store: Store, event: BounceEvent, limit: int, window: timedelta) -> s
         store.log_event(
             EVENT_KINDS[event.kind],
             subscriber.id,
+            event.edition,
             provider=event.provider,
             event_id=event.event_id,
             provider_message_id=event.provider_message_id,

@@ -134,7 +134,8 @@ class SMTPTransport(OneAtATime):
                     message.sender, [message.recipient], message.wire
                 )
             else:
-                refused = self.connection.send_message(message)
+                envelope = message.sender if isinstance(message, OutgoingEmail) else ""
+                refused = self.connection.send_message(message, from_addr=envelope or None)
         except smtplib.SMTPRecipientsRefused as exc:
             code, text = next(iter(exc.recipients.values()))
             return _refusal(code, text)

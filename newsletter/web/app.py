@@ -10,14 +10,10 @@ except the RFC 8058 one-click unsubscribe, which mail providers POST with no coo
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import Any, TypeVar
@@ -72,25 +68,16 @@ from ..subscribers.subscriptions import (
     visitor_profile,
 )
 from ..tokens import BadToken, email_digest, link_signer
+from .admin import Admin
+from .auth import basic_auth_ok, client_ip
 from .csrf import COOKIE, CSRF, FIELD, MAX_AGE, CSRFError
+from .pages import ARCHIVE_HEADERS, Button, Page, notice
 from .ratelimit import RateLimiter
 from .trending_pages import atom_feed, listing, page_number, page_offset, parse_day
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-def _basic_auth_ok(header: str, secret: str) -> bool:
-    """Whether an ``Authorization: Basic`` header carries ``secret`` as its password."""
-    kind, _, encoded = header.partition(" ")
-    if kind.lower() != "basic":
-        return False
-    try:
-        _, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return False
-    return hmac.compare_digest(password.encode(), secret.encode())
 
 
 ONE_CLICK = [("List-Unsubscribe", "One-Click")]
@@ -111,54 +98,6 @@ SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "cache-control": "no-store",
 }
-
-
-#: An archived email is the email's own HTML: its styles are inline (as every mail client
-#: needs them), so it gets a policy that allows inline styles and nothing else.
-ARCHIVE_HEADERS = {
-    "content-security-policy": (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'none'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "x-robots-tag": "noindex, nofollow",
-}
-
-
-@dataclass(frozen=True)
-class Button:
-    """A form with one button that POSTs ``fields`` (and the CSRF token) to ``action``."""
-
-    label: str
-    action: str
-    fields: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Page:
-    template: str
-    context: dict[str, Any]
-    status: int = 200
-
-
-def notice(
-    title: str,
-    *paragraphs: str,
-    status: int = 200,
-    button: Button | None = None,
-    links: Sequence[tuple[str, str]] = (),
-) -> Page:
-    """A page that says one thing, with at most one button and a few links."""
-    return Page(
-        "web/notice.html",
-        {"title": title, "paragraphs": paragraphs, "button": button, "links": links},
-        status,
-    )
-
-
-def client_ip(request: Request) -> str | None:
-    """The client's address; uvicorn takes it from X-Forwarded-For when the request comes
-    through a trusted proxy (``FORWARDED_ALLOW_IPS``)."""
-    return request.client.host if request.client else None
 
 
 class SecurityHeaders:
@@ -200,6 +139,7 @@ class WebApp:
             else [secrets.token_urlsafe(32)]
         )
         self.csrf = CSRF(keys)
+        self.admin = Admin(self, keys)
         self.brand = settings.brand
         self.env = template_environment()
         self.env.filters["one_line"] = one_line
@@ -226,6 +166,7 @@ class WebApp:
                 methods=["POST"],
                 max_body_size=WEBHOOK_MAX_BODY,  # instead of MAX_BODY
             ),
+            *self.admin.routes(),
         ]
 
     @asynccontextmanager
@@ -583,7 +524,7 @@ class WebApp:
         provider = request.path_params["provider"]
         if provider not in PARSERS or not self.settings.webhook_secret:
             return Response("not found", status_code=404, media_type="text/plain")
-        if not _basic_auth_ok(
+        if not basic_auth_ok(
             request.headers.get("authorization", ""), self.settings.webhook_secret
         ):
             return Response(

@@ -17,3 +17,8 @@ class RateLimiter:
         """Count one request for ``key``; False (and not counted) once it had ``limit``."""
         now = time.time() if now is None else now
         return self.store.take_rate_limit_slot(key, limit, now - self.window, now)
+
+    def exhausted(self, key: str, limit: int, now: float | None = None) -> bool:
+        """Whether ``key`` already had ``limit`` requests in the window (counting none)."""
+        now = time.time() if now is None else now
+        return self.store.count_rate_limit_hits(key, now - self.window) >= limit
