@@ -3,7 +3,8 @@ through a relay API on loopback, with and without batches.
 
     python benchmarks/edition.py [--subscribers 2000] [--papers 300] [--shards 2]
         [--connections 1] [--semantic on|off] [--embed-sample 1000]
-        [--relay postmark|resend|off] [--json]
+        [--relay postmark|resend|off] [--db postgresql://...] [--senders 2]
+        [--senders-sink outbox|relay] [--json]
 
 The workload, in a temporary database: ``--papers`` new papers (the bundled sample page
 and the recorded feeds of ``tests/fixtures``, then variants of them with their own ids
@@ -43,6 +44,18 @@ inlining once per run). The product's rates are reported as ratios to these.
 ``--shards N`` then sends the same edition again, from a fresh copy of the database, as N
 worker processes side by side (``--shard i/N``), and compares the wall time with one.
 
+``--db URL`` (a PostgreSQL server's, whose user may create databases; see
+``benchmarks/pgserver.py`` for a throwaway one) then sends the same edition, copied into a
+fresh database of that server (``db copy``) each time, by one sender process and by
+``--senders K`` sender processes side by side on the whole list (they share it by their
+claims), and, beside them, by one sender on SQLite, all to the file outbox in a tmpfs
+directory (a sink that is not the limit: each sender writes its own files) or, with
+``--senders-sink relay``, through Postmark's batch API to the relay sink. Reported: the
+wall time of each, the speed-up of K senders over one, the time each message spent in the
+ledger (claims and records), and, when the server runs on this machine, the CPU time the
+server spent per message (its processes' and their reaped children's): what bounds the
+senders one server can carry.
+
 ``--relay postmark`` (the default; or ``resend``; ``off``) then sends the same edition, from a fresh
 copy of the database each time, through that relay's API (``postmark://TOKEN@?base_url=``)
 to a loopback HTTP sink in a process of its own that answers every message as accepted,
@@ -60,6 +73,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import queue
 import random
 import re
@@ -84,6 +98,7 @@ from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from aiosmtpd.controller import Controller
@@ -100,8 +115,10 @@ from newsletter.sending.report import SendStats
 from newsletter.sending.worker import Worker
 from newsletter.settings import Settings
 from newsletter.store import Store, open_store
+from newsletter.store.copy import copy_between
 from newsletter.store.database import SQLiteStore
 from newsletter.store.ingest import parse_text, sample_papers_path
+from newsletter.store.postgres import close_pools
 from newsletter.tokens import LinkSigner
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
@@ -501,14 +518,25 @@ def _send_shard(
 
 
 def send_edition_in_processes(
-    context: SpawnContext, settings: Settings, shards: int, moment: datetime
+    context: SpawnContext,
+    settings: Settings,
+    shards: int,
+    moment: datetime,
+    whole_list: bool = False,
 ) -> list[ShardRun]:
-    """Start one worker process per shard, let them all go at once, wait for them."""
+    """Start one worker process per shard (or, ``whole_list``, as many processes on the
+    whole list, as senders on PostgreSQL run), let them all go at once, wait for them."""
     start, results = context.Barrier(shards + 1), context.Queue()
     processes = [
         context.Process(
             target=_send_shard,
-            args=(settings, Shard(i, shards) if shards > 1 else Shard(), moment, start, results),
+            args=(
+                settings,
+                Shard(i, shards) if shards > 1 and not whole_list else Shard(),
+                moment,
+                start,
+                results,
+            ),
         )
         for i in range(shards)
     ]
@@ -528,7 +556,7 @@ def send_edition_in_processes(
             if len(runs) < shards:  # failed: the others would wait for it forever
                 process.terminate()
             process.join()
-    return sorted(runs, key=lambda run: run.shard)
+    return sorted(runs, key=lambda run: (run.shard, run.started))
 
 
 # -- the baselines ----------------------------------------------------------------------------
@@ -675,6 +703,139 @@ def relay_figures(run: ShardRun, posted: list[Posted], recipients: int, raw: flo
     }
 
 
+# -- senders on PostgreSQL --------------------------------------------------------------------
+
+
+def postgres_database(url: str, name: str, template: str | None = None) -> str:
+    """A new database ``name`` on the server of ``url`` (a copy of ``template``); its URL."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name}" + (f" TEMPLATE {template}" if template else ""))
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+def postgres_cpu_seconds(url: str) -> float | None:
+    """CPU seconds the server of ``url`` has used so far: its postmaster's and its live
+    processes' (a backend that exited is counted in the postmaster's reaped children), or
+    None when the server is not a process of this machine."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        (backend,) = conn.execute("SELECT pg_backend_pid()").fetchone()
+    try:
+        status = Path(f"/proc/{backend}/status").read_text()
+    except OSError:
+        return None
+    postmaster = int(re.search(r"^PPid:\s+(\d+)", status, re.M).group(1))
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, parent = int(stat.parent.name), int(fields[1])
+        if pid == postmaster:
+            ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        elif parent == postmaster and pid != backend:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def scale_figures(runs: list[ShardRun], cpu: float | None) -> dict:
+    wall = max(r.finished for r in runs) - min(r.started for r in runs)
+    messages = sum(int(r.stats["messages"]) for r in runs)
+    ledger = sum(r.stats["ledger"] for r in runs)
+    return {
+        "senders": len(runs),
+        "seconds": round(wall, 3),
+        "messages": messages,
+        "per_second": round(messages / wall, 1) if wall else None,
+        "ledger_ms_per_message": round(ledger * 1000 / messages, 3) if messages else None,
+        "server_cpu_ms_per_message": (
+            round(cpu * 1000 / messages, 3) if cpu is not None and messages else None
+        ),
+        "runs": [
+            {
+                "seconds": round(r.finished - r.started, 3),
+                "rank_seconds": r.stats["rank"],
+                "send_seconds": r.stats["deliver"],
+                "ledger_seconds": r.stats["ledger"],
+                "messages": r.stats["messages"],
+                "counts": r.counts,
+            }
+            for r in runs
+        ],
+    }
+
+
+def measure_senders(
+    context: SpawnContext,
+    settings: Settings,
+    pristine: Path,
+    moment: datetime,
+    url: str,
+    senders: int,
+    sink: str,
+    say: Callable[[str], None],
+) -> dict:
+    """The edition by one sender on SQLite, then by one and by ``senders`` senders on
+    PostgreSQL, each from a fresh copy, to a file outbox on tmpfs or (``sink`` "relay")
+    through Postmark's batches to the relay sink."""
+    shm = Path("/dev/shm")
+    outbox = Path(tempfile.mkdtemp(prefix="edition-outbox-", dir=shm if shm.is_dir() else None))
+    relay = RelaySink(context) if sink == "relay" else None
+    if relay:
+        to_outbox = replace(settings, transport=relay.url("postmark"))
+        result: dict[str, Any] = {"sink": "relay sink (Postmark's batches of 500)"}
+    else:
+        to_outbox = replace(settings, transport=f"outbox:{outbox}")
+        result = {"sink": f"file outbox in {outbox.parent}"}
+    try:
+        fresh_copy(pristine, settings.db)
+        result["sqlite"] = scale_figures(
+            send_edition_in_processes(context, to_outbox, 1, moment), None
+        )
+        say(f"SQLite, one sender: {result['sqlite']['seconds']:.1f} s")
+        template = postgres_database(url, "edition_benchmark_template")
+        copy_between(pristine, template)
+        close_pools()  # a template must have no connections to be copied
+        for count in sorted({1, senders}):
+            shutil.rmtree(outbox)
+            outbox.mkdir()
+            if relay:
+                relay.take()  # and forget
+            target = postgres_database(
+                url, f"edition_benchmark_{count}", "edition_benchmark_template"
+            )
+            on_postgres = replace(to_outbox, db=Path(target))
+            before = postgres_cpu_seconds(url)
+            runs = send_edition_in_processes(context, on_postgres, count, moment, whole_list=True)
+            after = postgres_cpu_seconds(url)
+            cpu = after - before if before is not None and after is not None else None
+            figures = scale_figures(runs, cpu)
+            with open_store(target) as store:
+                figures["ledger_counts"] = store.deliveries.counts(moment.date().isoformat())
+            close_pools()
+            result[f"postgres_{count}"] = figures
+            say(
+                f"PostgreSQL, {count} sender(s): {figures['seconds']:.1f} s, "
+                f"{figures['per_second']:.0f} messages/s, ledger "
+                f"{figures['ledger_ms_per_message']} ms/message, server CPU "
+                f"{figures['server_cpu_ms_per_message']} ms/message"
+            )
+    finally:
+        shutil.rmtree(outbox, ignore_errors=True)
+        if relay:
+            relay.stop()
+    one, many = result["postgres_1"], result[f"postgres_{senders}"]
+    result["many"] = senders
+    result["speedup"] = round(one["seconds"] / many["seconds"], 2)
+    result["postgres_vs_sqlite"] = round(result["sqlite"]["seconds"] / one["seconds"], 2)
+    return result
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 
@@ -739,6 +900,10 @@ def measure(args: argparse.Namespace, say: Callable[[str], None]) -> dict:
                 result["shards"] = compare_shards(run, runs, sink.count())
         finally:
             sink.stop()
+        if args.db:
+            result["senders"] = measure_senders(
+                context, settings, pristine, moment, args.db, args.senders, args.senders_sink, say
+            )
         if args.relay != "off":
             result["relay"] = measure_relay(
                 context, settings, pristine, moment, args.relay, args.relay_latency / 1000, say
@@ -878,6 +1043,27 @@ def table(result: dict) -> str:
                 f" send {run['send_seconds']:.1f} s), {run['messages']:,} messages, "
                 f"peak RSS {run['peak_rss_mb']:.0f} MB"
             )
+    if senders := result.get("senders"):
+        rows.append(f"the same edition to a {senders['sink']}, each from a fresh copy:")
+        labels = {"sqlite": "SQLite"} | {
+            key: "PostgreSQL" for key in senders if key.startswith("postgres_")
+        }
+        for key, label in labels.items():
+            run = senders[key]
+            cpu = run["server_cpu_ms_per_message"]
+            rows.append(
+                f"  {label}, {run['senders']} sender(s): {run['seconds']:.1f} s, "
+                f"{run['per_second']:,.0f} messages/s; ledger {run['ledger_ms_per_message']} "
+                "ms per message (claims and records, per sender)"
+                + (f"; the server's CPU {cpu} ms per message" if cpu is not None else "")
+            )
+            for one in run["runs"]:
+                rows.append(
+                    f"    {one['seconds']:.1f} s (rank {one['rank_seconds']:.1f} s, send "
+                    f"{one['send_seconds']:.1f} s, ledger {one['ledger_seconds']:.1f} s), "
+                    f"{one['messages']:,} messages"
+                )
+        rows.append(f"  {senders['many']} senders against one on PostgreSQL: {senders['speedup']}x")
     if relay := result.get("relay"):
         rows.append(
             f"through the {relay['relay']} API to a loopback HTTP sink (another process), "
@@ -919,6 +1105,18 @@ def main() -> None:
         type=float,
         default=0.0,
         help="milliseconds the relay sink takes to answer each request (default 0)",
+    )
+    parser.add_argument(
+        "--db", help="also send on this PostgreSQL server (postgresql://...), by --senders"
+    )
+    parser.add_argument(
+        "--senders", type=int, default=2, help="sender processes on PostgreSQL (with --db)"
+    )
+    parser.add_argument(
+        "--senders-sink",
+        choices=["outbox", "relay"],
+        default="outbox",
+        help="where the senders of --db send: a file outbox on tmpfs, or the relay sink",
     )
     parser.add_argument(
         "--semantic",

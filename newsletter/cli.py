@@ -311,6 +311,15 @@ def status(ctx: click.Context, edition: Any, as_json: bool) -> None:
     current = report["edition"]
     counts = ", ".join(f"{n} {k}" for k, n in sorted(current["counts"].items())) or "nothing yet"
     click.echo(f"Edition {current['date']}: {counts}")
+    for sender in current["senders"]:
+        until = (sender["lease_until"] or "?")[:19]
+        lease = (
+            f"lease ran out at {until}Z: the next claim sends them again (unknown)"
+            if sender["lease_ran_out"]
+            else f"lease until {until}Z"
+        )
+        holder = sender["owner"] or "an older run"
+        click.echo(f"  being sent by {holder}: {sender['messages']} message(s), {lease}")
     for item in current["unknown"]:
         click.echo(
             f"  unknown after a crash (sent again, same Message-ID): {item.get('message_id')}"

@@ -170,6 +170,9 @@ class Settings:
     #: message per connection is in flight, so at most that many can be left unknown by a
     #: crash (through a relay, one batch).
     send_connections: int = 1
+    #: How long a sender's claim holds a message: past it, another sender takes the
+    #: message as unknown and sends it again (PostgreSQL's senders on several hosts).
+    lease_seconds: int = 900
     #: Send caps: messages per second and per hour (0: no cap).
     max_per_second: float = 0.0
     max_per_hour: int = 0
@@ -215,6 +218,7 @@ class Settings:
             (self.fetch_retries >= 0, "fetch_retries must not be negative"),
             (self.max_response_bytes >= 1024, "max_response_bytes must be at least 1024"),
             (1 <= self.send_connections <= 32, "send_connections must be 1-32"),
+            (self.lease_seconds >= 1, "lease_seconds must be at least 1"),
             (self.max_per_second >= 0 and self.max_per_hour >= 0, "send caps must not be negative"),
             (self.storm_window >= 1, "storm_window must be at least 1"),
             (self.soft_bounce_limit >= 1, "soft_bounce_limit must be at least 1"),

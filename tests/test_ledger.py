@@ -189,3 +189,76 @@ def test_senders_claiming_the_same_edition_at_once_claim_each_message_once(setti
     assert sorted(claimed["a"] + claimed["b"]) == [r.id for r in readers]
     with open_store(settings.db) as store:
         assert store.deliveries.counts(EDITION.isoformat()) == {"sending": 200}
+
+
+def test_senders_claiming_the_next_messages_in_batches_take_each_once(settings, backend):
+    """Three senders take the next free messages of one list, a batch per transaction,
+    until none is left: on PostgreSQL they skip the rows another one is claiming."""
+    import threading
+
+    from .conftest import add_readers
+
+    with open_store(settings.db) as store:
+        add_readers(store, 300)
+        candidates = [(reader, []) for reader in store.list_subscribers()]
+    claimed: dict[str, list[int]] = {"a": [], "b": [], "c": []}
+
+    def sender(name: str) -> None:
+        with open_store(settings.db) as own:
+            ledger = Ledger(own, owner=f"host-{name}:1")
+            remaining = candidates
+            while remaining:
+                claims = ledger.claim_next(EDITION, remaining, 50, DOMAIN, force=False)
+                remaining = remaining[claims.consumed :]
+                claimed[name] += [sid for sid, d in claims.taken if isinstance(d, Delivery)]
+                assert len(claims.taken) <= 50
+
+    threads = [threading.Thread(target=sender, args=(name,)) for name in claimed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = claimed["a"] + claimed["b"] + claimed["c"]
+    assert sorted(every) == sorted(r.id for r, _ in candidates)
+    with open_store(settings.db) as store:
+        assert store.deliveries.counts(EDITION.isoformat()) == {"sending": 300}
+
+
+def test_a_dead_senders_expired_claims_are_taken_by_the_next_claim_as_unknown(store, clock):
+    from .conftest import add_readers
+
+    add_readers(store, 3)
+    candidates = [(reader, []) for reader in store.list_subscribers()]
+    dead = Ledger(store, now=clock, owner="host-a:1", lease=timedelta(seconds=30))
+    first = dead.claim_next(EDITION, candidates, 2, DOMAIN, force=False)
+    assert [sid for sid, _ in first.taken] == [r.id for r, _ in candidates[:2]]
+    alive = Ledger(store, now=clock, owner="host-b:2", lease=timedelta(seconds=30))
+    clock.advance(seconds=10)
+    (only,) = alive.claim_next(EDITION, candidates, 5, DOMAIN, force=False).taken
+    assert only[0] == candidates[2][0].id  # the others are held under a live lease
+    clock.advance(seconds=25)
+    later = alive.claim_next(EDITION, candidates, 5, DOMAIN, force=False)
+    assert sorted(d.id for d in later.expired) == sorted(d.id for _, d in first.taken)
+    again = dict(later.taken)
+    for subscriber_id, delivery in first.taken:
+        assert again[subscriber_id].message_id == delivery.message_id
+        assert again[subscriber_id].lease_owner == "host-b:2"
+    unknown = store.events("delivery.unknown")
+    assert {e["detail"]["claimed_by"] for e in unknown} == {"host-a:1"}
+
+
+def test_claims_released_unsent_are_as_if_never_taken(store, reader, clock):
+    ledger = Ledger(store, now=clock)
+    first = claim(ledger, reader)
+    ledger.release([first])
+    assert ledger.get(EDITION, reader.id) is None
+    failed = claim(ledger, reader)
+    ledger.record(failed, SendResult("failed", error="busy"))
+    clock.advance(hours=2)
+    again = claim(ledger, reader)
+    assert again.attempts == 2
+    ledger.release([again])
+    row = ledger.get(EDITION, reader.id)
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert datetime.fromisoformat(row.next_attempt_at) == clock()  # due at once
+    assert claim(ledger, reader).message_id == first.message_id

@@ -320,6 +320,7 @@ def test_a_word_in_common_is_not_enough_where_the_embeddings_disagree(developmen
     assert wordy not in hybrid
 
 
+@pytest.mark.both_stores
 def test_stored_embeddings_are_read_by_key_however_many(store, tmp_path, monkeypatch):
     monkeypatch.setattr(
         "newsletter.store.database.KEYS_PER_QUERY", 7

@@ -238,6 +238,7 @@ def test_no_sign_up_answer_waits_for_its_email_to_be_composed_whatever_the_state
     assert store.get_subscriber("bounced@example.org").status == Status.BOUNCED
 
 
+@pytest.mark.both_stores
 def test_too_many_sign_ups_are_throttled_per_address_and_per_ip(settings, smtp_server, store):
     settings = web_settings(
         settings, smtp_server, subscribe_limit_per_address=2, subscribe_limit_per_ip=5
@@ -258,6 +259,7 @@ def test_too_many_sign_ups_are_throttled_per_address_and_per_ip(settings, smtp_s
     assert len(wait_for_mail(smtp_server, 5)) == 5  # nothing sent for a refused request
 
 
+@pytest.mark.both_stores
 def test_rate_limiter_lets_requests_through_again_after_the_window(store):
     limiter = RateLimiter(store, window=60)
 
@@ -657,6 +659,7 @@ def test_unknown_page_and_oversized_form_get_friendly_answers(web):
     assert huge.status_code == 413
 
 
+@pytest.mark.both_stores
 def test_postmark_bounce_webhook_suppresses_the_address_behind_basic_auth(
     settings, smtp_server, store
 ):

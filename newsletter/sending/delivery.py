@@ -6,27 +6,34 @@ A run goes through six steps, each a method of :class:`_Run` below:
 2. **plan** their papers (:func:`~newsletter.sending.edition.plan_edition`) and the order
    of the messages, the batches a crash left unknown first, as they were;
 3. **compose** each email, while the batch before it is on the wire;
-4. **claim** a batch in the ledger (one claim per message), in the transaction that
-   records the answers to the batch before it;
-5. **hand over** the batch to a free connection of the transport;
+4. **claim** the next messages in the ledger (:meth:`~newsletter.sending.ledger.Ledger.
+   claim_next`), in the transaction that records the answers to the batch before;
+5. **hand over** each batch of them to a free connection of the transport;
 6. **record** each message's answer when it comes: temporary failures are retried later
    with back-off (the ledger's rule), permanent refusals suppress the address.
 
 The transport says how it is best used: how many messages one request carries
 (``max_batch``: hundreds for a relay's batch endpoint, one for SMTP) and which connections a
-run sends over (``connections``: ``send_connections`` SMTP couriers, one relay client). So
-a crash leaves at most one batch per connection unknown, and the ledger's rule for those
-applies: sent again with the same Message-ID, as the same batch (so that, on Resend, the
-request carries the same idempotency key). The run respects the per-second and per-hour
-caps, pauses itself when nearly everything fails, and stops cleanly between two batches
-when asked to.
+run sends over (``connections``: ``send_connections`` SMTP couriers, one relay client). The
+store says how many messages one claim should take (``claim_batch``): as many as one
+request carries on SQLite, whose claim holds the whole database, so each batch is composed
+first and claimed right before it goes; a window of many batches on PostgreSQL, shared by
+senders on several hosts, where one claim per message would make the claims the limit, so
+the window is claimed first (the next messages no other sender holds), composed and handed
+over batch by batch, and its answers are recorded with the next claim: one transaction per
+window. A crash leaves at most one batch per connection handed over without its answer
+recorded (on PostgreSQL, the whole window: some went out, some not): unknown, and the
+ledger's rule for those applies: sent again with the same Message-ID, as the same batch
+(so that, on Resend, the request carries the same idempotency key). The run respects the
+per-second and per-hour caps, pauses itself when nearly everything fails, and stops cleanly
+between two claims when asked to.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -155,6 +162,19 @@ class _Claimed:
     message: OutgoingEmail
 
 
+@dataclass
+class _Unsent:
+    """A message claimed but not yet handed over, and its draft if it was composed."""
+
+    delivery: Delivery
+    subscriber: Subscriber
+    picks: list[Pick]
+    draft: _Draft | None
+
+
+Candidate = tuple[Subscriber, list[Pick]]
+
+
 class _Run:
     """One run of the delivery loop: its steps, in the order of :meth:`send`, and its
     bookkeeping."""
@@ -170,7 +190,7 @@ class _Run:
     ):
         self.store, self.settings, self.edition = store, settings, edition
         self.options, self.controls, self.transport = options, controls, transport
-        self.ledger = Ledger(store, controls.now)
+        self.ledger = Ledger(store, controls.now, lease=timedelta(seconds=settings.lease_seconds))
         self.domain = settings.sender_domain
         real = transport.delivers_mail and not options.dry_run
         if real:
@@ -187,6 +207,12 @@ class _Run:
         self.recorded: dict[int, Delivery] = {}
         self.planned_at = ""
         self.attempted = 0
+        #: Messages this run holds and has not handed over yet, in their order.
+        self.unsent: list[_Unsent] = []
+        #: Answers taken in and not yet recorded, with their messages.
+        self.collected: list[tuple[_Claimed, SendResult]] = []
+        #: How many of the group's candidates the last claim was done with.
+        self.consumed = 0
 
     def send(self) -> SendReport:
         started = time.perf_counter()
@@ -195,24 +221,27 @@ class _Run:
             plan = self.plan(subscribers)
         looping = time.perf_counter()
         try:
-            for drafts in self.compose(self.order(subscribers), plan):
-                if not self.claim_and_hand_over(drafts):
+            for group in self.order(subscribers):
+                if not self.send_group(self.candidates(group, plan)):
                     break
             with self.stats.timing("wait"):
-                answered = self.wire.answered(room_for_one=False)
+                fatal = self.collect(self.wire.answered(room_for_one=False))
             with self.stats.timing("ledger"), self.store.transaction():
-                fatal = self.record(answered)
+                self.record()
             if fatal:
                 raise fatal
         finally:
             # Whatever stopped the run (a transport error, Ctrl-C), the answers of the
             # batches still in flight are recorded: a message handed over must not stay
-            # 'sending'.
-            self.record_what_is_left()
-            self.wire.close()
-            self.stats.deliver = time.perf_counter() - looping
-            self.stats.total = time.perf_counter() - started
-            self.log_run()
+            # 'sending'; one claimed and not handed over is given back.
+            try:
+                self.record_what_is_left()
+                self.release([])
+            finally:
+                self.wire.close()
+                self.stats.deliver = time.perf_counter() - looping
+                self.stats.total = time.perf_counter() - started
+        self.log_run()
         return self.report
 
     # -- 1. select -----------------------------------------------------------------------
@@ -281,38 +310,137 @@ class _Run:
                 break
         return batches
 
-    # -- 3. compose ----------------------------------------------------------------------
+    # -- 3. compose, 4. claim and 5. hand over -------------------------------------------
 
-    def compose(
-        self, groups: list[list[Subscriber]], plan: dict[int, list[Pick]]
-    ) -> Iterator[list[_Draft]]:
-        """The drafts of each batch: as many as the transport takes in one request and
-        the caps allow, never across two groups. Outcomes are noted here for those who
-        get no message (already sent, nothing relevant, a dry run, past ``--limit``)."""
-        limit = self.options.limit
-        for group in groups:
-            batch: list[_Draft] = []
-            for subscriber in group:
-                picks = plan.get(subscriber.id, [])
-                if not self.wanted(subscriber, picks):
-                    continue
-                if self.options.dry_run:
-                    self.note(Outcome(subscriber.email, "would-send", _titles(picks), len(picks)))
-                    continue
-                if batch and limit is not None and self.attempted + len(batch) >= limit:
-                    yield batch  # claimed before counting on the rest
-                    batch = []
+    def candidates(self, group: list[Subscriber], plan: dict[int, list[Pick]]) -> list[Candidate]:
+        """The group's subscribers who get a message in this run, with their papers.
+        Outcomes are noted here for the others (already sent, nothing relevant, a dry run)."""
+        wanted = []
+        for subscriber in group:
+            picks = plan.get(subscriber.id, [])
+            if not self.wanted(subscriber, picks):
+                continue
+            if self.options.dry_run:
+                self.note(Outcome(subscriber.email, "would-send", _titles(picks), len(picks)))
+                continue
+            wanted.append((subscriber, picks))
+        return wanted
+
+    def send_group(self, candidates: list[Candidate]) -> bool:
+        """Send a group's messages (never put in one batch with another group's): claim
+        the next of them, hand them over batch by batch, claim again. False when the run
+        must stop."""
+        while candidates or self.unsent:
+            if self.unsent:
+                batch = self.next_batch()  # composed while the connections are busy
+                with self.stats.timing("wait"):
+                    # Recorded with the next claim: one transaction per window.
+                    fatal = self.collect(self.wire.answered(room_for_one=True))
+                if fatal:
+                    self.release([c.delivery for c in batch])
+                    raise fatal
+                if reason := self.stop_reason():
+                    self.report.stopped = reason
+                    self.release([c.delivery for c in batch])
+                    return False
+            else:
+                limit = self.options.limit
                 if limit is not None and self.attempted >= limit:
-                    self.note(
-                        Outcome(subscriber.email, "skipped", f"--limit {limit} reached", len(picks))
-                    )
-                    continue
-                batch.append(self.draft(subscriber, picks))
-                if len(batch) >= self.throttle.room(self.transport.max_batch):
-                    yield batch
-                    batch = []
+                    for subscriber, picks in candidates:
+                        detail = f"--limit {limit} reached"
+                        self.note(Outcome(subscriber.email, "skipped", detail, len(picks)))
+                    return True
+                window = self.throttle.room(
+                    max(self.store.deliveries.claim_batch, self.transport.max_batch)
+                )
+                if limit is not None:
+                    window = min(window, limit - self.attempted)
+                first = min(window, self.throttle.room(self.transport.max_batch))
+                drafts = {s.id: self.draft(s, picks) for s, picks in candidates[:first]}
+                if not self.claim(candidates, window, drafts):
+                    return False
+                candidates = candidates[self.consumed :]
+                batch = self.next_batch()
             if batch:
-                yield batch
+                self.hand_over(batch)
+        return True
+
+    def claim(self, candidates: list[Candidate], window: int, drafts: dict[int, _Draft]) -> bool:
+        """Wait for a free connection, then, in one transaction, record the answers that
+        came in and claim the next ``window`` messages; the ones the ledger refuses are noted
+        as skipped. False when the run must stop."""
+        with self.stats.timing("wait"):
+            fatal = self.collect(self.wire.answered(room_for_one=True))
+        with self.stats.timing("ledger"), self.store.transaction():
+            self.record()
+            self.report.stopped = None if fatal else self.stop_reason()
+            if fatal or self.report.stopped:
+                claims = None
+            else:
+                claims = self.ledger.claim_next(
+                    self.edition,
+                    candidates,
+                    window,
+                    self.domain,
+                    self.options.force,
+                    self.planned_at,
+                )
+        if fatal:
+            raise fatal
+        if claims is None:
+            return False
+        self.consumed = claims.consumed
+        self.report.unknown += [d.email for d in claims.expired]
+        by_id = {s.id: (s, picks) for s, picks in candidates[: claims.consumed]}
+        for subscriber_id, result in claims.taken:
+            subscriber, picks = by_id[subscriber_id]
+            if isinstance(result, Refusal):
+                self.note(
+                    Outcome(subscriber.email, "skipped", result.reason, len(picks), refusal=result)
+                )
+                continue
+            self.attempted += 1
+            self.unsent.append(_Unsent(result, subscriber, picks, drafts.get(subscriber_id)))
+        return True
+
+    def next_batch(self) -> list[_Claimed]:
+        """The next batch of the messages held, as many as one request carries and the caps
+        allow, composed; a message that could not be made is recorded as failed."""
+        size = self.throttle.room(self.transport.max_batch)
+        taken, self.unsent = self.unsent[:size], self.unsent[size:]
+        batch = []
+        for held in taken:
+            delivery = held.delivery
+            draft = held.draft or self.draft(held.subscriber, held.picks, delivery.message_id)
+            if draft.message is None:
+                error = f"cannot render: {draft.error}"
+                self.ledger.record(delivery, SendResult("failed", error=error))
+                self.note(Outcome(held.subscriber.email, "failed", error, len(held.picks)))
+                continue
+            if draft.expected_id != delivery.message_id:  # the row changed since the run began
+                self.renderer.seal(draft.message, delivery.message_id)
+            batch.append(_Claimed(delivery, held.subscriber, held.picks, draft.message))
+        return batch
+
+    def hand_over(self, batch: list[_Claimed]) -> None:
+        """Hand ``batch`` to the free connection; a batch of more than one message is
+        written down as such first."""
+        if len(batch) > 1:
+            ids = [c.delivery.message_id for c in batch]
+            self.store.log_event(BATCH_EVENT, None, self.edition.isoformat(), message_ids=ids)
+        self.throttle.pace(len(batch))
+        self.wire.hand_over(batch)
+        self.stats.messages += len(batch)
+        self.stats.batches += 1
+
+    def release(self, batch: list[Delivery]) -> None:
+        """Give back ``batch`` and every other message claimed and not handed over: the
+        next run sends them."""
+        held = batch + [u.delivery for u in self.unsent]
+        if held:
+            self.ledger.release(held)
+            self.attempted -= len(held)
+        self.unsent = []
 
     def wanted(self, subscriber: Subscriber, picks: list[Pick]) -> bool:
         """Whether this subscriber gets a message in this run; notes why not."""
@@ -338,11 +466,12 @@ class _Run:
             return False
         return True
 
-    def draft(self, subscriber: Subscriber, picks: list[Pick]) -> _Draft:
-        """The email, sealed with the Message-ID its claim will give it, or the error that
-        kept it from being made."""
-        existing = self.recorded.get(subscriber.id)
-        expected = Ledger.next_message_id(self.edition, subscriber, existing, self.domain)
+    def draft(self, subscriber: Subscriber, picks: list[Pick], expected: str = "") -> _Draft:
+        """The email, sealed with the Message-ID its claim gave it (``expected``) or will
+        give it, or the error that kept it from being made."""
+        if not expected:
+            existing = self.recorded.get(subscriber.id)
+            expected = Ledger.next_message_id(self.edition, subscriber, existing, self.domain)
         try:
             with self.stats.timing("render"):
                 rendered = self.renderer.render(subscriber, picks, self.edition)
@@ -352,31 +481,6 @@ class _Run:
         except Exception as exc:  # one broken paper must not stop the others
             log.exception("%s: cannot render the email", subscriber.email)
             return _Draft(subscriber, picks, expected, None, exc)
-
-    # -- 4. claim and 5. hand over -------------------------------------------------------
-
-    def claim_and_hand_over(self, drafts: list[_Draft]) -> bool:
-        """Wait for a free connection, then, in one transaction, record the answers that
-        came in and claim the batch; hand it over. False when the run must stop."""
-        with self.stats.timing("wait"):
-            answered = self.wire.answered(room_for_one=True)
-        with self.stats.timing("ledger"), self.store.transaction():
-            fatal = self.record(answered)
-            self.report.stopped = None if fatal else self.stop_reason()
-            claimed = [] if fatal or self.report.stopped else self.claim(drafts)
-        if fatal:
-            raise fatal
-        if self.report.stopped:
-            return False
-        if claimed:
-            for message in claimed:  # the row changed since the run began
-                if message.delivery.message_id != message.message.message_id:
-                    self.renderer.seal(message.message, message.delivery.message_id)
-            self.throttle.pace(len(claimed))
-            self.wire.hand_over(claimed)
-            self.stats.messages += len(claimed)
-            self.stats.batches += 1
-        return True
 
     def stop_reason(self) -> str | None:
         if self.controls.should_stop():
@@ -388,53 +492,41 @@ class _Run:
             return f"the hourly cap ({hourly} messages) is reached; the rest goes next hour"
         return None
 
-    def claim(self, drafts: list[_Draft]) -> list[_Claimed]:
-        """Claim each message of the batch (inside the caller's transaction); the ones the
-        ledger refuses are noted as skipped, the ones that could not be made as failed.
-        A batch of more than one message is written down as such."""
-        claimed = []
-        for draft in drafts:
-            subscriber, picks = draft.subscriber, draft.picks
-            delivery = self.ledger.claim(
-                self.edition, subscriber, picks, self.domain, self.options.force, self.planned_at
-            )
-            if isinstance(delivery, Refusal):
-                refusal = delivery
-                self.note(
-                    Outcome(
-                        subscriber.email, "skipped", refusal.reason, len(picks), refusal=refusal
-                    )
-                )
-                continue
-            self.attempted += 1
-            if draft.message is None:
-                error = f"cannot render: {draft.error}"
-                self.ledger.record(delivery, SendResult("failed", error=error))
-                self.note(Outcome(subscriber.email, "failed", error, len(picks)))
-                continue
-            claimed.append(_Claimed(delivery, subscriber, picks, draft.message))
-        if len(claimed) > 1:
-            ids = [c.delivery.message_id for c in claimed]
-            self.store.log_event(BATCH_EVENT, None, self.edition.isoformat(), message_ids=ids)
-        return claimed
-
     # -- 6. record -----------------------------------------------------------------------
 
-    def record(self, answered: Answered) -> TransportError | None:
-        """Record the answers; a transport that cannot work at all is recorded as a failure
-        of its messages and returned, for the caller to raise once they are committed."""
+    def collect(self, answered: Answered) -> TransportError | None:
+        """Take in the answers: each counts for the error-storm guard at once, and waits
+        in ``collected`` for the next transaction of the ledger (:meth:`record`). A transport
+        that cannot work at all is a failure of its messages, returned for the caller to
+        raise once they are recorded."""
         fatal = None
         for future, batch in answered:
             try:
                 results = future.result()
             except TransportError as exc:
                 results, fatal = [SendResult("failed", error=str(exc))] * len(batch), exc
-            for message, result in zip(batch, results, strict=True):
-                self.finish(message, result)
+            self.keep(batch, results)
         return fatal
 
+    def keep(self, batch: list[_Claimed], results: list[SendResult]) -> None:
+        for message, result in zip(batch, results, strict=True):
+            self.storm.add(result.status != "sent")
+            self.collected.append((message, result))
+
+    def record(self) -> None:
+        """Record the answers collected, in one transaction (the caller's, if it has one);
+        a permanent refusal suppresses the address."""
+        collected, self.collected = self.collected, []
+        if not collected:
+            return
+        with self.store.transaction():
+            self.ledger.record_many([(message.delivery, result) for message, result in collected])
+            for message, result in collected:
+                self.finish(message, result)
+
     def record_what_is_left(self) -> None:
-        """Record every batch still in flight once its send returns."""
+        """Record every batch still in flight once its send returns, and every answer
+        collected."""
         for future, batch in self.wire.drain():
             try:
                 results = future.result()
@@ -443,14 +535,13 @@ class _Run:
             except Exception as exc:  # it may have gone out before the error
                 error = f"{type(exc).__name__}: {exc}"
                 results = [SendResult("failed", error=error, maybe_sent=True)] * len(batch)
-            for message, result in zip(batch, results, strict=True):
-                self.finish(message, result)
+            self.keep(batch, results)
+        self.record()
 
     def finish(self, message: _Claimed, result: SendResult) -> None:
-        """Record one message's answer; a permanent refusal suppresses the address."""
+        """The rest of one message's recorded answer: a permanent refusal suppresses the
+        address; the outcome is noted."""
         subscriber, picks = message.subscriber, message.picks
-        self.ledger.record(message.delivery, result)
-        self.storm.add(result.status != "sent")
         detail = _titles(picks) if result.status == "sent" else (result.error or "")
         if result.status == "rejected":
             self.store.update_subscriber(subscriber.id, status=Status.BOUNCED)

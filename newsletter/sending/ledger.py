@@ -15,9 +15,12 @@ arrive is recognised as the same message by mailbox providers. At most one messa
 connection can be in that state.
 
 A claim also writes a lease: which process holds the message (``host:pid``) and until when.
-The lock makes it unneeded here (a crash is found when the next run starts), but it names
-the holder to the operator, and it is what a store shared by several hosts will go by.
-Time is the ledger's clock (``now``), which tests move by hand.
+On SQLite the lock makes it unneeded (a crash is found when the next run starts), but it
+names the holder to the operator. On PostgreSQL, shared by senders on several hosts, it is
+how a dead sender is found: any sender that meets a row still ``sending`` after its lease
+ran out records it unknown and sends it again, by the same rule. There a sender claims the
+next messages of the edition a batch at a time (:meth:`Ledger.claim_next`), skipping those
+another sender is claiming. Time is the ledger's clock (``now``), which tests move by hand.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import logging
 import os
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
@@ -51,6 +54,7 @@ log = logging.getLogger(__name__)
 __all__ = [
     "MAX_ATTEMPTS",
     "ClaimRefusal",
+    "Claims",
     "Delivery",
     "DeliveryStatus",
     "History",
@@ -74,8 +78,11 @@ def message_id(edition: date, subscriber_id: int, email: str, send_count: int, d
 #: jitter): 5, 10, 20, 40 and 80 minutes, all within the day of the edition.
 MAX_ATTEMPTS = 6
 RETRY_BASE = timedelta(minutes=5)
-#: How long a claim holds its message: far longer than a transport may take to answer.
+#: How long a claim holds its message by default (the ``lease_seconds`` setting): far
+#: longer than a transport may take to answer.
 LEASE = timedelta(minutes=15)
+#: Candidates a claim looks through at once for the next messages that are free.
+LOOKAHEAD = 1000
 #: The messages a subscriber has, or may have, received: their papers are not sent again.
 HELD = (DeliveryStatus.SENT, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN)
 
@@ -110,6 +117,18 @@ class Refusal:
 
 
 @dataclass(frozen=True)
+class Claims:
+    """What one claim of the next messages took: per subscriber (by id, in the candidates'
+    order) the claimed delivery or the refusal that says why not; the rows among them whose
+    holder's lease had run out (recorded unknown, claimed again with the same Message-ID);
+    and how many of the candidates are done with, taken here or left to other senders."""
+
+    taken: list[tuple[int, Delivery | Refusal]]
+    expired: list[Delivery]
+    consumed: int
+
+
+@dataclass(frozen=True)
 class History:
     """What a subscriber already has: papers sent (or possibly sent) and when their last
     edition went out (ISO-8601 UTC), for the ranking's candidate filter."""
@@ -124,18 +143,21 @@ def _utc_now() -> datetime:
 
 class Ledger:
     """The ledger's rules, on the rows of a :class:`newsletter.store.DeliveryStore`.
-    ``now`` is its clock; ``owner`` names this process in the leases of its claims."""
+    ``now`` is its clock; ``owner`` names this process in the leases of its claims, which
+    last ``lease``."""
 
     def __init__(
         self,
         store: Store,
         now: Callable[[], datetime] = _utc_now,
         owner: str | None = None,
+        lease: timedelta = LEASE,
     ):
         self.store = store
         self.rows = store.deliveries
         self.now = now
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease = lease
 
     def get(self, edition: date, subscriber_id: int) -> Delivery | None:
         return self.rows.get(edition.isoformat(), subscriber_id)
@@ -188,34 +210,97 @@ class Ledger:
         """Take the (edition, subscriber) message for sending: the claimed delivery, or the
         refusal that says why it must not be sent now. The first claim of a message is one
         insert; its ``created_at`` is when its papers were chosen (``planned_at``)."""
+        with self.store.transaction():
+            taken, _ = self._take(edition, [(subscriber, picks)], domain, force, planned_at)
+        return taken[subscriber.id]
+
+    def claim_next(
+        self,
+        edition: date,
+        candidates: Sequence[tuple[Subscriber, list[Pick]]],
+        limit: int,
+        domain: str,
+        force: bool,
+        planned_at: str | None = None,
+    ) -> Claims:
+        """Claim, in one transaction, the first ``limit`` messages of ``candidates`` (with
+        their papers, in the order they should go) that are neither sent nor held by a live
+        sender, skipping those another sender is claiming right now. The candidates before
+        the last one taken are left to others for good (``Claims.consumed``)."""
+        held = () if force else (DeliveryStatus.SENT, DeliveryStatus.SENDING)
+        now = to_utc_iso(self.now())
+        by_id = {subscriber.id: (subscriber, picks) for subscriber, picks in candidates}
+        consumed = 0
+        with self.store.transaction():
+            while consumed < len(candidates):
+                window = [s.id for s, _ in candidates[consumed : consumed + LOOKAHEAD]]
+                ids = self.rows.lock_next(edition.isoformat(), window, limit, held, now)
+                if not ids:
+                    consumed += len(window)
+                    continue
+                consumed += window.index(ids[-1]) + 1
+                chosen = [by_id[sid] for sid in ids]
+                taken, expired = self._take(edition, chosen, domain, force, planned_at)
+                return Claims([(sid, taken[sid]) for sid in ids if sid in taken], expired, consumed)
+        return Claims([], [], consumed)
+
+    def _take(
+        self,
+        edition: date,
+        chosen: Sequence[tuple[Subscriber, list[Pick]]],
+        domain: str,
+        force: bool,
+        planned_at: str | None,
+    ) -> tuple[dict[int, Delivery | Refusal], list[Delivery]]:
+        """Claim these messages (inside the caller's transaction): the first claims of
+        messages in one insert, the others, locked, claimed again unless refused. A row left
+        ``sending`` by a holder whose lease ran out is recorded unknown on the way."""
         moment = self.now()
         now = to_utc_iso(moment)
-        lease = Lease(self.owner, to_utc_iso(moment + LEASE))
-        first = NewClaim(
-            edition=edition.isoformat(),
-            subscriber_id=subscriber.id,
-            email=subscriber.email,
-            message_id=message_id(edition, subscriber.id, subscriber.email, 1, domain),
-            paper_ids=[p.paper.id for p in picks],
-            picks=[_pick_record(p) for p in picks],
-            planned_at=planned_at or now,
-        )
-        with self.store.transaction():
-            inserted = self.rows.insert_claims([first], lease, now)
-            if inserted:
-                return inserted[0]
-            existing = self.rows.locked(first.edition, [subscriber.id])[subscriber.id]
-            if not force and (refusal := _refusal(existing, now)):
-                return refusal
-            send_count = _send_count(existing)
-            again = Reclaim(
-                delivery_id=existing.id,
+        lease = Lease(self.owner, to_utc_iso(moment + self.lease))
+        firsts = [
+            NewClaim(
+                edition=edition.isoformat(),
+                subscriber_id=subscriber.id,
                 email=subscriber.email,
-                message_id=message_id(edition, subscriber.id, subscriber.email, send_count, domain),
-                send_count=send_count,
+                message_id=message_id(edition, subscriber.id, subscriber.email, 1, domain),
+                paper_ids=[p.paper.id for p in picks],
+                picks=[_pick_record(p) for p in picks],
+                planned_at=planned_at or now,
             )
-            (claimed,) = self.rows.reclaim([again], lease, now)
-            return claimed
+            for subscriber, picks in chosen
+        ]
+        taken: dict[int, Delivery | Refusal] = {
+            d.subscriber_id: d for d in self.rows.insert_claims(firsts, lease, now)
+        }
+        others = [subscriber for subscriber, _ in chosen if subscriber.id not in taken]
+        if not others:
+            return taken, []
+        existing = self.rows.locked(edition.isoformat(), [s.id for s in others])
+        again, expired = [], []
+        for subscriber in others:
+            row = existing.get(subscriber.id)
+            if row is None:  # removed meanwhile
+                continue
+            if not force and (refusal := _refusal(row, now)):
+                taken[subscriber.id] = refusal
+                continue
+            if row.status == DeliveryStatus.SENDING and _lease_ran_out(row, now):
+                expired.append(row)
+            send_count = _send_count(row)
+            again.append(
+                Reclaim(
+                    delivery_id=row.id,
+                    email=subscriber.email,
+                    message_id=message_id(
+                        edition, subscriber.id, subscriber.email, send_count, domain
+                    ),
+                    send_count=send_count,
+                )
+            )
+        taken.update((d.subscriber_id, d) for d in self.rows.reclaim(again, lease, now))
+        self._log_unknown(expired)
+        return taken, expired
 
     @staticmethod
     def next_message_id(
@@ -232,15 +317,20 @@ class Ledger:
         shard's sending lock: the other shards' rows may be in flight in their processes."""
         with self.store.transaction():
             rows = self.rows.mark_in_flight_unknown(shard, to_utc_iso(self.now()))
-            for delivery in rows:
-                self.store.log_event(
-                    "delivery.unknown",
-                    delivery.subscriber_id,
-                    delivery.edition,
-                    message_id=delivery.message_id,
-                    claimed_at=delivery.claimed_at,
-                    claimed_by=delivery.lease_owner,
-                )
+            self._log_unknown(rows)
+        return rows
+
+    def _log_unknown(self, rows: list[Delivery]) -> None:
+        """Write down (and log) the rows whose holder stopped while sending them."""
+        for delivery in rows:
+            self.store.log_event(
+                "delivery.unknown",
+                delivery.subscriber_id,
+                delivery.edition,
+                message_id=delivery.message_id,
+                claimed_at=delivery.claimed_at,
+                claimed_by=delivery.lease_owner,
+            )
         if rows:
             log.warning(
                 "%d message(s) were left unknown by a run that stopped while sending; "
@@ -248,7 +338,6 @@ class Ledger:
                 len(rows),
                 ", ".join(d.email for d in rows),
             )
-        return rows
 
     def unknown(self, edition: date | None = None) -> list[dict]:
         """Messages a crash left unknown (from the event log), newest first."""
@@ -277,45 +366,62 @@ class Ledger:
         """Messages to ``shard`` sent since ``moment`` (ISO-8601 UTC), for the hourly cap."""
         return self.rows.count_sent_since(moment, shard)
 
-    def record(self, delivery: Delivery, result: SendResult) -> None:
-        """Write down what the transport answered for a claimed delivery. A temporary
-        failure is given its next try (exponential back-off with jitter) until
-        :data:`MAX_ATTEMPTS`."""
-        now = self.now()
-        status = DeliveryStatus(result.status)
-        if status == DeliveryStatus.FAILED and result.maybe_sent:
-            # The request may have reached the server (a lost answer): the same rule as a
-            # crash between handing over and recording applies.
-            status = DeliveryStatus.UNKNOWN
-        next_attempt = None
-        if status == DeliveryStatus.FAILED and delivery.attempts < MAX_ATTEMPTS:
-            wait = RETRY_BASE * 2 ** (delivery.attempts - 1) * random.uniform(0.8, 1.2)
-            wait = max(wait, timedelta(seconds=result.retry_after or 0))
-            next_attempt = to_utc_iso(now + wait)
-        answer = Answer(
-            delivery_id=delivery.id,
-            status=status,
-            sent_at=to_utc_iso(now) if status == DeliveryStatus.SENT else None,
-            transport_id=result.transport_id,
-            error=result.error,
-            next_attempt_at=next_attempt,
-        )
+    def release(self, deliveries: Sequence[Delivery]) -> None:
+        """Give back claimed messages that were never handed over (the run stopped first):
+        as if they had not been claimed, and due at once."""
         with self.store.transaction():
-            self.rows.record([answer], to_utc_iso(now))
-            if status != DeliveryStatus.SENT:
-                self.store.log_event(
-                    f"delivery.{status}",
-                    delivery.subscriber_id,
-                    delivery.edition,
+            self.rows.release([d.id for d in deliveries], to_utc_iso(self.now()))
+
+    def record(self, delivery: Delivery, result: SendResult) -> None:
+        """Write down what the transport answered for a claimed delivery."""
+        self.record_many([(delivery, result)])
+
+    def record_many(self, answers: Sequence[tuple[Delivery, SendResult]]) -> None:
+        """Write down, in one transaction, what the transport answered for claimed
+        deliveries. A temporary failure is given its next try (exponential back-off with
+        jitter) until :data:`MAX_ATTEMPTS`."""
+        now = self.now()
+        rows = []
+        for delivery, result in answers:
+            status = DeliveryStatus(result.status)
+            if status == DeliveryStatus.FAILED and result.maybe_sent:
+                # The request may have reached the server (a lost answer): the same rule as
+                # a crash between handing over and recording applies.
+                status = DeliveryStatus.UNKNOWN
+            next_attempt = None
+            if status == DeliveryStatus.FAILED and delivery.attempts < MAX_ATTEMPTS:
+                wait = RETRY_BASE * 2 ** (delivery.attempts - 1) * random.uniform(0.8, 1.2)
+                wait = max(wait, timedelta(seconds=result.retry_after or 0))
+                next_attempt = to_utc_iso(now + wait)
+            rows.append(
+                Answer(
+                    delivery_id=delivery.id,
+                    status=status,
+                    sent_at=to_utc_iso(now) if status == DeliveryStatus.SENT else None,
+                    transport_id=result.transport_id,
                     error=result.error,
-                    message_id=delivery.message_id,
                     next_attempt_at=next_attempt,
                 )
+            )
+        with self.store.transaction():
+            self.rows.record(rows, to_utc_iso(now))
+            for (delivery, result), answer in zip(answers, rows, strict=True):
+                if answer.status != DeliveryStatus.SENT:
+                    self.store.log_event(
+                        f"delivery.{answer.status}",
+                        delivery.subscriber_id,
+                        delivery.edition,
+                        error=result.error,
+                        message_id=delivery.message_id,
+                        next_attempt_at=answer.next_attempt_at,
+                    )
 
 
 def _refusal(existing: Delivery, now: str) -> Refusal | None:
     """Why the message whose row is ``existing`` must not be claimed again at ``now``
     (unless forced), if it must not."""
+    if existing.status == DeliveryStatus.SENDING and _lease_ran_out(existing, now):
+        return None  # its holder died: unknown, to be sent again
     if reason := _BLOCKED_BY.get(existing.status):
         return Refusal(reason, existing)
     if existing.status == DeliveryStatus.FAILED:
@@ -324,6 +430,10 @@ def _refusal(existing: Delivery, now: str) -> Refusal | None:
         if existing.next_attempt_at > now:
             return Refusal(ClaimRefusal.NOT_YET, existing)
     return None
+
+
+def _lease_ran_out(row: Delivery, now: str) -> bool:
+    return row.lease_expires_at is not None and row.lease_expires_at <= now
 
 
 def _send_count(existing: Delivery) -> int:

@@ -5,9 +5,9 @@ when will it next run, how far is the current edition, and how the last editions
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
-from ..models import Status
+from ..models import Status, to_utc_iso
 from ..settings import Settings
 from ..store import Store
 from ..subscribers.bounces import EVENT_KINDS
@@ -104,8 +104,13 @@ def sender_running(settings: Settings) -> str | None:
     return None
 
 
-def status_report(store: Store, settings: Settings, edition: date) -> dict:
+def status_report(
+    store: Store, settings: Settings, edition: date, now: datetime | None = None
+) -> dict:
+    """The worker, the edition (its counts, the senders holding its messages now, those a
+    crash left unknown, those that failed), the list and the papers."""
     ledger = Ledger(store)
+    moment = to_utc_iso(now or datetime.now(UTC))
     return {
         "worker": {
             "running": sender_running(settings),
@@ -117,6 +122,15 @@ def status_report(store: Store, settings: Settings, edition: date) -> dict:
         "edition": {
             "date": edition.isoformat(),
             "counts": ledger.counts(edition),
+            "senders": [
+                {
+                    "owner": holder.owner,
+                    "messages": holder.messages,
+                    "lease_until": holder.until,
+                    "lease_ran_out": holder.until is not None and holder.until <= moment,
+                }
+                for holder in store.deliveries.holders(edition.isoformat())
+            ],
             "unknown": [
                 {"subscriber_id": e["subscriber_id"], **e["detail"]}
                 for e in ledger.unknown(edition)

@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from ..models import Delivery, DeliveryStatus, Shard
-from .interface import Answer, ClaimedPapers, Lease, NewClaim, Reclaim
+from .interface import Answer, ClaimedPapers, Holder, Lease, NewClaim, Reclaim
 
 #: Keys per ``IN (...)`` query: under SQLite's smallest limit on bound parameters (999).
 KEYS_PER_QUERY = 900
@@ -21,6 +21,8 @@ class SQLiteDeliveries:
     :class:`newsletter.store.database.SQLiteStore`, inside its transactions. Its SQL is also
     PostgreSQL's (:class:`newsletter.store.postgres.PostgresDeliveries` overrides the claims'
     locks and what a crash leaves)."""
+
+    claim_batch = 1
 
     def __init__(self, conn: sqlite3.Connection | Any):
         self.conn = conn
@@ -60,6 +62,14 @@ class SQLiteDeliveries:
         )
         return dict(rows.fetchall())
 
+    def holders(self, edition: str) -> list[Holder]:
+        rows = self.conn.execute(
+            "SELECT lease_owner, count(*), max(lease_expires_at) FROM deliveries"
+            " WHERE edition = ? AND status = ? GROUP BY lease_owner ORDER BY lease_owner",
+            [edition, DeliveryStatus.SENDING],
+        )
+        return [Holder(*row) for row in rows.fetchall()]
+
     def with_status(self, edition: str, status: DeliveryStatus) -> list[Delivery]:
         return self._rows(
             "SELECT * FROM deliveries WHERE edition = ? AND status = ?"
@@ -85,6 +95,33 @@ class SQLiteDeliveries:
             " AND subscriber_id % ? = ?",
             [DeliveryStatus.SENT, moment, shard.count, shard.index],
         ).fetchone()[0]
+
+    def lock_next(
+        self,
+        edition: str,
+        subscriber_ids: Sequence[int],
+        limit: int,
+        held: Collection[DeliveryStatus],
+        now: str,
+    ) -> list[int]:
+        # The transaction is IMMEDIATE: no other sender claims anything until it ends.
+        taken: list[int] = []
+        for start in range(0, len(subscriber_ids), KEYS_PER_QUERY):
+            chunk = list(subscriber_ids[start : start + KEYS_PER_QUERY])
+            busy = {
+                subscriber_id
+                for (subscriber_id,) in self.conn.execute(
+                    "SELECT subscriber_id FROM deliveries WHERE edition = ?"
+                    f" AND subscriber_id IN ({', '.join('?' * len(chunk))})"
+                    f" AND status IN ({', '.join('?' * len(held))})"
+                    " AND (status != ? OR coalesce(lease_expires_at, '9999') > ?)",
+                    [edition, *chunk, *held, DeliveryStatus.SENDING, now],
+                )
+            }
+            taken += [sid for sid in chunk if sid not in busy][: limit - len(taken)]
+            if len(taken) >= limit:
+                break
+        return taken
 
     def insert_claims(self, claims: Sequence[NewClaim], lease: Lease, now: str) -> list[Delivery]:
         inserted = []
@@ -147,6 +184,18 @@ class SQLiteDeliveries:
                 ],
             )
         return claimed
+
+    def release(self, delivery_ids: Sequence[int], now: str) -> None:
+        rows = [(DeliveryStatus.SENDING, delivery_id) for delivery_id in delivery_ids]
+        self.conn.executemany(
+            "DELETE FROM deliveries WHERE status = ? AND attempts = 1 AND id = ?", rows
+        )
+        self.conn.executemany(
+            "UPDATE deliveries SET status = ?, attempts = attempts - 1, next_attempt_at = ?,"
+            " updated_at = ?, lease_owner = NULL, lease_expires_at = NULL"
+            " WHERE status = ? AND id = ?",
+            [(DeliveryStatus.FAILED, now, now, *row) for row in rows],
+        )
 
     def mark_in_flight_unknown(self, shard: Shard, now: str) -> list[Delivery]:
         rows = self._rows(

@@ -93,6 +93,15 @@ class ClaimedPapers(NamedTuple):
     planned_at: str
 
 
+class Holder(NamedTuple):
+    """A sender holding messages of an edition (``sending``): its name in their leases, how
+    many, and when the last of its leases runs out (ISO-8601 UTC)."""
+
+    owner: str | None
+    messages: int
+    until: str | None
+
+
 class TrendingRow(NamedTuple):
     """A paper's trending signals: its upvotes, its place on a trending page, its times."""
 
@@ -107,6 +116,11 @@ class DeliveryStore(Protocol):
     """The delivery ledger's rows, one per (edition, subscriber). Only
     :class:`newsletter.sending.ledger.Ledger` calls the writing methods, inside
     :meth:`Store.transaction`."""
+
+    #: How many messages a sender claims in one transaction: one in SQLite, whose
+    #: transaction holds the whole database (so a claim waits for no more than one message
+    #: to be made), a batch in PostgreSQL, whose claims lock only their rows.
+    claim_batch: int
 
     def get(self, edition: str, subscriber_id: int) -> Delivery | None: ...
 
@@ -124,6 +138,10 @@ class DeliveryStore(Protocol):
         """{status: rows} of an edition."""
         ...
 
+    def holders(self, edition: str) -> list[Holder]:
+        """The senders holding the edition's rows still ``sending``, by name."""
+        ...
+
     def with_status(self, edition: str, status: DeliveryStatus) -> list[Delivery]:
         """The edition's rows in ``status``, the soonest next try first."""
         ...
@@ -139,6 +157,20 @@ class DeliveryStore(Protocol):
         """Rows of ``shard`` sent from ``moment`` on."""
         ...
 
+    def lock_next(
+        self,
+        edition: str,
+        subscriber_ids: Sequence[int],
+        limit: int,
+        held: Collection[DeliveryStatus],
+        now: str,
+    ) -> list[int]:
+        """The first ``limit`` of ``subscriber_ids`` (in their order) whose row of the
+        edition, if any, is not in a ``held`` status (``sending`` counts only while its lease
+        runs: a holder whose lease ran out is dead) and that no other sender is claiming at
+        this moment: they are this transaction's until it ends."""
+        ...
+
     def insert_claims(self, claims: Sequence[NewClaim], lease: Lease, now: str) -> list[Delivery]:
         """Insert a ``sending`` row for each claim whose (edition, subscriber) has none yet;
         the rows inserted. A claim that meets a row changes nothing."""
@@ -150,6 +182,11 @@ class DeliveryStore(Protocol):
 
     def reclaim(self, claims: Sequence[Reclaim], lease: Lease, now: str) -> list[Delivery]:
         """Take these existing rows for sending again; the rows as they now are."""
+        ...
+
+    def release(self, delivery_ids: Sequence[int], now: str) -> None:
+        """Give back these ``sending`` rows, never handed over: a first claim's row goes, a
+        claim again returns to ``failed``, due at ``now``, its attempt not counted."""
         ...
 
     def mark_in_flight_unknown(self, shard: Shard, now: str) -> list[Delivery]:

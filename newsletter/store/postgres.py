@@ -29,7 +29,7 @@ from sqlite_utils.db import NotFoundError
 from ..models import Delivery, DeliveryStatus, Shard
 from .database import SQLiteStore
 from .deliveries import SQLiteDeliveries
-from .interface import DeliveryStore
+from .interface import DeliveryStore, Lease, NewClaim
 from .migrations_postgres import SchemaTooNew, migrate
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,11 @@ CONNECT_TIMEOUT = 10
 _IDENTIFIER = re.compile(r"^[a-z_]+$")
 #: The primary key of the tables written by whole rows.
 _PRIMARY_KEYS = {"papers": "id", "subscribers": "id", "profiles": "subscriber_id"}
+
+
+#: A ledger row ``d`` that keeps a message from being claimed: in one of the statuses given,
+#: and, if ``sending``, under a lease that has not run out.
+_HELD = "d.status = ANY(?::text[]) AND (d.status != ? OR coalesce(d.lease_expires_at, '9999') > ?)"
 
 
 class StoreUnavailable(ValueError):
@@ -66,21 +71,40 @@ def _one_line(exc: Exception, url: str) -> str:
 
 class _Connection:
     """A psycopg connection (autocommit: a statement outside a transaction commits alone)
-    that takes the statements of SQLite's dialect: ``?`` placeholders, ``%`` as modulo."""
+    that takes the statements of SQLite's dialect: ``?`` placeholders, ``%`` as modulo.
+    A connection lost on the way (the server stopped, the backend was terminated, the
+    network went) raises :class:`StoreUnavailable`, in one line without the password."""
 
-    def __init__(self, raw: psycopg.Connection):
-        self.raw = raw
+    def __init__(self, raw: psycopg.Connection, url: str):
+        self.raw, self.url = raw, url
 
     @staticmethod
     def _translate(sql: str) -> str:
         return sql.replace("%", "%%").replace("?", "%s")
 
+    @contextmanager
+    def _lost_as_unavailable(self) -> Iterator[None]:
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            if not self.raw.broken and not self.raw.closed:
+                raise
+            # Not chained: psycopg's exception may hold the URL, password included.
+            message = f"lost the PostgreSQL database: {_one_line(exc, self.url)}"
+            raise StoreUnavailable(message) from None
+
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor:
-        return self.raw.execute(self._translate(sql), list(params))
+        with self._lost_as_unavailable():
+            return self.raw.execute(self._translate(sql), list(params))
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]] | Any) -> None:
-        with self.raw.cursor() as cursor:
+        with self._lost_as_unavailable(), self.raw.cursor() as cursor:
             cursor.executemany(self._translate(sql), list(rows))
+
+    def query(self, sql: str, params: Sequence[Any]) -> list[dict]:
+        with self._lost_as_unavailable(), self.raw.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(self._translate(sql), list(params))
+            return cursor.fetchall()
 
     @property
     def in_transaction(self) -> bool:
@@ -127,9 +151,7 @@ class _Database:
         self.conn = conn
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict]:
-        with self.conn.raw.cursor(row_factory=dict_row) as cursor:
-            cursor.execute(_Connection._translate(sql), list(params))
-            yield from cursor.fetchall()
+        yield from self.conn.query(sql, params)
 
     def table(self, name: str) -> _Table:
         return _Table(self.conn, name)
@@ -181,6 +203,77 @@ class PostgresDeliveries(SQLiteDeliveries):
     """The ledger's rows in PostgreSQL: SQLite's statements, with row locks for the claims.
     Several senders on several hosts share the table: nothing holds the whole of it."""
 
+    claim_batch = 50
+
+    def lock_next(
+        self,
+        edition: str,
+        subscriber_ids: Sequence[int],
+        limit: int,
+        held: Collection[DeliveryStatus],
+        now: str,
+    ) -> list[int]:
+        """The subscribers' rows are the locks (``FOR NO KEY UPDATE``: it lets the ledger's
+        inserts check their foreign key): a row another sender is claiming is skipped, not
+        waited for. A sender whose claim committed while this statement ran left its rows
+        unlocked but unseen (the statement's snapshot is older), so the rows locked are
+        looked at again, in a snapshot of their own; if that leaves none, the next ones."""
+        statuses = [str(status) for status in held]
+        while True:
+            locked = [
+                subscriber_id
+                for (subscriber_id,) in self.conn.execute(
+                    "SELECT s.id FROM unnest(?::bigint[]) WITH ORDINALITY AS wanted (id, n)"
+                    " JOIN subscribers s ON s.id = wanted.id"
+                    " WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.edition = ?"
+                    f" AND d.subscriber_id = s.id AND {_HELD})"
+                    " ORDER BY wanted.n LIMIT ? FOR NO KEY UPDATE OF s SKIP LOCKED",
+                    [list(subscriber_ids), edition, statuses, DeliveryStatus.SENDING, now, limit],
+                )
+            ]
+            if not locked:
+                return []
+            taken = {
+                subscriber_id
+                for (subscriber_id,) in self.conn.execute(
+                    "SELECT subscriber_id FROM deliveries d WHERE d.edition = ?"
+                    f" AND d.subscriber_id = ANY(?) AND {_HELD}",
+                    [edition, locked, statuses, DeliveryStatus.SENDING, now],
+                )
+            }
+            if free := [subscriber_id for subscriber_id in locked if subscriber_id not in taken]:
+                return free
+
+    def insert_claims(self, claims: Sequence[NewClaim], lease: Lease, now: str) -> list[Delivery]:
+        """One statement for the whole batch."""
+        if not claims:
+            return []
+        rows = [
+            [
+                claim.edition,
+                claim.subscriber_id,
+                claim.email,
+                DeliveryStatus.SENDING,
+                claim.message_id,
+                json.dumps(claim.paper_ids),
+                json.dumps(claim.picks),
+                claim.planned_at,
+                now,
+                now,
+                lease.owner,
+                lease.expires_at,
+            ]
+            for claim in claims
+        ]
+        return self._rows(
+            "INSERT INTO deliveries (edition, subscriber_id, email, status, message_id,"
+            " paper_ids, picks, attempts, send_count, created_at, claimed_at, updated_at,"
+            " lease_owner, lease_expires_at) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?, ?)"] * len(rows))
+            + " ON CONFLICT (edition, subscriber_id) DO NOTHING RETURNING *",
+            [value for row in rows for value in row],
+        )
+
     def locked(self, edition: str, subscriber_ids: Collection[int]) -> dict[int, Delivery]:
         rows = self._rows(
             "SELECT * FROM deliveries WHERE edition = ? AND subscriber_id = ANY(?) FOR UPDATE",
@@ -221,7 +314,7 @@ class PostgresStore(SQLiteStore):
             raw = self.pool.getconn()
         except psycopg_pool.PoolTimeout as exc:
             raise StoreUnavailable("cannot open the PostgreSQL database: no connection") from exc
-        self.pg = _Connection(raw)
+        self.pg = _Connection(raw, self.url)
         # The SQLite store's methods run on these: the same calls, in PostgreSQL.
         self.conn = self.pg  # type: ignore[assignment]
         self.db = _Database(self.pg)  # type: ignore[assignment]
@@ -231,9 +324,9 @@ class PostgresStore(SQLiteStore):
         return f"PostgresStore({_without_password(self.url, self.url)!r})"
 
     def close(self) -> None:
-        if self.pg.in_transaction:
+        if self.pg.in_transaction and not self.pg.raw.broken:
             self.pg.raw.rollback()
-        self.pool.putconn(self.pg.raw)
+        self.pool.putconn(self.pg.raw)  # a broken connection is thrown away
 
     def __enter__(self) -> PostgresStore:
         return self
