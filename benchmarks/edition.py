@@ -723,12 +723,15 @@ def postgres_cpu_seconds(url: str) -> float | None:
     import psycopg
 
     with psycopg.connect(url) as conn:
-        (backend,) = conn.execute("SELECT pg_backend_pid()").fetchone()
+        row = conn.execute("SELECT pg_backend_pid()").fetchone()
     try:
-        status = Path(f"/proc/{backend}/status").read_text()
+        status = Path(f"/proc/{row[0] if row else 0}/status").read_text()
     except OSError:
         return None
-    postmaster = int(re.search(r"^PPid:\s+(\d+)", status, re.M).group(1))
+    parent_line = re.search(r"^PPid:\s+(\d+)", status, re.M)
+    if parent_line is None:
+        return None
+    postmaster = int(parent_line.group(1))
     ticks = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
