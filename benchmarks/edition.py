@@ -724,8 +724,9 @@ def postgres_cpu_seconds(url: str) -> float | None:
 
     with psycopg.connect(url) as conn:
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    backend = int(row[0]) if row else 0
     try:
-        status = Path(f"/proc/{row[0] if row else 0}/status").read_text()
+        status = Path(f"/proc/{backend}/status").read_text()
     except OSError:
         return None
     parent_line = re.search(r"^PPid:\s+(\d+)", status, re.M)
