@@ -316,6 +316,38 @@ def test_an_enormous_message_is_reported_and_skipped_and_the_scan_goes_on(
     assert scan_bounces(store, settings).counts == {"already read": 1}
 
 
+def _nested_mime(depth: int) -> bytes:
+    """A message of ``depth`` multiparts, one inside the other: more than the parser's
+    recursion can take."""
+    inner = b"Content-Type: text/plain\n\nhi\n"
+    for level in range(depth):
+        inner = b"Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n%s\n--b%d--\n" % (
+            level,
+            level,
+            inner,
+            level,
+        )
+    return b"From: someone@example.org\nMessage-ID: <nested@example.org>\n" + inner
+
+
+def test_a_message_nested_too_deeply_to_parse_is_malformed_and_the_maildir_scan_goes_on(
+    store, bounce_settings, tmp_path
+):
+    (gone,) = _subscribe(store, bounce_settings, "gone@example.net")
+    messages = [_nested_mime(2000), (SAMPLES / "postfix-user-unknown.eml").read_bytes()]
+    _maildir(tmp_path / "Maildir", messages)
+    report = scan_bounces(store, bounce_settings)
+    assert report.counts == {"malformed": 1, "hard_bounce": 1}
+    assert store.get_subscriber(gone.id).status == Status.BOUNCED
+    # Only the bounce applied is marked seen (read from the file names: the nested
+    # message cannot be parsed), and the files are unchanged.
+    files = sorted((tmp_path / "Maildir").glob("*/*"))
+    seen = [f.read_bytes() for f in files if "S" in f.name.rpartition(":2,")[2]]
+    assert seen == [(SAMPLES / "postfix-user-unknown.eml").read_bytes()]
+    assert sorted(f.read_bytes() for f in files) == sorted(messages)
+    assert scan_bounces(store, bounce_settings).counts == {"already read": 1}
+
+
 def test_an_mbox_is_read_and_left_as_it_was(store, bounce_settings, tmp_path):
     (gone,) = _subscribe(store, bounce_settings, "gone@example.net")
     path = tmp_path / "bounces.mbox"

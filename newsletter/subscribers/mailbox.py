@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import mailbox
+import os
 import ssl
 from collections import Counter
 from collections.abc import Iterator
@@ -238,35 +239,48 @@ def open_source(settings: Settings) -> BounceSource:
 
 
 class MaildirSource:
-    """A Maildir: messages applied are marked seen (flag S) and not read again."""
+    """A Maildir: messages applied are marked seen (flag S) and not read again.
+
+    Its files are read as bytes and renamed, never parsed here: a hostile message (MIME
+    nested deeper than the parser goes) is :func:`read_bounce`'s to report, and a message
+    larger than the limit is not read whole."""
+
+    #: The separator of a file's name and its flags (``NAME:2,FLAGS``), as in :mod:`mailbox`.
+    INFO = ":2,"
 
     def __init__(self, path: Path):
         if not (path / "cur").is_dir() or not (path / "new").is_dir():
             raise MailboxError(f"{path} is not a Maildir (no cur/ and new/)")
-        self.box = mailbox.Maildir(path, factory=None, create=False)
+        self.path = path
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.box.close()
+        pass
 
     def letters(self, max_bytes: int) -> Iterator[Letter]:
-        for key in sorted(self.box.keys()):
+        names = sorted(
+            f"{sub}/{name}"
+            for sub in ("new", "cur")
+            for name in os.listdir(self.path / sub)
+            if not name.startswith(".")
+        )
+        for key in names:
+            if "S" in key.rpartition(self.INFO)[2]:
+                continue
             try:
-                message = self.box.get_message(key)
-            except (KeyError, FileNotFoundError):  # taken away meanwhile
+                with open(self.path / key, "rb") as file:
+                    size = os.fstat(file.fileno()).st_size
+                    raw = file.read() if size <= max_bytes else _head(file.read(65536))
+            except FileNotFoundError:  # taken away meanwhile
                 continue
-            if "S" in message.get_flags():
-                continue
-            raw = message.as_bytes()
-            yield Letter(key, len(raw), _head(raw) if len(raw) > max_bytes else raw)
+            yield Letter(key, size, raw)
 
     def done(self, letter: Letter) -> None:
-        message = self.box.get_message(letter.key)
-        message.set_subdir("cur")
-        message.add_flag("S")
-        self.box[letter.key] = message
+        name, info, flags = letter.key.partition("/")[2].partition(self.INFO)
+        flags = "".join(sorted({*flags, "S"})) if info else "S"
+        os.rename(self.path / letter.key, self.path / "cur" / f"{name}{self.INFO}{flags}")
 
 
 class MboxSource:
