@@ -234,3 +234,20 @@ def test_stats_prints_the_overview_for_people(settings, store, run_cli):
     assert lines[0] == "Subscribers: 1 active"
     assert lines[1] == "Last 90 days: 1 joined, 0 confirmed, 0 unsubscribed, 0 bounced"
     assert "Bounce rate 0.00% (limit 2%), complaint rate 0.000% (limit 0.3%)" in result.output
+
+
+def test_signing_out_ends_the_session_even_for_a_copy_of_its_cookie(admin_settings, store):
+    with running(admin_settings) as url, httpx.Client(base_url=url) as client:
+        sign_in(client)
+        copied = client.cookies[SESSION_COOKIE]  # taken from the browser, say
+        page = client.get("/admin")
+        assert page.status_code == 200
+        token = CSRF_INPUT.search(page.text).group(1)
+        assert client.post("/admin/sign-out", data={"csrf_token": token}).status_code == 303
+        with httpx.Client(base_url=url, cookies={SESSION_COOKIE: copied}) as replay:
+            assert replay.get("/admin").status_code == 303
+            assert replay.get("/admin/subscribers.csv").status_code == 303
+            assert replay.get("/metrics").status_code == 401
+        # Signing in again opens a session that works.
+        assert sign_in(client).status_code == 303
+        assert client.get("/admin").status_code == 200
