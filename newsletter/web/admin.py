@@ -128,21 +128,29 @@ class Admin:
 
     def check_password(self, store: Store, given: str, ip: str | None, via: str) -> bool | None:
         """Whether ``given`` is the admin password; None, without looking, once the client
-        (or everyone together) failed too often in the window. Only failures count, so
-        that a scraper with the right password never runs out; every sign-in, and every
+        (or everyone together) failed too often in the window. Each attempt takes its slot
+        before it compares, so that attempts made at the same time cannot try more
+        passwords than the limit; a right one gives its slot back, as only failures count
+        (a scraper with the right password never runs out). Every sign-in, and every
         failure, is logged."""
         limiter = RateLimiter(store, SIGN_IN_WINDOW)
-        limits = [
+        now = time.time()
+        taken: list[str] = []
+        for key, limit in (
             (f"admin-sign-in:{ip}", SIGN_IN_LIMIT_PER_IP),
             ("admin-sign-in", SIGN_IN_LIMIT_TOTAL),
-        ]
-        if any(limiter.exhausted(key, limit) for key, limit in limits):
-            log.warning("admin %s refused from %s: too many failed attempts", via, ip)
-            return None
+        ):
+            if not limiter.allow(key, limit, now):
+                for done in taken:
+                    limiter.give_back(done, now)
+                log.warning("admin %s refused from %s: too many failed attempts", via, ip)
+                return None
+            taken.append(key)
         ok = hmac.compare_digest(given.encode(), self.password.encode())
-        if not ok:
-            for key, limit in limits:
-                limiter.allow(key, limit)
+        if ok:
+            for key in taken:
+                limiter.give_back(key, now)
+        else:
             log.warning("admin %s failed from %s", via, ip)
         if not ok or via == "sign-in":
             store.log_event("admin.sign_in", ok=ok, ip=ip, via=via)
