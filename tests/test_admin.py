@@ -8,6 +8,7 @@ import json
 import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from newsletter.settings import SettingsError
 from newsletter.store.ingest import ingest_path
 from newsletter.subscribers.profiles import add_subscriber, update_subscriber
 from newsletter.tokens import LinkSigner
+from newsletter.web import admin as admin_module
 from newsletter.web.admin import SESSION_COOKIE
 
 from .conftest import SECRET, write_jsonl
@@ -234,3 +236,46 @@ def test_stats_prints_the_overview_for_people(settings, store, run_cli):
     assert lines[0] == "Subscribers: 1 active"
     assert lines[1] == "Last 90 days: 1 joined, 0 confirmed, 0 unsubscribed, 0 bounced"
     assert "Bounce rate 0.00% (limit 2%), complaint rate 0.000% (limit 0.3%)" in result.output
+
+
+def test_signing_out_ends_the_session_even_for_a_copy_of_its_cookie(admin_settings, store):
+    with running(admin_settings) as url, httpx.Client(base_url=url) as client:
+        sign_in(client)
+        copied = client.cookies[SESSION_COOKIE]  # taken from the browser, say
+        page = client.get("/admin")
+        assert page.status_code == 200
+        token = CSRF_INPUT.search(page.text).group(1)
+        assert client.post("/admin/sign-out", data={"csrf_token": token}).status_code == 303
+        with httpx.Client(base_url=url, cookies={SESSION_COOKIE: copied}) as replay:
+            assert replay.get("/admin").status_code == 303
+            assert replay.get("/admin/subscribers.csv").status_code == 303
+            assert replay.get("/metrics").status_code == 401
+        # Signing in again opens a session that works.
+        assert sign_in(client).status_code == 303
+        assert client.get("/admin").status_code == 200
+
+
+def test_attempts_at_the_same_time_cannot_try_more_passwords_than_the_limit(
+    admin_settings, store, monkeypatch
+):
+    """Ten attempts that arrive while another one is comparing its password (requests in
+    parallel) leave that one no room: the limit holds for attempts made, not only for
+    failures already counted."""
+    admin = admin_module.Admin(SimpleNamespace(settings=admin_settings), [SECRET])
+    compared = []
+    real_compare = admin_module.hmac.compare_digest
+
+    def compare_while_others_arrive(given, expected):
+        compared.append(given)
+        if len(compared) == 1:  # the others arrive while the first one compares
+            for i in range(admin_module.SIGN_IN_LIMIT_PER_IP):
+                admin.check_password(store, f"parallel guess {i}", "203.0.113.7", "sign-in")
+        return real_compare(given, expected)
+
+    monkeypatch.setattr(
+        admin_module, "hmac", SimpleNamespace(compare_digest=compare_while_others_arrive)
+    )
+    assert admin.check_password(store, "first guess", "203.0.113.7", "sign-in") is False
+    assert len(compared) == admin_module.SIGN_IN_LIMIT_PER_IP
+    # Once the attempts are over, the right password is refused too, until the window ends.
+    assert admin.check_password(store, PASSWORD, "203.0.113.7", "sign-in") is None

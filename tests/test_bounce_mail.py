@@ -316,6 +316,77 @@ def test_an_enormous_message_is_reported_and_skipped_and_the_scan_goes_on(
     assert scan_bounces(store, settings).counts == {"already read": 1}
 
 
+def _nested_mime(depth: int) -> bytes:
+    """A message of ``depth`` multiparts, one inside the other: more than the parser's
+    recursion can take."""
+    inner = b"Content-Type: text/plain\n\nhi\n"
+    for level in range(depth):
+        inner = b"Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n%s\n--b%d--\n" % (
+            level,
+            level,
+            inner,
+            level,
+        )
+    return b"From: someone@example.org\nMessage-ID: <nested@example.org>\n" + inner
+
+
+def test_a_message_nested_too_deeply_to_parse_is_malformed_and_the_maildir_scan_goes_on(
+    store, bounce_settings, tmp_path
+):
+    (gone,) = _subscribe(store, bounce_settings, "gone@example.net")
+    messages = [_nested_mime(2000), (SAMPLES / "postfix-user-unknown.eml").read_bytes()]
+    _maildir(tmp_path / "Maildir", messages)
+    report = scan_bounces(store, bounce_settings)
+    assert report.counts == {"malformed": 1, "hard_bounce": 1}
+    assert store.get_subscriber(gone.id).status == Status.BOUNCED
+    # Only the bounce applied is marked seen (read from the file names: the nested
+    # message cannot be parsed), and the files are unchanged.
+    files = sorted((tmp_path / "Maildir").glob("*/*"))
+    seen = [f.read_bytes() for f in files if "S" in f.name.rpartition(":2,")[2]]
+    assert seen == [(SAMPLES / "postfix-user-unknown.eml").read_bytes()]
+    assert sorted(f.read_bytes() for f in files) == sorted(messages)
+    assert scan_bounces(store, bounce_settings).counts == {"already read": 1}
+
+
+def _dsn_about(original_message_id: str, reported: str) -> bytes:
+    """Postfix's DSN, sent to the bounce address without a token, that quotes the message
+    ``original_message_id`` and names ``reported`` as the address that failed."""
+    raw = (SAMPLES / "postfix-user-unknown.eml").read_bytes()
+    return raw.replace(b"gone@example.net", reported.encode()).replace(
+        b"<2026-12-03.17.1@news.example.org>", original_message_id.encode()
+    )
+
+
+@pytest.mark.both_stores
+def test_a_dsn_that_quotes_our_message_applies_to_its_reader_not_to_whom_it_names(
+    store, bounce_settings, tmp_path
+):
+    ingest_path(store, write_jsonl(tmp_path / "papers.jsonl", PAPERS))
+    alice, bob = _subscribe(store, bounce_settings, "alice@example.org", "bob@example.org")
+    send_edition(store, bounce_settings, EDITION)
+    sent_to_alice = store.deliveries.get(EDITION.isoformat(), alice.id).message_id
+    domain = sent_to_alice.rpartition("@")[2].rstrip(">")
+    never_sent = f"<{EDITION.isoformat()}.{'0' * 20}@{domain}>"
+    _maildir(
+        tmp_path / "Maildir",
+        [
+            # Our message to Alice bounced from where she forwards it; the DSN names Bob
+            # (a forged one, or a forwarding address that happens to be his).
+            _dsn_about(sent_to_alice, "bob@example.org"),
+            # A message of ours that the ledger never sent, naming Bob: forged, kept.
+            _dsn_about(never_sent, "bob@example.org").replace(
+                b"Message-Id: <2026", b"Message-Id: <forged-2026"
+            ),
+        ],
+    )
+    report = scan_bounces(store, bounce_settings)
+    assert store.get_subscriber(bob.id).status == Status.ACTIVE
+    assert store.get_subscriber(alice.id).status == Status.BOUNCED
+    assert report.counts == {"hard_bounce": 1, "unknown": 1}
+    (event,) = store.events("bounce.hard")
+    assert (event["subscriber_id"], event["edition"]) == (alice.id, EDITION.isoformat())
+
+
 def test_an_mbox_is_read_and_left_as_it_was(store, bounce_settings, tmp_path):
     (gone,) = _subscribe(store, bounce_settings, "gone@example.net")
     path = tmp_path / "bounces.mbox"

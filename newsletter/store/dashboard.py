@@ -83,13 +83,6 @@ class DashboardQueries:
         )
         return [subscriber_id for (subscriber_id,) in rows]
 
-    def count_rate_limit_hits(self, key: str, window_start: float) -> int:
-        """Requests counted for ``key`` after ``window_start`` (Unix time), counting none."""
-        (count,) = self.conn.execute(
-            "SELECT count(*) FROM rate_limit_hits WHERE key = ? AND at > ?", [key, window_start]
-        ).fetchone()
-        return count
-
     def subscriber_events(self, subscriber_id: int, limit: int) -> list[dict[str, Any]]:
         """The subscriber's newest ``limit`` events as (at, kind, edition, detail text),
         newest first."""

@@ -515,6 +515,10 @@ class SQLiteStore(DashboardQueries):
             self.conn.execute("INSERT INTO rate_limit_hits (key, at) VALUES (?, ?)", [key, now])
         return True
 
+    def give_back_rate_limit_slot(self, key: str, at: float) -> None:
+        with self.transaction():
+            self.conn.execute("DELETE FROM rate_limit_hits WHERE key = ? AND at = ?", [key, at])
+
     # -- trending -----------------------------------------------------------------------------
 
     def trending_signals(self, start: str, end: str) -> list[TrendingRow]:

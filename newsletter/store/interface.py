@@ -364,6 +364,10 @@ class Store(Protocol):
         before the window are forgotten."""
         ...
 
+    def give_back_rate_limit_slot(self, key: str, at: float) -> None:
+        """Forget the request counted for ``key`` at ``at`` by :meth:`take_rate_limit_slot`."""
+        ...
+
     # -- dashboard counts (newsletter.store.dashboard) ------------------------------------------
 
     def events_per_day(
@@ -385,10 +389,6 @@ class Store(Protocol):
 
     def search_subscribers(self, text: str, limit: int) -> list[int]:
         """Ids of the first ``limit`` subscribers whose address contains ``text``."""
-        ...
-
-    def count_rate_limit_hits(self, key: str, window_start: float) -> int:
-        """Requests counted for ``key`` after ``window_start``, without counting one."""
         ...
 
     def subscriber_events(self, subscriber_id: int, limit: int) -> list[dict[str, Any]]:

@@ -9,7 +9,9 @@ the same host as the mail server.
 
 Each message is read by :func:`newsletter.subscribers.bounce_mail.read_bounce`; its
 subscriber is the one its VERP token names (the token checked against their address),
-else the first address it names that is on the list. A bounce or complaint applied is
+else the one the ledger sent the message it quotes to (when it quotes one of ours: a
+Message-ID the ledger never sent applies to nobody), else the first address it names that
+is on the list. A bounce or complaint applied is
 moved to ``bounce_folder`` (IMAP) or marked seen (Maildir); an mbox is only read. Every
 message read is noted by its Message-ID in the store, so that a rescan, or a copy of the
 same message, counts nothing twice. What is kept for the operator, where it was: a bounce
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import logging
 import mailbox
+import os
+import re
 import ssl
 from collections import Counter
 from collections.abc import Iterator
@@ -142,7 +146,7 @@ def _handle(store: Store, settings: Settings, signer: LinkSigner, letter: Letter
     else:
         mail = read_bounce(letter.raw, settings.bounce_address)
         kind = mail.kind
-    subscriber_email, edition = _recipient(store, signer, mail)
+    subscriber_email, edition = _recipient(store, settings, signer, mail)
     with store.transaction():
         if not store.record_mail(mail.message_id, kind, subscriber_email):
             outcome = (
@@ -194,9 +198,13 @@ def _applied(store: Store, mail: BounceMail, subscriber_email: str | None) -> bo
     )
 
 
-def _recipient(store: Store, signer: LinkSigner, mail: BounceMail) -> tuple[str | None, str | None]:
-    """The subscriber's address and the edition: from a VERP token that verifies, else the
-    first address named that is on the list (edition unknown)."""
+def _recipient(
+    store: Store, settings: Settings, signer: LinkSigner, mail: BounceMail
+) -> tuple[str | None, str | None]:
+    """The subscriber's address and the edition: from a VERP token that verifies, else from
+    the ledger when the bounce quotes a Message-ID of ours (nobody when the ledger never
+    sent it: the addresses a bounce names are anyone's to write), else the first address
+    named that is on the list (edition unknown)."""
     for token in mail.tokens:
         try:
             read = signer.read_return_token(token)
@@ -205,11 +213,36 @@ def _recipient(store: Store, signer: LinkSigner, mail: BounceMail) -> tuple[str 
             continue
         if signer.return_token_matches(read, subscriber.email):
             return subscriber.email, read.edition.isoformat()
+    if (ours := _our_message(mail.original_message_id, settings.sender_domain)) is not None:
+        return _ledger_recipient(store, mail.original_message_id or "", ours)
     for address in mail.recipients:
         try:
             return store.get_subscriber(address).email, None
         except SubscriberNotFound:
             continue
+    return None, None
+
+
+#: The Message-ID of an edition's message (:func:`newsletter.sending.ledger.message_id`).
+_EDITION_MESSAGE_ID = re.compile(r"^<(\d{4}-\d{2}-\d{2})\.[0-9a-f]{20}@([^<>@\s]+)>$")
+
+
+def _our_message(message_id: str | None, domain: str) -> str | None:
+    """The edition of ``message_id`` if it is one of our editions' Message-IDs."""
+    match = _EDITION_MESSAGE_ID.match(message_id or "")
+    if match and match[2].casefold() == domain.casefold():
+        return match[1]
+    return None
+
+
+def _ledger_recipient(store: Store, message_id: str, edition: str) -> tuple[str | None, str | None]:
+    """Whom the ledger sent ``message_id`` of ``edition`` to, if anyone still subscribed."""
+    for delivery in store.deliveries.for_edition(edition):
+        if delivery.message_id == message_id:
+            try:
+                return store.get_subscriber(delivery.subscriber_id).email, edition
+            except SubscriberNotFound:
+                break
     return None, None
 
 
@@ -238,35 +271,48 @@ def open_source(settings: Settings) -> BounceSource:
 
 
 class MaildirSource:
-    """A Maildir: messages applied are marked seen (flag S) and not read again."""
+    """A Maildir: messages applied are marked seen (flag S) and not read again.
+
+    Its files are read as bytes and renamed, never parsed here: a hostile message (MIME
+    nested deeper than the parser goes) is :func:`read_bounce`'s to report, and a message
+    larger than the limit is not read whole."""
+
+    #: The separator of a file's name and its flags (``NAME:2,FLAGS``), as in :mod:`mailbox`.
+    INFO = ":2,"
 
     def __init__(self, path: Path):
         if not (path / "cur").is_dir() or not (path / "new").is_dir():
             raise MailboxError(f"{path} is not a Maildir (no cur/ and new/)")
-        self.box = mailbox.Maildir(path, factory=None, create=False)
+        self.path = path
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.box.close()
+        pass
 
     def letters(self, max_bytes: int) -> Iterator[Letter]:
-        for key in sorted(self.box.keys()):
+        names = sorted(
+            f"{sub}/{name}"
+            for sub in ("new", "cur")
+            for name in os.listdir(self.path / sub)
+            if not name.startswith(".")
+        )
+        for key in names:
+            if "S" in key.rpartition(self.INFO)[2]:
+                continue
             try:
-                message = self.box.get_message(key)
-            except (KeyError, FileNotFoundError):  # taken away meanwhile
+                with open(self.path / key, "rb") as file:
+                    size = os.fstat(file.fileno()).st_size
+                    raw = file.read() if size <= max_bytes else _head(file.read(65536))
+            except FileNotFoundError:  # taken away meanwhile
                 continue
-            if "S" in message.get_flags():
-                continue
-            raw = message.as_bytes()
-            yield Letter(key, len(raw), _head(raw) if len(raw) > max_bytes else raw)
+            yield Letter(key, size, raw)
 
     def done(self, letter: Letter) -> None:
-        message = self.box.get_message(letter.key)
-        message.set_subdir("cur")
-        message.add_flag("S")
-        self.box[letter.key] = message
+        name, info, flags = letter.key.partition("/")[2].partition(self.INFO)
+        flags = "".join(sorted({*flags, "S"})) if info else "S"
+        os.rename(self.path / letter.key, self.path / "cur" / f"{name}{self.INFO}{flags}")
 
 
 class MboxSource:

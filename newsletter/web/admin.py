@@ -4,7 +4,10 @@ Off (404) unless ``NEWSLETTER_ADMIN_PASSWORD`` is set. The operator signs in wit
 password (compared in constant time; attempts are rate-limited per client address and in
 all, and logged); the session is a cookie signed with its own salt (HttpOnly, SameSite=Strict,
 Secure behind HTTPS, :data:`SESSION_HOURS` long) that also names a digest of the password,
-so that changing the password ends every session. A subscriber's link token is signed for
+so that changing the password ends every session, and the time it was opened, so that
+signing out ends every session opened before (the time of the last sign-out is in the
+store: a copy of the cookie is no use once the operator signed out). A subscriber's link
+token is signed for
 other purposes and is never a session. Every form carries the app's CSRF token, every page
 is ``no-store`` (the app's security headers). ``/metrics`` takes the session or HTTP basic
 auth with the admin password.
@@ -45,6 +48,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "newsletter_admin"
+#: The store's meta key of the time of the last sign-out (Unix time).
+SIGNED_OUT_META = "admin_signed_out_at"
 SESSION_HOURS = 4
 #: Sign-in attempts allowed per client address, and in all, per window.
 SIGN_IN_LIMIT_PER_IP = 10
@@ -104,7 +109,7 @@ class Admin:
         if not self.password:
             raise HTTPException(404)
 
-    def signed_in(self, request: Request) -> bool:
+    async def signed_in(self, request: Request) -> bool:
         cookie = request.cookies.get(SESSION_COOKIE, "")
         if not cookie:
             return False
@@ -112,27 +117,40 @@ class Admin:
             data = self.sessions.loads(cookie, max_age=SESSION_HOURS * 3600)
         except BadData:
             return False
-        return isinstance(data, dict) and hmac.compare_digest(
-            str(data.get("password", "")), self.password_tag
-        )
+        if not (
+            isinstance(data, dict)
+            and hmac.compare_digest(str(data.get("password", "")), self.password_tag)
+            and isinstance(opened := data.get("at"), int | float)
+        ):
+            return False
+        signed_out = await self.web.db(lambda store: store.get_meta(SIGNED_OUT_META))
+        return signed_out is None or opened > float(signed_out)
 
     def check_password(self, store: Store, given: str, ip: str | None, via: str) -> bool | None:
         """Whether ``given`` is the admin password; None, without looking, once the client
-        (or everyone together) failed too often in the window. Only failures count, so
-        that a scraper with the right password never runs out; every sign-in, and every
+        (or everyone together) failed too often in the window. Each attempt takes its slot
+        before it compares, so that attempts made at the same time cannot try more
+        passwords than the limit; a right one gives its slot back, as only failures count
+        (a scraper with the right password never runs out). Every sign-in, and every
         failure, is logged."""
         limiter = RateLimiter(store, SIGN_IN_WINDOW)
-        limits = [
+        now = time.time()
+        taken: list[str] = []
+        for key, limit in (
             (f"admin-sign-in:{ip}", SIGN_IN_LIMIT_PER_IP),
             ("admin-sign-in", SIGN_IN_LIMIT_TOTAL),
-        ]
-        if any(limiter.exhausted(key, limit) for key, limit in limits):
-            log.warning("admin %s refused from %s: too many failed attempts", via, ip)
-            return None
+        ):
+            if not limiter.allow(key, limit, now):
+                for done in taken:
+                    limiter.give_back(done, now)
+                log.warning("admin %s refused from %s: too many failed attempts", via, ip)
+                return None
+            taken.append(key)
         ok = hmac.compare_digest(given.encode(), self.password.encode())
-        if not ok:
-            for key, limit in limits:
-                limiter.allow(key, limit)
+        if ok:
+            for key in taken:
+                limiter.give_back(key, now)
+        else:
             log.warning("admin %s failed from %s", via, ip)
         if not ok or via == "sign-in":
             store.log_event("admin.sign_in", ok=ok, ip=ip, via=via)
@@ -151,7 +169,7 @@ class Admin:
     async def sign_in(self, request: Request) -> Response:
         self._enabled()
         if request.method == "GET":
-            if self.signed_in(request):
+            if await self.signed_in(request):
                 return RedirectResponse("/admin", 303)
             return self.web.render(request, self._sign_in_page())
         form = await self.web.form(request)
@@ -169,7 +187,9 @@ class Admin:
         response = RedirectResponse("/admin", 303)
         response.set_cookie(
             SESSION_COOKIE,
-            self.sessions.dumps({"password": self.password_tag, "n": secrets.token_hex(8)}),
+            self.sessions.dumps(
+                {"password": self.password_tag, "n": secrets.token_hex(8), "at": time.time()}
+            ),
             max_age=SESSION_HOURS * 3600,
             path="/",
             httponly=True,
@@ -179,16 +199,21 @@ class Admin:
         return response
 
     async def sign_out(self, request: Request) -> Response:
+        """Ends every session opened until now, this one and any copy of its cookie."""
         self._enabled()
         await self.web.form(request)
+        if await self.signed_in(request):
+            signed_out = str(time.time())
+            await self.web.db(lambda store: store.set_meta(SIGNED_OUT_META, signed_out))
+            log.info("admin signed out from %s", client_ip(request))
         response = RedirectResponse("/admin/sign-in", 303)
         response.delete_cookie(SESSION_COOKIE, path="/", samesite="strict")
         return response
 
-    def _guard(self, request: Request) -> Response | None:
+    async def _guard(self, request: Request) -> Response | None:
         """None for a signed-in operator; else where to go (404 while admin is off)."""
         self._enabled()
-        if self.signed_in(request):
+        if await self.signed_in(request):
             return None
         return RedirectResponse("/admin/sign-in", 303)
 
@@ -198,7 +223,7 @@ class Admin:
     # -- the overview ---------------------------------------------------------------------------
 
     async def home(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
+        if (refused := await self._guard(request)) is not None:
             return refused
         figures: Overview = await self.web.db(overview, self.settings)
         self._figures = (time.monotonic(), figures)
@@ -221,7 +246,7 @@ class Admin:
         )
 
     async def chart(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
+        if (refused := await self._guard(request)) is not None:
             return refused
         name, theme = request.path_params["name"], request.path_params["theme"]
         if name not in CHARTS or theme not in THEMES:
@@ -237,7 +262,7 @@ class Admin:
     # -- an edition -----------------------------------------------------------------------------
 
     async def edition(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
+        if (refused := await self._guard(request)) is not None:
             return refused
         edition = _parse_edition(request.path_params["edition"])
         query = request.query_params.get("q", "").strip().lower()
@@ -284,7 +309,7 @@ class Admin:
     async def preview(self, request: Request) -> Response:
         """The edition's email as one reader got it (the ledger's papers) or, if it was not
         sent to them, as it would be planned for them now; nothing is sent or recorded."""
-        if (refused := self._guard(request)) is not None:
+        if (refused := await self._guard(request)) is not None:
             return refused
         edition = date.fromisoformat(_parse_edition(request.path_params["edition"]))
         email = request.query_params.get("email", "").strip()
@@ -312,7 +337,7 @@ class Admin:
     # -- subscribers ----------------------------------------------------------------------------
 
     async def subscribers(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
+        if (refused := await self._guard(request)) is not None:
             return refused
         query = request.query_params.get("q", "").strip()
 
@@ -325,7 +350,7 @@ class Admin:
         )
 
     async def export(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
+        if (refused := await self._guard(request)) is not None:
             return refused
         text = await self.web.db(lambda store: export_csv(store.list_subscribers()))
         return Response(
@@ -362,7 +387,7 @@ class Admin:
         }
 
     async def subscriber(self, request: Request) -> Response:
-        if (refused := self._guard(request)) is not None:
+        if (refused := await self._guard(request)) is not None:
             return refused
         subscriber_id = request.path_params["id"]
         context = await self.web.db(self._subscriber_context, subscriber_id)
@@ -372,7 +397,7 @@ class Admin:
 
     async def change_status(self, request: Request) -> Response:
         """The console's ``subscribers update --status``, behind a CSRF-checked form."""
-        if (refused := self._guard(request)) is not None:
+        if (refused := await self._guard(request)) is not None:
             return refused
         form = await self.web.form(request)
         subscriber_id = request.path_params["id"]
@@ -397,7 +422,7 @@ class Admin:
 
     async def metrics(self, request: Request) -> Response:
         self._enabled()
-        if not self.signed_in(request):
+        if not await self.signed_in(request):
             header = request.headers.get("authorization", "")
             given = basic_auth_password(header)
             ok = (

@@ -18,7 +18,6 @@ class RateLimiter:
         now = time.time() if now is None else now
         return self.store.take_rate_limit_slot(key, limit, now - self.window, now)
 
-    def exhausted(self, key: str, limit: int, now: float | None = None) -> bool:
-        """Whether ``key`` already had ``limit`` requests in the window (counting none)."""
-        now = time.time() if now is None else now
-        return self.store.count_rate_limit_hits(key, now - self.window) >= limit
+    def give_back(self, key: str, at: float) -> None:
+        """Uncount the request :meth:`allow` counted for ``key`` at ``at``."""
+        self.store.give_back_rate_limit_slot(key, at)
