@@ -279,3 +279,12 @@ def test_attempts_at_the_same_time_cannot_try_more_passwords_than_the_limit(
     assert len(compared) == admin_module.SIGN_IN_LIMIT_PER_IP
     # Once the attempts are over, the right password is refused too, until the window ends.
     assert admin.check_password(store, PASSWORD, "203.0.113.7", "sign-in") is None
+
+
+def test_passwords_are_compared_by_digest_whatever_their_lengths():
+    from newsletter.web.auth import same_secret
+
+    secret = "a-long-admin-password-0123"
+    assert same_secret(secret, secret)
+    for given in ("", secret[:-1], secret + "x", secret.upper(), "é" * 30):
+        assert not same_secret(given, secret)

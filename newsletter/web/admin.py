@@ -36,7 +36,7 @@ from ..sending.edition import preview, sent_picks
 from ..sending.stats import OUTCOMES, Overview, edition_outcomes, overview
 from ..store import Store, SubscriberNotFound
 from ..subscribers.profiles import InvalidSubscriber, export_csv, update_subscriber
-from .auth import basic_auth_password, client_ip
+from .auth import basic_auth_password, client_ip, same_secret
 from .charts import CHARTS, THEMES
 from .metrics import metrics_text
 from .pages import ARCHIVE_HEADERS, Page, notice
@@ -146,7 +146,7 @@ class Admin:
                 log.warning("admin %s refused from %s: too many failed attempts", via, ip)
                 return None
             taken.append(key)
-        ok = hmac.compare_digest(given.encode(), self.password.encode())
+        ok = same_secret(given, self.password)
         if ok:
             for key in taken:
                 limiter.give_back(key, now)
