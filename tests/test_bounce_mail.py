@@ -31,6 +31,7 @@ from newsletter.sending.status import edition_rates
 from newsletter.sending.worker import Worker
 from newsletter.settings import Settings, SettingsError, load_settings
 from newsletter.store.ingest import ingest_path
+from newsletter.subscribers import bounce_mail
 from newsletter.subscribers.bounce_mail import read_bounce
 from newsletter.subscribers.mailbox import MailboxError, open_source, scan_bounces
 from newsletter.subscribers.profiles import add_subscriber
@@ -151,6 +152,29 @@ def test_garbage_is_malformed_and_named_by_its_digest(raw):
     mail = read_bounce(raw, BOUNCES)
     assert mail.kind in ("malformed", "not_bounce")
     assert mail.message_id.startswith(("sha256:", "<"))
+
+
+def test_a_message_of_thousands_of_parts_is_malformed_before_it_is_parsed(monkeypatch):
+    parts = b"".join(b"--b\nContent-Type: text/plain\n\npart %d\n" % n for n in range(5000))
+    raw = (
+        b"From: someone@example.org\nMessage-ID: <many@example.org>\n"
+        b"Content-Type: multipart/mixed; boundary=b\n\n" + parts + b"--b--\n"
+    )
+    real_parse = bounce_mail.email.message_from_bytes
+
+    def parse_headers_only(data: bytes):
+        assert b"part 4999" not in data, "the whole message was parsed"
+        return real_parse(data)
+
+    monkeypatch.setattr(bounce_mail.email, "message_from_bytes", parse_headers_only)
+    mail = read_bounce(raw, BOUNCES)
+    assert (mail.kind, mail.message_id) == ("malformed", "<many@example.org>")
+    assert "5001 MIME parts" in mail.detail
+    # A real bounce, with its few parts, is still read.
+    monkeypatch.undo()
+    assert read_bounce((SAMPLES / "postfix-user-unknown.eml").read_bytes(), BOUNCES).kind == (
+        "hard_bounce"
+    )
 
 
 # -- scanning a mailbox ----------------------------------------------------------------------
