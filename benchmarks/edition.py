@@ -45,7 +45,7 @@ inlining once per run). The product's rates are reported as ratios to these.
 worker processes side by side (``--shard i/N``), and compares the wall time with one.
 
 ``--db URL`` (a PostgreSQL server's, whose user may create databases; see
-``benchmarks/pgserver.py`` for a throwaway one) then sends the same edition, copied into a
+``python -m tests.pgserver start DIR`` for a throwaway one) then sends the same edition, copied into a
 fresh database of that server (``db copy``) each time, by one sender process and by
 ``--senders K`` sender processes side by side on the whole list (they share it by their
 claims), and, beside them, by one sender on SQLite, all to the file outbox in a tmpfs

@@ -29,6 +29,7 @@ from newsletter.models import Paper, Status, Subscriber
 from newsletter.settings import Settings
 from newsletter.store import Store, open_store
 
+from . import pgserver
 from .feedserver import FeedServer
 
 #: The relevance development set (a copy of the shared one, so a fresh clone has it).
@@ -74,11 +75,6 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-#: Where Debian's postgresql package puts its server binaries.
-POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
-POSTGRES_PASSWORD = "test-pg-password"
-#: The unprivileged user the test server runs as when the tests run as root.
-POSTGRES_USER = "newsletter-pg"
 BACKENDS = ("sqlite", "postgres")
 
 
@@ -110,8 +106,8 @@ class PostgresServer:
     template: str = "newsletter_template"
     databases: itertools.count = field(default_factory=itertools.count)
 
-    def url(self, database: str = "postgres", password: str = POSTGRES_PASSWORD) -> str:
-        return f"postgresql://postgres:{password}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "postgres", password: str = pgserver.PASSWORD) -> str:
+        return pgserver.url(self.port, database, password)
 
     def fresh_database(self) -> str:
         """The URL of a new database, migrated (a copy of the template: fast)."""
@@ -132,69 +128,14 @@ class PostgresServer:
         return self.url(name)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """Debian's PostgreSQL, an ``initdb`` in a temporary directory, on 127.0.0.1 (as an
     unprivileged user when the tests run as root); skipped without it, failed under CI."""
-    initdb = require_tool(str(POSTGRES_BIN / "initdb"))
-    pg_ctl = str(POSTGRES_BIN / "pg_ctl")
+    require_tool(str(pgserver.INITDB))
     # Not under pytest's directory of root's (mode 0700): the server's user must reach it.
     data = Path(tempfile.mkdtemp(prefix="newsletter-pg-"))
-    as_user: list[str] = []
-    if os.getuid() == 0:
-        if subprocess.run(["id", POSTGRES_USER], capture_output=True).returncode != 0:
-            subprocess.run(
-                [
-                    "useradd",
-                    "--system",
-                    "--no-create-home",
-                    "--home-dir",
-                    "/nonexistent",
-                    "--shell",
-                    "/usr/sbin/nologin",
-                    POSTGRES_USER,
-                ],
-                check=True,
-            )
-        shutil.chown(data, POSTGRES_USER)
-        as_user = ["runuser", "-u", POSTGRES_USER, "--"]
-    password_file = data / "password"
-    password_file.write_text(POSTGRES_PASSWORD)
-    if as_user:
-        shutil.chown(password_file, POSTGRES_USER)
-    cluster = data / "cluster"
-    subprocess.run(
-        [
-            *as_user,
-            initdb,
-            "-D",
-            str(cluster),
-            "-U",
-            "postgres",
-            "--auth=scram-sha-256",
-            f"--pwfile={password_file}",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    port = _free_port()
-    options = f"-h 127.0.0.1 -p {port} -k {data} -F -c max_connections=300"
-    log = data / "server.log"
-    subprocess.run(
-        [*as_user, pg_ctl, "-D", str(cluster), "-l", str(log), "-o", options, "-w", "start"],
-        check=True,
-        capture_output=True,
-    )
+    port = pgserver.start(data)
     server = PostgresServer(port)
     try:
         import psycopg
@@ -208,11 +149,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         close_pools()  # a template must have no connections to be copied
         yield server
     finally:
-        subprocess.run(
-            [*as_user, pg_ctl, "-D", str(cluster), "-m", "immediate", "stop"],
-            capture_output=True,
-        )
-        shutil.rmtree(data, ignore_errors=True)
+        pgserver.stop(data)
 
 
 @pytest.fixture
