@@ -126,27 +126,7 @@ class SQLiteDeliveries:
     def insert_claims(self, claims: Sequence[NewClaim], lease: Lease, now: str) -> list[Delivery]:
         inserted = []
         for claim in claims:
-            inserted += self._rows(
-                "INSERT INTO deliveries (edition, subscriber_id, email, status, message_id,"
-                " paper_ids, picks, attempts, send_count, created_at, claimed_at, updated_at,"
-                " lease_owner, lease_expires_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (edition, subscriber_id) DO NOTHING RETURNING *",
-                [
-                    claim.edition,
-                    claim.subscriber_id,
-                    claim.email,
-                    DeliveryStatus.SENDING,
-                    claim.message_id,
-                    json.dumps(claim.paper_ids),
-                    json.dumps(claim.picks),
-                    claim.planned_at,
-                    now,
-                    now,
-                    lease.owner,
-                    lease.expires_at,
-                ],
-            )
+            inserted += self._rows(*claims_insert([claim], lease, now))
         return inserted
 
     def locked(self, edition: str, subscriber_ids: Collection[int]) -> dict[int, Delivery]:
@@ -280,3 +260,34 @@ def _delivery(row: dict[str, Any]) -> Delivery:
         lease_owner=row["lease_owner"],
         lease_expires_at=row["lease_expires_at"],
     )
+
+
+def claims_insert(claims: Sequence[NewClaim], lease: Lease, now: str) -> tuple[str, list]:
+    """The statement and parameters that insert ``claims`` as rows ``sending`` under
+    ``lease``, one row each; a claim whose (edition, subscriber) has a row already is left
+    out (the unique key decides), and the rows inserted are returned."""
+    rows = [
+        [
+            claim.edition,
+            claim.subscriber_id,
+            claim.email,
+            DeliveryStatus.SENDING,
+            claim.message_id,
+            json.dumps(claim.paper_ids),
+            json.dumps(claim.picks),
+            claim.planned_at,
+            now,
+            now,
+            lease.owner,
+            lease.expires_at,
+        ]
+        for claim in claims
+    ]
+    sql = (
+        "INSERT INTO deliveries (edition, subscriber_id, email, status, message_id,"
+        " paper_ids, picks, attempts, send_count, created_at, claimed_at, updated_at,"
+        " lease_owner, lease_expires_at) VALUES "
+        + ", ".join(["(?, ?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?, ?)"] * len(rows))
+        + " ON CONFLICT (edition, subscriber_id) DO NOTHING RETURNING *"
+    )
+    return sql, [value for row in rows for value in row]

@@ -28,7 +28,7 @@ from sqlite_utils.db import NotFoundError
 
 from ..models import Delivery, DeliveryStatus, Shard
 from .database import SQLiteStore
-from .deliveries import SQLiteDeliveries
+from .deliveries import SQLiteDeliveries, claims_insert
 from .interface import DeliveryStore, Lease, NewClaim
 from .migrations_postgres import SchemaTooNew, migrate
 
@@ -246,33 +246,7 @@ class PostgresDeliveries(SQLiteDeliveries):
 
     def insert_claims(self, claims: Sequence[NewClaim], lease: Lease, now: str) -> list[Delivery]:
         """One statement for the whole batch."""
-        if not claims:
-            return []
-        rows = [
-            [
-                claim.edition,
-                claim.subscriber_id,
-                claim.email,
-                DeliveryStatus.SENDING,
-                claim.message_id,
-                json.dumps(claim.paper_ids),
-                json.dumps(claim.picks),
-                claim.planned_at,
-                now,
-                now,
-                lease.owner,
-                lease.expires_at,
-            ]
-            for claim in claims
-        ]
-        return self._rows(
-            "INSERT INTO deliveries (edition, subscriber_id, email, status, message_id,"
-            " paper_ids, picks, attempts, send_count, created_at, claimed_at, updated_at,"
-            " lease_owner, lease_expires_at) VALUES "
-            + ", ".join(["(?, ?, ?, ?, ?, ?, ?, 1, 1, ?, ?, ?, ?, ?)"] * len(rows))
-            + " ON CONFLICT (edition, subscriber_id) DO NOTHING RETURNING *",
-            [value for row in rows for value in row],
-        )
+        return self._rows(*claims_insert(claims, lease, now)) if claims else []
 
     def locked(self, edition: str, subscriber_ids: Collection[int]) -> dict[int, Delivery]:
         rows = self._rows(
