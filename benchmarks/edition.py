@@ -1050,7 +1050,7 @@ def table(result: dict) -> str:
     if senders := result.get("senders"):
         rows.append(f"the same edition to a {senders['sink']}, each from a fresh copy:")
         labels = {"sqlite": "SQLite"} | {
-            key: "PostgreSQL" for key in senders if key.startswith("postgres_")
+            key: "PostgreSQL" for key in senders if re.fullmatch(r"postgres_\d+", key)
         }
         for key, label in labels.items():
             run = senders[key]
@@ -1067,7 +1067,10 @@ def table(result: dict) -> str:
                     f"{one['send_seconds']:.1f} s, ledger {one['ledger_seconds']:.1f} s), "
                     f"{one['messages']:,} messages"
                 )
-        rows.append(f"  {senders['many']} senders against one on PostgreSQL: {senders['speedup']}x")
+        rows.append(
+            f"  {senders['many']} senders against one on PostgreSQL: {senders['speedup']}x; "
+            f"one sender on PostgreSQL against one on SQLite: {senders['postgres_vs_sqlite']}x"
+        )
     if relay := result.get("relay"):
         rows.append(
             f"through the {relay['relay']} API to a loopback HTTP sink (another process), "
