@@ -206,10 +206,11 @@ def test_senders_claiming_the_next_messages_in_batches_take_each_once(settings, 
     def sender(name: str) -> None:
         with open_store(settings.db) as own:
             ledger = Ledger(own, owner=f"host-{name}:1")
-            remaining = candidates
-            while remaining:
-                claims = ledger.claim_next(EDITION, remaining, 50, DOMAIN, force=False)
-                remaining = remaining[claims.consumed :]
+            position = 0
+            while position < len(candidates):
+                claims = ledger.claim_next(EDITION, candidates, 50, DOMAIN, False, start=position)
+                assert claims.consumed > position
+                position = claims.consumed
                 claimed[name] += [sid for sid, d in claims.taken if isinstance(d, Delivery)]
                 assert len(claims.taken) <= 50
 
@@ -222,6 +223,34 @@ def test_senders_claiming_the_next_messages_in_batches_take_each_once(settings, 
     assert sorted(every) == sorted(r.id for r, _ in candidates)
     with open_store(settings.db) as store:
         assert store.deliveries.counts(EDITION.isoformat()) == {"sending": 300}
+
+
+def test_a_claim_starts_where_told_and_looks_past_a_long_run_of_held_messages(store):
+    """A claim takes the first free messages from ``start`` on (at most ``limit``) and says
+    where the next one starts; 300 messages in a row held by another sender are passed over
+    in one claim."""
+    from .conftest import add_readers
+
+    add_readers(store, 400)
+    candidates = [(reader, []) for reader in store.list_subscribers()]
+    ids = [reader.id for reader, _ in candidates]
+    other = Ledger(store, owner="host-a:1")
+    held = other.claim_next(EDITION, candidates, 300, DOMAIN, force=False, start=10)
+    assert [sid for sid, _ in held.taken] == ids[10:310]
+    assert held.consumed == 310
+    mine = Ledger(store, owner="host-b:2")
+    first = mine.claim_next(EDITION, candidates, 1, DOMAIN, force=False)
+    assert ([sid for sid, _ in first.taken], first.consumed) == ([ids[0]], 1)
+    after = mine.claim_next(EDITION, candidates, 1, DOMAIN, force=False, start=9)
+    assert ([sid for sid, _ in after.taken], after.consumed) == ([ids[9]], 10)
+    past = mine.claim_next(EDITION, candidates, 1, DOMAIN, force=False, start=10)
+    assert ([sid for sid, _ in past.taken], past.consumed) == ([ids[310]], 311)
+    rest = mine.claim_next(EDITION, candidates, 500, DOMAIN, force=False, start=311)
+    assert [sid for sid, _ in rest.taken] == ids[311:]
+    gaps = mine.claim_next(EDITION, candidates, 500, DOMAIN, force=False)
+    assert ([sid for sid, _ in gaps.taken], gaps.consumed) == (ids[1:9], 9)
+    none_left = mine.claim_next(EDITION, candidates, 5, DOMAIN, force=False)
+    assert (none_left.taken, none_left.consumed) == ([], len(candidates))
 
 
 def test_a_dead_senders_expired_claims_are_taken_by_the_next_claim_as_unknown(store, clock):

@@ -211,8 +211,6 @@ class _Run:
         self.unsent: list[_Unsent] = []
         #: Answers taken in and not yet recorded, with their messages.
         self.collected: list[tuple[_Claimed, SendResult]] = []
-        #: How many of the group's candidates the last claim was done with.
-        self.consumed = 0
 
     def send(self) -> SendReport:
         started = time.perf_counter()
@@ -330,7 +328,8 @@ class _Run:
         """Send a group's messages (never put in one batch with another group's): claim
         the next of them, hand them over batch by batch, claim again. False when the run
         must stop."""
-        while candidates or self.unsent:
+        position = 0  # where the next claim starts: the candidates before it are done with
+        while position < len(candidates) or self.unsent:
             if self.unsent:
                 batch = self.next_batch()  # composed while the connections are busy
                 with self.stats.timing("wait"):
@@ -346,7 +345,7 @@ class _Run:
             else:
                 limit = self.options.limit
                 if limit is not None and self.attempted >= limit:
-                    for subscriber, picks in candidates:
+                    for subscriber, picks in candidates[position:]:
                         detail = f"--limit {limit} reached"
                         self.note(Outcome(subscriber.email, "skipped", detail, len(picks)))
                     return True
@@ -356,19 +355,24 @@ class _Run:
                 if limit is not None:
                     window = min(window, limit - self.attempted)
                 first = min(window, self.throttle.room(self.transport.max_batch))
-                drafts = {s.id: self.draft(s, picks) for s, picks in candidates[:first]}
-                if not self.claim(candidates, window, drafts):
+                upcoming = candidates[position : position + first]
+                drafts = {s.id: self.draft(s, picks) for s, picks in upcoming}
+                claimed_to = self.claim(candidates, position, window, drafts)
+                if claimed_to is None:
                     return False
-                candidates = candidates[self.consumed :]
+                position = claimed_to
                 batch = self.next_batch()
             if batch:
                 self.hand_over(batch)
         return True
 
-    def claim(self, candidates: list[Candidate], window: int, drafts: dict[int, _Draft]) -> bool:
+    def claim(
+        self, candidates: list[Candidate], start: int, window: int, drafts: dict[int, _Draft]
+    ) -> int | None:
         """Wait for a free connection, then, in one transaction, record the answers that
-        came in and claim the next ``window`` messages; the ones the ledger refuses are noted
-        as skipped. False when the run must stop."""
+        came in and claim the next ``window`` messages of ``candidates`` from ``start`` on;
+        the ones the ledger refuses are noted as skipped. Where the next claim starts, or
+        None when the run must stop."""
         with self.stats.timing("wait"):
             fatal = self.collect(self.wire.answered(room_for_one=True))
         with self.stats.timing("ledger"), self.store.transaction():
@@ -384,14 +388,14 @@ class _Run:
                     self.domain,
                     self.options.force,
                     self.planned_at,
+                    start,
                 )
         if fatal:
             raise fatal
         if claims is None:
-            return False
-        self.consumed = claims.consumed
+            return None
         self.report.unknown += [d.email for d in claims.expired]
-        by_id = {s.id: (s, picks) for s, picks in candidates[: claims.consumed]}
+        by_id = {s.id: (s, picks) for s, picks in candidates[start : claims.consumed]}
         for subscriber_id, result in claims.taken:
             subscriber, picks = by_id[subscriber_id]
             if isinstance(result, Refusal):
@@ -401,7 +405,7 @@ class _Run:
                 continue
             self.attempted += 1
             self.unsent.append(_Unsent(result, subscriber, picks, drafts.get(subscriber_id)))
-        return True
+        return claims.consumed
 
     def next_batch(self) -> list[_Claimed]:
         """The next batch of the messages held, as many as one request carries and the caps

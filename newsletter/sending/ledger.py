@@ -81,7 +81,8 @@ RETRY_BASE = timedelta(minutes=5)
 #: How long a claim holds its message by default (the ``lease_seconds`` setting): far
 #: longer than a transport may take to answer.
 LEASE = timedelta(minutes=15)
-#: Candidates a claim looks through at once for the next messages that are free.
+#: The most candidates a claim looks through at once for the next messages that are free
+#: (it starts with a few more than it wants, and doubles while all it sees are taken).
 LOOKAHEAD = 1000
 #: The messages a subscriber has, or may have, received: their papers are not sent again.
 HELD = (DeliveryStatus.SENT, DeliveryStatus.SENDING, DeliveryStatus.UNKNOWN)
@@ -121,7 +122,8 @@ class Claims:
     """What one claim of the next messages took: per subscriber (by id, in the candidates'
     order) the claimed delivery or the refusal that says why not; the rows among them whose
     holder's lease had run out (recorded unknown, claimed again with the same Message-ID);
-    and how many of the candidates are done with, taken here or left to other senders."""
+    and where in the candidates the next claim starts (those before are done with, taken
+    here or left to other senders)."""
 
     taken: list[tuple[int, Delivery | Refusal]]
     expired: list[Delivery]
@@ -222,23 +224,28 @@ class Ledger:
         domain: str,
         force: bool,
         planned_at: str | None = None,
+        start: int = 0,
     ) -> Claims:
-        """Claim, in one transaction, the first ``limit`` messages of ``candidates`` (with
-        their papers, in the order they should go) that are neither sent nor held by a live
-        sender, skipping those another sender is claiming right now. The candidates before
-        the last one taken are left to others for good (``Claims.consumed``)."""
+        """Claim, in one transaction, the first ``limit`` messages of ``candidates`` from
+        ``start`` on (with their papers, in the order they should go) that are neither sent
+        nor held by a live sender, skipping those another sender is claiming right now. The
+        candidates before the last one taken are left to others for good: ``Claims.consumed``
+        is where the next claim starts. Only the candidates looked at are read, so claiming
+        a long list one message at a time costs the same per claim at its end as at its
+        start."""
         held = () if force else (DeliveryStatus.SENT, DeliveryStatus.SENDING)
         now = to_utc_iso(self.now())
-        by_id = {subscriber.id: (subscriber, picks) for subscriber, picks in candidates}
-        consumed = 0
+        consumed, size = start, min(max(4 * limit, 64), LOOKAHEAD)
         with self.store.transaction():
             while consumed < len(candidates):
-                window = [s.id for s, _ in candidates[consumed : consumed + LOOKAHEAD]]
-                ids = self.rows.lock_next(edition.isoformat(), window, limit, held, now)
-                if not ids:
-                    consumed += len(window)
+                window = candidates[consumed : consumed + size]
+                window_ids = [subscriber.id for subscriber, _ in window]
+                ids = self.rows.lock_next(edition.isoformat(), window_ids, limit, held, now)
+                if not ids:  # all taken: look further at once
+                    consumed, size = consumed + len(window), min(2 * size, LOOKAHEAD)
                     continue
-                consumed += window.index(ids[-1]) + 1
+                consumed += window_ids.index(ids[-1]) + 1
+                by_id = {subscriber.id: (subscriber, picks) for subscriber, picks in window}
                 chosen = [by_id[sid] for sid in ids]
                 taken, expired = self._take(edition, chosen, domain, force, planned_at)
                 return Claims([(sid, taken[sid]) for sid in ids if sid in taken], expired, consumed)
