@@ -253,6 +253,30 @@ def test_a_claim_starts_where_told_and_looks_past_a_long_run_of_held_messages(st
     assert (none_left.taken, none_left.consumed) == ([], len(candidates))
 
 
+@pytest.mark.sqlite_only("SQLite's query planner")
+def test_a_claim_on_sqlite_finds_its_rows_by_subscriber_not_by_reading_every_sent_one(
+    tmp_path,
+):
+    """With thousands of messages of the edition sent, a claim looks its few candidates up
+    by (edition, subscriber): SQLite's planner, without statistics, would otherwise read
+    every sent row of the edition at each claim, which made a long list quadratic."""
+    from .conftest import add_readers
+
+    with open_store(tmp_path / "plan.db") as store:
+        add_readers(store, 2000)
+        candidates = [(reader, []) for reader in store.list_subscribers()]
+        ledger = Ledger(store)
+        claims = ledger.claim_next(EDITION, candidates, 1900, DOMAIN, force=False)
+        ledger.record_many([(d, SendResult("sent")) for _, d in claims.taken])
+        statements: list[str] = []
+        store.conn.set_trace_callback(statements.append)
+        ledger.claim_next(EDITION, candidates, 1, DOMAIN, force=False, start=claims.consumed)
+        store.conn.set_trace_callback(None)
+        [lookup] = [s for s in statements if s.startswith("SELECT subscriber_id FROM deliveries")]
+        plan = " ".join(row[3] for row in store.conn.execute(f"EXPLAIN QUERY PLAN {lookup}"))
+    assert "(edition=? AND subscriber_id=?)" in plan, plan
+
+
 def test_a_dead_senders_expired_claims_are_taken_by_the_next_claim_as_unknown(store, clock):
     from .conftest import add_readers
 

@@ -115,9 +115,12 @@ class SQLiteDeliveries:
             busy = {
                 subscriber_id
                 for (subscriber_id,) in self.conn.execute(
+                    # "+status": the rows are found by (edition, subscriber_id). Without
+                    # statistics SQLite would rather take idx_deliveries_status and read
+                    # every message of the edition already sent, at each claim.
                     "SELECT subscriber_id FROM deliveries WHERE edition = ?"
                     f" AND subscriber_id IN ({', '.join('?' * len(chunk))})"
-                    f" AND status IN ({', '.join('?' * len(held))})"
+                    f" AND +status IN ({', '.join('?' * len(held))})"
                     " AND (status != ? OR coalesce(lease_expires_at, '9999') > ?)",
                     [edition, *chunk, *held, DeliveryStatus.SENDING, now],
                 )
