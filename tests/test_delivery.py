@@ -244,3 +244,68 @@ def test_kill_9_at_random_moments_then_restart_sends_each_edition_exactly_once(
     assert len(unknown) <= kills  # one connection: at most one unknown message per kill
     assert set(json.loads(final.stdout)["unknown"]) <= set(emails)
     assert Ledger(store).counts(TODAY) == {"sent": len(emails)}
+
+
+def test_a_window_that_takes_longer_than_a_lease_keeps_its_claims(
+    store, settings, tmp_path, scripted_smtp
+):
+    """A slow server: each message takes 40 s of the ledger's clock and a lease lasts 100 s.
+    On PostgreSQL the whole list is claimed at once; the sender renews its leases as it
+    goes, so another sender, looking while the last message is on the wire, finds nothing
+    held past its lease to take over (it would send those again), and each reader gets
+    one copy."""
+    from newsletter.store import open_store
+
+    moment = [datetime(2030, 1, 1, 12, tzinfo=UTC)]
+    emails = [f"slow{i}@example.org" for i in range(6)]
+    seen_by_rival = []
+
+    def answer(address: str) -> None:
+        moment[0] += timedelta(seconds=40)
+        if address == emails[-1]:
+            with open_store(settings.db) as own:
+                rival = Ledger(own, now=lambda: moment[0], owner="rival:1")
+                candidates = [(s, []) for s in own.list_subscribers(Status.ACTIVE)]
+                seen_by_rival.append(rival.claim_next(TODAY, candidates, 50, "x", False))
+
+    box, _ = scripted_smtp(answer)
+    _subscribers(store, settings, tmp_path, emails)
+    controls = RunControls(now=lambda: moment[0])
+    report = send_edition(store, _smtp(settings, box, lease_seconds=100), TODAY, controls=controls)
+    assert report.counts == {"sent": 6}
+    [rival] = seen_by_rival
+    assert (rival.taken, rival.expired) == ([], [])
+    assert sorted(r for env in box.envelopes for r in env.rcpt_tos) == sorted(emails)
+
+
+def test_messages_taken_over_by_another_sender_are_not_sent_from_here(
+    store, settings, tmp_path, scripted_smtp, backend
+):
+    """The server takes longer than a whole lease over the first message: another sender
+    gives the claims up for dead and takes them. This sender then finds, when it renews,
+    that the rest are no longer its own: it does not send them."""
+    from newsletter.store import open_store
+
+    moment = [datetime(2030, 1, 1, 12, tzinfo=UTC)]
+    emails = [f"stuck{i}@example.org" for i in range(3)]
+    taken_over = []
+
+    def answer(address: str) -> None:
+        moment[0] += timedelta(seconds=120)
+        if not taken_over:
+            with open_store(settings.db) as own:
+                rival = Ledger(own, now=lambda: moment[0], owner="rival:1")
+                candidates = [(s, []) for s in own.list_subscribers(Status.ACTIVE)]
+                taken_over.append(rival.claim_next(TODAY, candidates, 50, "x", False))
+
+    box, _ = scripted_smtp(answer)
+    _subscribers(store, settings, tmp_path, emails)
+    controls = RunControls(now=lambda: moment[0])
+    report = send_edition(store, _smtp(settings, box, lease_seconds=100), TODAY, controls=controls)
+    assert [r for env in box.envelopes for r in env.rcpt_tos] == emails[:1]
+    if backend == "postgres":  # the whole list was claimed at once, then lost
+        assert report.counts == {"sent": 1, "skipped": 2}
+        skipped = [o.detail for o in report.outcomes if o.status == "skipped"]
+        assert skipped == ["held past its lease; another sender took it over"] * 2
+    else:  # claimed one at a time: the next two were the other sender's before they were
+        assert report.counts == {"sent": 1}

@@ -211,6 +211,9 @@ class _Run:
         self.unsent: list[_Unsent] = []
         #: Answers taken in and not yet recorded, with their messages.
         self.collected: list[tuple[_Claimed, SendResult]] = []
+        #: When the leases of the messages held are next renewed (half a lease after the
+        #: first claim since the last renewal).
+        self.renew_at: datetime | None = None
 
     def send(self) -> SendReport:
         started = time.perf_counter()
@@ -362,6 +365,7 @@ class _Run:
                     return False
                 position = claimed_to
                 batch = self.next_batch()
+            batch = self.keep_leases(batch)
             if batch:
                 self.hand_over(batch)
         return True
@@ -395,6 +399,8 @@ class _Run:
         if claims is None:
             return None
         self.report.unknown += [d.email for d in claims.expired]
+        halfway = self.controls.now() + self.ledger.lease / 2
+        self.renew_at = min(self.renew_at or halfway, halfway)
         by_id = {s.id: (s, picks) for s, picks in candidates[start : claims.consumed]}
         for subscriber_id, result in claims.taken:
             subscriber, picks = by_id[subscriber_id]
@@ -425,6 +431,35 @@ class _Run:
                 self.renderer.seal(draft.message, delivery.message_id)
             batch.append(_Claimed(delivery, held.subscriber, held.picks, draft.message))
         return batch
+
+    def keep_leases(self, batch: list[_Claimed]) -> list[_Claimed]:
+        """Once half a lease has gone by since the claim (or the last renewal), renew the
+        lease of every message the run holds, so that other senders do not give up for dead
+        a window that a slow server takes longer than a lease to send; ``batch`` without
+        the messages another sender took over meanwhile (noted as skipped, never handed
+        over from here)."""
+        now = self.controls.now()
+        if self.renew_at is None or now < self.renew_at:
+            return batch
+        held = [
+            *(c.delivery for c in batch),
+            *(u.delivery for u in self.unsent),
+            *(c.delivery for c, _ in self.collected),
+            *self.wire.held(),
+        ]
+        with self.stats.timing("ledger"):
+            kept = self.ledger.renew(held)
+        self.renew_at = now + self.ledger.lease / 2 if kept else None
+        lost = [(c.subscriber, c.picks) for c in batch if c.delivery.id not in kept]
+        lost += [(u.subscriber, u.picks) for u in self.unsent if u.delivery.id not in kept]
+        for subscriber, picks in lost:
+            detail = "held past its lease; another sender took it over"
+            self.note(Outcome(subscriber.email, "skipped", detail, len(picks)))
+        if lost:
+            log.warning("%d claimed message(s) were taken over by another sender", len(lost))
+        self.attempted -= len(lost)
+        self.unsent = [u for u in self.unsent if u.delivery.id in kept]
+        return [c for c in batch if c.delivery.id in kept]
 
     def hand_over(self, batch: list[_Claimed]) -> None:
         """Hand ``batch`` to the free connection; a batch of more than one message is
@@ -611,6 +646,10 @@ class _Wire:
                 self.idle.append(connection)
                 answered.append((future, batch))
         return answered
+
+    def held(self) -> list[Delivery]:
+        """The messages in flight."""
+        return [c.delivery for _, batch in self.in_flight.values() for c in batch]
 
     def drain(self) -> Answered:
         """Every batch still in flight, once its send returns (its future is done)."""

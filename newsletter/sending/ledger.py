@@ -373,6 +373,16 @@ class Ledger:
         """Messages to ``shard`` sent since ``moment`` (ISO-8601 UTC), for the hourly cap."""
         return self.rows.count_sent_since(moment, shard)
 
+    def renew(self, deliveries: Sequence[Delivery]) -> set[int]:
+        """Hold these claimed messages for another lease from now, for a sender whose window
+        takes longer than a lease to send (a slow server): the ids of those still its own.
+        One missing was given up for dead and taken by another sender: it must not go out
+        from here too."""
+        moment = self.now()
+        lease = Lease(self.owner, to_utc_iso(moment + self.lease))
+        with self.store.transaction():
+            return set(self.rows.renew([d.id for d in deliveries], lease, to_utc_iso(moment)))
+
     def release(self, deliveries: Sequence[Delivery]) -> None:
         """Give back claimed messages that were never handed over (the run stopped first):
         as if they had not been claimed, and due at once."""

@@ -172,6 +172,21 @@ class SQLiteDeliveries:
             )
         return claimed
 
+    def renew(self, delivery_ids: Sequence[int], lease: Lease, now: str) -> list[int]:
+        renewed: list[int] = []
+        for start in range(0, len(delivery_ids), KEYS_PER_QUERY):
+            chunk = list(delivery_ids[start : start + KEYS_PER_QUERY])
+            renewed += [
+                delivery_id
+                for (delivery_id,) in self.conn.execute(
+                    "UPDATE deliveries SET lease_expires_at = ?, updated_at = ?"
+                    " WHERE status = ? AND lease_owner = ?"
+                    f" AND id IN ({', '.join('?' * len(chunk))}) RETURNING id",
+                    [lease.expires_at, now, DeliveryStatus.SENDING, lease.owner, *chunk],
+                ).fetchall()
+            ]
+        return renewed
+
     def release(self, delivery_ids: Sequence[int], now: str) -> None:
         rows = [(DeliveryStatus.SENDING, delivery_id) for delivery_id in delivery_ids]
         self.conn.executemany(

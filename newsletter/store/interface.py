@@ -184,6 +184,12 @@ class DeliveryStore(Protocol):
         """Take these existing rows for sending again; the rows as they now are."""
         ...
 
+    def renew(self, delivery_ids: Sequence[int], lease: Lease, now: str) -> list[int]:
+        """Extend to ``lease.expires_at`` the lease of these rows that are still ``sending``
+        under ``lease.owner``; the ids renewed (a row missing from them was taken by another
+        sender after its lease ran out, or answered)."""
+        ...
+
     def release(self, delivery_ids: Sequence[int], now: str) -> None:
         """Give back these ``sending`` rows, never handed over: a first claim's row goes, a
         claim again returns to ``failed``, due at ``now``, its attempt not counted."""
