@@ -309,3 +309,35 @@ def test_messages_taken_over_by_another_sender_are_not_sent_from_here(
         assert skipped == ["held past its lease; another sender took it over"] * 2
     else:  # claimed one at a time: the next two were the other sender's before they were
         assert report.counts == {"sent": 1}
+
+
+def test_a_sender_beside_others_makes_only_the_emails_it_claimed(
+    store, settings, tmp_path, backend, monkeypatch
+):
+    """Another sender holds the first three messages. On PostgreSQL, where senders claim
+    side by side, this one makes each email once it has claimed it, so it makes none of
+    theirs (made first, a window of 500 was made twice whenever two senders met)."""
+    from newsletter.mail.render import Renderer
+
+    emails = [f"side{i}@example.org" for i in range(6)]
+    _subscribers(store, settings, tmp_path, emails)
+    readers = [store.get_subscriber(email) for email in emails]
+    from newsletter.sending.edition import plan_edition
+
+    plan = plan_edition(store, settings, TODAY, readers[:3])
+    rival = Ledger(store, owner="rival:1")
+    rival.claim_next(TODAY, [(r, plan[r.id]) for r in readers[:3]], 3, "x", False)
+    made = []
+    render = Renderer.render
+
+    def counted(self, subscriber, *args, **kwargs):
+        made.append(subscriber.email)
+        return render(self, subscriber, *args, **kwargs)
+
+    monkeypatch.setattr(Renderer, "render", counted)
+    outbox = tmp_path / "outbox"
+    report = send_edition(store, replace(settings, transport=f"outbox:{outbox}"), TODAY)
+    if backend == "postgres":
+        assert (report.counts["sent"], made) == (3, emails[3:])
+    else:  # one sender per shard: rows left sending are a dead run's, and go again
+        assert (report.counts["sent"], made) == (6, emails)

@@ -19,7 +19,8 @@ store says how many messages one claim should take (``claim_batch``): as many as
 request carries on SQLite, whose claim holds the whole database, so each batch is composed
 first and claimed right before it goes; a window of many batches on PostgreSQL, shared by
 senders on several hosts, where one claim per message would make the claims the limit, so
-the window is claimed first (the next messages no other sender holds), composed and handed
+the window is claimed first (the next messages no other sender holds; a message composed
+before its claim might be another sender's: ``concurrent_claims``), composed and handed
 over batch by batch, and its answers are recorded with the next claim: one transaction per
 window. A crash leaves at most one batch per connection handed over without its answer
 recorded (on PostgreSQL, the whole window: some went out, some not): unknown, and the
@@ -357,7 +358,10 @@ class _Run:
                 )
                 if limit is not None:
                     window = min(window, limit - self.attempted)
-                first = min(window, self.throttle.room(self.transport.max_batch))
+                if self.store.deliveries.concurrent_claims:
+                    first = 0  # made once claimed: another sender may claim them first
+                else:
+                    first = min(window, self.throttle.room(self.transport.max_batch))
                 upcoming = candidates[position : position + first]
                 drafts = {s.id: self.draft(s, picks) for s, picks in upcoming}
                 claimed_to = self.claim(candidates, position, window, drafts)

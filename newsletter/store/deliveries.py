@@ -23,6 +23,7 @@ class SQLiteDeliveries:
     locks and what a crash leaves)."""
 
     claim_batch = 1
+    concurrent_claims = False
 
     def __init__(self, conn: sqlite3.Connection | Any):
         self.conn = conn

@@ -121,6 +121,11 @@ class DeliveryStore(Protocol):
     #: transaction holds the whole database (so a claim waits for no more than one message
     #: to be made), a batch in PostgreSQL, whose claims lock only their rows.
     claim_batch: int
+    #: Whether several senders of one list claim from these rows at once (PostgreSQL).
+    #: Then a sender makes each email after claiming it: one made before might be claimed
+    #: first by another sender, and made for nothing. A single sender (SQLite's, per shard)
+    #: makes each batch first, so that the claim comes right before it goes.
+    concurrent_claims: bool
 
     def get(self, edition: str, subscriber_id: int) -> Delivery | None: ...
 

@@ -204,6 +204,7 @@ class PostgresDeliveries(SQLiteDeliveries):
     Several senders on several hosts share the table: nothing holds the whole of it."""
 
     claim_batch = 50
+    concurrent_claims = True
 
     def lock_next(
         self,
