@@ -451,6 +451,9 @@ class _Run:
             *(c.delivery for c, _ in self.collected),
             *self.wire.held(),
         ]
+        if not held:
+            self.renew_at = None
+            return batch
         with self.stats.timing("ledger"):
             kept = self.ledger.renew(held)
         self.renew_at = now + self.ledger.lease / 2 if kept else None
