@@ -166,6 +166,12 @@ class Settings:
     bounce_scan_minutes: int = 15
     #: A message in the bounce mailbox larger than this (bytes) is reported and skipped.
     max_bounce_bytes: int = 5_000_000
+    #: Apply a bounce by mail only to the subscriber its VERP token names (it needs
+    #: ``bounce_address``). Without it a bounce that came back without a token (a relay's
+    #: own return path, a forwarding server) is applied to the reader the ledger sent the
+    #: quoted message to, else to the address the report names, which anyone can write: a
+    #: forged report could suppress any subscriber.
+    bounce_require_verp: bool = False
     #: Parallel connections to the mail server (SMTP; a relay uses one): at most one
     #: message per connection is in flight, so at most that many can be left unknown by a
     #: crash (through a relay, one batch).
@@ -225,6 +231,10 @@ class Settings:
             (self.soft_bounce_window_days >= 1, "soft_bounce_window_days must be at least 1"),
             (self.bounce_scan_minutes >= 0, "bounce_scan_minutes must not be negative"),
             (self.max_bounce_bytes >= 1024, "max_bounce_bytes must be at least 1024"),
+            (
+                self.bounce_address or not self.bounce_require_verp,
+                "bounce_require_verp needs bounce_address (the VERP tokens come back to it)",
+            ),
             (0 < self.storm_failure_share <= 1, "storm_failure_share must be in (0, 1]"),
             (self.worker_tick_minutes >= 1, "worker_tick_minutes must be at least 1"),
             (all(_is_hhmm(t) for t in self.ingest_times), "ingest_times must be HH:MM"),
@@ -363,6 +373,13 @@ def _coerce(name: str, value: Any) -> Any:
         if not isinstance(value, str | Path):
             raise SettingsError(problem)
         return Path(value).expanduser()
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+        if isinstance(value, str) and value.strip().lower() in words:
+            return words[value.strip().lower()]
+        raise SettingsError(problem)
     if kind is int:
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value)

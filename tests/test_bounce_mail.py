@@ -720,3 +720,50 @@ def test_an_imap_server_without_tls_is_refused_before_the_password_goes(settings
     url = f"imap://bounces@127.0.0.1:{free_port()}"
     with pytest.raises(MailboxError, match="cannot read"):
         open_source(replace(settings, bounce_mailbox=url, bounce_password="pw")).__enter__()
+
+
+@pytest.mark.both_stores
+def test_with_verp_required_only_a_bounce_whose_token_verifies_is_applied(
+    store, bounce_settings, tmp_path, caplog
+):
+    """``bounce_require_verp``: a DSN without a token naming a reader (forged, or from a
+    forwarding server) and one quoting our message to another are kept, not applied; the
+    one that came back to its reader's VERP address is."""
+    ingest_path(store, write_jsonl(tmp_path / "papers.jsonl", PAPERS))
+    _named, quoted, verp = _subscribe(
+        store, bounce_settings, "gone@example.net", "alice@example.org", "verp@example.org"
+    )
+    send_edition(store, bounce_settings, EDITION)
+    sent_to_alice = store.deliveries.get(EDITION.isoformat(), quoted.id).message_id
+    _maildir(
+        tmp_path / "Maildir",
+        [
+            (SAMPLES / "postfix-user-unknown.eml").read_bytes(),  # names gone@example.net
+            _dsn_about(sent_to_alice, "alice@example.org").replace(
+                b"Message-Id: <2026", b"Message-Id: <quoting-2026"
+            ),
+            _verp_bounce(LinkSigner(SECRET), verp, "fwd@else.example"),
+        ],
+    )
+    strict = replace(bounce_settings, bounce_require_verp=True)
+    report = scan_bounces(store, strict)
+    assert report.counts == {"unknown": 2, "hard_bounce": 1}
+    status = {s.email: s.status for s in store.list_subscribers()}
+    assert status == {
+        "gone@example.net": Status.ACTIVE,
+        "alice@example.org": Status.ACTIVE,
+        "verp@example.org": Status.BOUNCED,
+    }
+    assert "no VERP token that verifies (bounce_require_verp)" in caplog.text
+
+
+def test_verp_required_needs_a_bounce_address_and_reads_as_a_yes_or_no(settings):
+    from newsletter.settings import SettingsError, load_settings
+
+    assert load_settings({"NEWSLETTER_BOUNCE_REQUIRE_VERP": "no"}).bounce_require_verp is False
+    on = {"NEWSLETTER_BOUNCE_REQUIRE_VERP": "true", "NEWSLETTER_BOUNCE_ADDRESS": BOUNCES}
+    assert load_settings(on).bounce_require_verp is True
+    with pytest.raises(SettingsError, match="bounce_require_verp needs bounce_address"):
+        load_settings({"NEWSLETTER_BOUNCE_REQUIRE_VERP": "1"})
+    with pytest.raises(SettingsError, match="cannot read 'maybe'"):
+        load_settings({**on, "NEWSLETTER_BOUNCE_REQUIRE_VERP": "maybe"})

@@ -160,10 +160,16 @@ def _handle(store: Store, settings: Settings, signer: LinkSigner, letter: Letter
         if kind not in APPLIED:
             return ScanItem(mail.message_id, kind, None, "kept", mail.detail)
         if subscriber_email is None:
+            why = (
+                "carries no VERP token that verifies (bounce_require_verp)"
+                if settings.bounce_require_verp
+                else "names nobody on the list"
+            )
             log.warning(
-                "bounce mailbox: %s %s names nobody on the list (%s): kept",
+                "bounce mailbox: %s %s %s (%s): kept",
                 kind,
                 mail.message_id,
+                why,
                 ", ".join(mail.recipients) or "no address",
             )
             named = mail.recipients[0] if mail.recipients else None
@@ -204,7 +210,8 @@ def _recipient(
     """The subscriber's address and the edition: from a VERP token that verifies, else from
     the ledger when the bounce quotes a Message-ID of ours (nobody when the ledger never
     sent it: the addresses a bounce names are anyone's to write), else the first address
-    named that is on the list (edition unknown)."""
+    named that is on the list (edition unknown). With ``bounce_require_verp``, only the
+    token counts."""
     for token in mail.tokens:
         try:
             read = signer.read_return_token(token)
@@ -213,6 +220,8 @@ def _recipient(
             continue
         if signer.return_token_matches(read, subscriber.email):
             return subscriber.email, read.edition.isoformat()
+    if settings.bounce_require_verp:
+        return None, None
     if (ours := _our_message(mail.original_message_id, settings.sender_domain)) is not None:
         return _ledger_recipient(store, mail.original_message_id or "", ours)
     for address in mail.recipients:
