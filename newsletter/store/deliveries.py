@@ -43,6 +43,12 @@ class SQLiteDeliveries:
     def for_edition(self, edition: str) -> list[Delivery]:
         return self._rows("SELECT * FROM deliveries WHERE edition = ?", [edition])
 
+    def with_message_id(self, edition: str, message_id: str) -> Delivery | None:
+        rows = self._rows(
+            "SELECT * FROM deliveries WHERE edition = ? AND message_id = ?", [edition, message_id]
+        )
+        return rows[0] if rows else None
+
     def latest(self, subscriber_id: int, status: DeliveryStatus, limit: int) -> list[Delivery]:
         return self._rows(
             "SELECT * FROM deliveries WHERE subscriber_id = ? AND status = ?"

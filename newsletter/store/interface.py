@@ -129,6 +129,10 @@ class DeliveryStore(Protocol):
 
     def get(self, edition: str, subscriber_id: int) -> Delivery | None: ...
 
+    def with_message_id(self, edition: str, message_id: str) -> Delivery | None:
+        """The edition's row whose current Message-ID is ``message_id``, if any."""
+        ...
+
     def for_edition(self, edition: str) -> list[Delivery]: ...
 
     def latest(self, subscriber_id: int, status: DeliveryStatus, limit: int) -> list[Delivery]:

@@ -246,12 +246,12 @@ def _our_message(message_id: str | None, domain: str) -> str | None:
 
 def _ledger_recipient(store: Store, message_id: str, edition: str) -> tuple[str | None, str | None]:
     """Whom the ledger sent ``message_id`` of ``edition`` to, if anyone still subscribed."""
-    for delivery in store.deliveries.for_edition(edition):
-        if delivery.message_id == message_id:
-            try:
-                return store.get_subscriber(delivery.subscriber_id).email, edition
-            except SubscriberNotFound:
-                break
+    delivery = store.deliveries.with_message_id(edition, message_id)
+    if delivery is not None:
+        try:
+            return store.get_subscriber(delivery.subscriber_id).email, edition
+        except SubscriberNotFound:
+            pass
     return None, None
 
 
