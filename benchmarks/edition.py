@@ -722,13 +722,13 @@ def postgres_cpu_seconds(url: str) -> float | None:
     None when the server is not a process of this machine."""
     import psycopg
 
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url) as conn:  # read while the backend lives: it exits on close
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    backend = int(row[0]) if row else 0
-    try:
-        status = Path(f"/proc/{backend}/status").read_text()
-    except OSError:
-        return None
+        backend = int(row[0]) if row else 0
+        try:
+            status = Path(f"/proc/{backend}/status").read_text()
+        except OSError:
+            return None
     parent_line = re.search(r"^PPid:\s+(\d+)", status, re.M)
     if parent_line is None:
         return None
