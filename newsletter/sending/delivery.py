@@ -25,7 +25,9 @@ over batch by batch, and its answers are recorded with the next claim: one trans
 window. A crash leaves at most one batch per connection handed over without its answer
 recorded (on PostgreSQL, the whole window: some went out, some not): unknown, and the
 ledger's rule for those applies: sent again with the same Message-ID, as the same batch
-(so that, on Resend, the request carries the same idempotency key). The run respects the
+(so that, on Resend, the request carries the same idempotency key). What a run holds past
+half its lease has the lease renewed before the next batch goes, so that a slow window is
+not taken for a dead sender's. The run respects the
 per-second and per-hour caps, pauses itself when nearly everything fails, and stops cleanly
 between two claims when asked to.
 """
