@@ -111,14 +111,10 @@ class SQLiteDeliveries:
         held: Collection[DeliveryStatus],
         now: str,
     ) -> list[int]:
-        # The transaction is IMMEDIATE: no other sender claims anything until it ends. The
-        # ids are looked up a few more than wanted at a time, then twice as many each time
-        # (a list resent, mostly sent already): a claim of one message reads a few rows.
+        # The transaction is IMMEDIATE: no other sender claims anything until it ends.
         taken: list[int] = []
-        start, step = 0, min(max(2 * limit, 16), KEYS_PER_QUERY)
-        while start < len(subscriber_ids):
-            chunk = list(subscriber_ids[start : start + step])
-            start, step = start + len(chunk), min(2 * step, KEYS_PER_QUERY)
+        for start in range(0, len(subscriber_ids), KEYS_PER_QUERY):
+            chunk = list(subscriber_ids[start : start + KEYS_PER_QUERY])
             busy = {
                 subscriber_id
                 for (subscriber_id,) in self.conn.execute(
