@@ -15,8 +15,9 @@ from aiosmtpd.controller import Controller
 
 from newsletter.models import Status
 from newsletter.sending.delivery import RunControls, SendOptions, send_edition
-from newsletter.sending.ledger import Ledger
+from newsletter.sending.ledger import Claims, Ledger
 from newsletter.sending.locking import LockBusy, SendingLock
+from newsletter.store import open_store
 from newsletter.store.ingest import ingest_path
 from newsletter.subscribers.profiles import add_subscriber
 
@@ -246,6 +247,14 @@ def test_kill_9_at_random_moments_then_restart_sends_each_edition_exactly_once(
     assert Ledger(store).counts(TODAY) == {"sent": len(emails)}
 
 
+def _claim_as_another_sender(settings, now: datetime) -> Claims:
+    """What a second sender, on its own connection, claims of the whole list at ``now``."""
+    with open_store(settings.db) as own:
+        rival = Ledger(own, now=lambda: now, owner="rival:1")
+        candidates = [(s, []) for s in own.list_subscribers(Status.ACTIVE)]
+        return rival.claim_next(TODAY, candidates, 50, "x", False)
+
+
 def test_a_window_that_takes_longer_than_a_lease_keeps_its_claims(
     store, settings, tmp_path, scripted_smtp
 ):
@@ -254,8 +263,6 @@ def test_a_window_that_takes_longer_than_a_lease_keeps_its_claims(
     goes, so another sender, looking while the last message is on the wire, finds nothing
     held past its lease to take over (it would send those again), and each reader gets
     one copy."""
-    from newsletter.store import open_store
-
     moment = [datetime(2030, 1, 1, 12, tzinfo=UTC)]
     emails = [f"slow{i}@example.org" for i in range(6)]
     seen_by_rival = []
@@ -263,10 +270,7 @@ def test_a_window_that_takes_longer_than_a_lease_keeps_its_claims(
     def answer(address: str) -> None:
         moment[0] += timedelta(seconds=40)
         if address == emails[-1]:
-            with open_store(settings.db) as own:
-                rival = Ledger(own, now=lambda: moment[0], owner="rival:1")
-                candidates = [(s, []) for s in own.list_subscribers(Status.ACTIVE)]
-                seen_by_rival.append(rival.claim_next(TODAY, candidates, 50, "x", False))
+            seen_by_rival.append(_claim_as_another_sender(settings, moment[0]))
 
     box, _ = scripted_smtp(answer)
     _subscribers(store, settings, tmp_path, emails)
@@ -284,8 +288,6 @@ def test_messages_taken_over_by_another_sender_are_not_sent_from_here(
     """The server takes longer than a whole lease over the first message: another sender
     gives the claims up for dead and takes them. This sender then finds, when it renews,
     that the rest are no longer its own: it does not send them."""
-    from newsletter.store import open_store
-
     moment = [datetime(2030, 1, 1, 12, tzinfo=UTC)]
     emails = [f"stuck{i}@example.org" for i in range(3)]
     taken_over = []
@@ -293,10 +295,7 @@ def test_messages_taken_over_by_another_sender_are_not_sent_from_here(
     def answer(address: str) -> None:
         moment[0] += timedelta(seconds=120)
         if not taken_over:
-            with open_store(settings.db) as own:
-                rival = Ledger(own, now=lambda: moment[0], owner="rival:1")
-                candidates = [(s, []) for s in own.list_subscribers(Status.ACTIVE)]
-                taken_over.append(rival.claim_next(TODAY, candidates, 50, "x", False))
+            taken_over.append(_claim_as_another_sender(settings, moment[0]))
 
     box, _ = scripted_smtp(answer)
     _subscribers(store, settings, tmp_path, emails)
